@@ -1,0 +1,16 @@
+"""hf-tsel: rank pre-trained vision backbones by transferability to your dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "rank"]
+
+
+def rank(*args: Any, **kwargs: Any):
+    """Score a zoo of backbones on a dataset; see :func:`hf_tsel.ranking.rank`."""
+    from .ranking import rank as _rank
+
+    return _rank(*args, **kwargs)

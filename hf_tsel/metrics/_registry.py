@@ -1,0 +1,270 @@
+"""The one metric registry: metadata, lookup and the public ``score``/``score_zoo`` entry points."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Literal, Mapping
+
+import torch
+
+from ._validation import MetricInputError, MetricInputs, prepare_inputs
+
+__all__ = [
+    "MetricSpec", "MetricTable", "register", "register_transform", "get_metric", "list_metrics", "score", "score_zoo",
+]
+
+Consumes = Literal["features", "source_probs", "model_set"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Metadata of one registered metric.
+
+    ``fn`` receives validated :class:`MetricInputs` (a ``dict`` of them, keyed by model name, for
+    ``consumes="model_set"``) plus keyword parameters, and returns the score in the reference's own
+    direction; :func:`score` negates it when ``negated`` so every exposed score is higher-is-better.
+    """
+
+    name: str
+    fn: Callable[..., Any] = field(repr=False)
+    consumes: Consumes
+    paper: str
+    reference: str = ""
+    stochastic: bool = False
+    negated: bool = False
+    aliases: tuple[str, ...] = ()
+    summary: str = ""
+    min_samples_per_class: int = 2
+    dtype: torch.dtype = torch.float64
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Always True: scores of lower-is-better references are negated before they are returned."""
+        return True
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Keyword parameters the metric accepts (besides ``seed``)."""
+        return tuple(name for name, p in inspect.signature(self.fn).parameters.items()
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "seed")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "consumes": self.consumes, "higher_is_better": True,
+                "reference_lower_is_better": self.negated, "stochastic": self.stochastic, "paper": self.paper,
+                "reference": self.reference, "aliases": list(self.aliases), "parameters": list(self.parameters),
+                "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """A feature transform that can prefix any feature metric, e.g. ``ped+logme``."""
+
+    prefix: str
+    fn: Callable[..., MetricInputs]
+    paper: str
+    summary: str
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(name for name, p in inspect.signature(self.fn).parameters.items()
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+_METRICS: dict[str, MetricSpec] = {}
+_ALIASES: dict[str, str] = {}
+_TRANSFORMS: dict[str, _Transform] = {}
+
+
+def register(name: str, *, consumes: Consumes, paper: str, reference: str = "", stochastic: bool = False,
+             negated: bool = False, aliases: tuple[str, ...] = (), min_samples_per_class: int = 2,
+             dtype: torch.dtype = torch.float64) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding a metric implementation to the registry (the docstring's first line is its summary)."""
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for key in (name, *aliases):
+            if key in _METRICS or key in _ALIASES:
+                raise ValueError(f"metric name {key!r} is registered twice")
+        summary = (inspect.getdoc(fn) or "").split("\n")[0]
+        _METRICS[name] = MetricSpec(name=name, fn=fn, consumes=consumes, paper=paper, reference=reference,
+                                    stochastic=stochastic, negated=negated, aliases=aliases, summary=summary,
+                                    min_samples_per_class=min_samples_per_class, dtype=dtype)
+        _ALIASES.update({alias: name for alias in aliases})
+        return fn
+
+    return decorator
+
+
+def register_transform(prefix: str, *, paper: str) -> Callable[[Callable[..., MetricInputs]], Callable[..., MetricInputs]]:
+    """Decorator registering a feature transform usable as ``<prefix>+<feature metric>``.
+
+    The transform receives validated inputs plus its own keyword parameters and returns new inputs
+    (same labels, transformed features); the base metric then scores those.
+    """
+
+    def decorator(fn: Callable[..., MetricInputs]) -> Callable[..., MetricInputs]:
+        summary = (inspect.getdoc(fn) or "").split("\n")[0]
+        _TRANSFORMS[prefix] = _Transform(prefix=prefix, fn=fn, paper=paper, summary=summary)
+        return fn
+
+    return decorator
+
+
+def _unknown_metric(name: str) -> MetricInputError:
+    known = ", ".join(sorted(_METRICS))
+    return MetricInputError(name, f"unknown metric {name!r}.", f"use one of: {known} (or '<transform>+<metric>' "
+                            f"with a transform in: {', '.join(sorted(_TRANSFORMS)) or 'none'}); see `hf-tsel metrics`.")
+
+
+def _composed(transform: _Transform, base: MetricSpec) -> MetricSpec:
+    transform_params = set(transform.parameters)
+    base_signature = inspect.signature(base.fn)
+
+    def composed_fn(inputs: MetricInputs, **params: Any) -> float:
+        own = {k: v for k, v in params.items() if k in transform_params}
+        rest = {k: v for k, v in params.items() if k not in transform_params}
+        return base.fn(transform.fn(inputs, **own), **rest)
+
+    parameters = [p for p in base_signature.parameters.values()] + [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=inspect.signature(transform.fn).parameters[n].default)
+        for n in transform.parameters if n not in base_signature.parameters]
+    composed_fn.__signature__ = base_signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return replace(base, name=f"{transform.prefix}+{base.name}", fn=composed_fn, aliases=(),
+                   paper=f"{transform.paper}; base: {base.paper}",
+                   summary=f"{transform.summary} Then: {base.summary}")
+
+
+def get_metric(name: str) -> MetricSpec:
+    """Look up a metric by name, alias or ``<transform>+<metric>``.
+
+    Example:
+        >>> get_metric("logme").consumes
+        'features'
+    """
+    key = name.strip().lower()
+    if "+" in key:
+        prefix, base_name = key.split("+", 1)
+        if prefix not in _TRANSFORMS:
+            raise _unknown_metric(name)
+        base = get_metric(base_name)
+        if base.consumes != "features":
+            raise MetricInputError(name, f"{prefix} transforms features, but {base.name!r} consumes {base.consumes}.",
+                                   f"combine {prefix} with a feature-based metric such as {prefix}+logme.")
+        return _composed(_TRANSFORMS[prefix], base)
+    key = _ALIASES.get(key, key)
+    if key not in _METRICS:
+        raise _unknown_metric(name)
+    return _METRICS[key]
+
+
+class MetricTable(list):
+    """A list of :class:`MetricSpec` that prints as a table."""
+
+    def __str__(self) -> str:
+        header = f"{'name':<26} {'consumes':<13} {'stochastic':<10} {'negated':<8} paper"
+        rows = [f"{m.name:<26} {m.consumes:<13} {str(m.stochastic):<10} {str(m.negated):<8} {m.paper}" for m in self]
+        return "\n".join([header, "-" * len(header), *rows])
+
+    __repr__ = __str__
+
+
+def list_metrics(*, include_transforms: bool = True) -> MetricTable:
+    """All registered metrics with their metadata (``print(list_metrics())`` shows a table).
+
+    With ``include_transforms`` every ``<transform>+<feature metric>`` combination is listed too.
+    """
+    specs = sorted(_METRICS.values(), key=lambda m: m.name)
+    if include_transforms:
+        specs += [_composed(t, m) for t in sorted(_TRANSFORMS.values(), key=lambda t: t.prefix)
+                  for m in specs if m.consumes == "features"]
+    return MetricTable(specs)
+
+
+def _call_kwargs(spec: MetricSpec, seed: int | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    accepted = set(spec.parameters)
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise MetricInputError(spec.name, f"unknown parameter(s) {', '.join(unknown)}.",
+                               f"accepted parameters: {', '.join(sorted(accepted)) or 'none'}.")
+    kwargs = dict(params)
+    if "seed" in inspect.signature(spec.fn).parameters:
+        kwargs["seed"] = 0 if seed is None else int(seed)
+    return kwargs
+
+
+def _finite(spec: MetricSpec, value: Any, model: str | None = None) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        where = f" for model {model!r}" if model else ""
+        raise MetricInputError(spec.name, f"the score{where} is not finite ({value}); the features are degenerate "
+                               "for this metric (e.g. constant or duplicated).", "check the features, or use another metric.")
+    return -value if spec.negated else value
+
+
+def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, seed: int | None = None,
+          device: str | torch.device | None = None, **params: Any) -> float:
+    """Transferability score of one model; higher is always better.
+
+    Args:
+        name: registry name, alias or ``<transform>+<metric>`` (see :func:`list_metrics`).
+        features: ``[N, D]`` numpy array or torch tensor of frozen features (``None`` for metrics that
+            consume only ``source_probs``).
+        labels: ``[N]`` integer class ids; any values, remapped to ``0..C-1``.
+        source_probs: ``[N, C_s]`` softmax outputs of the model's source head (LEEP, NCE).
+        seed: seed of stochastic metrics (default 0); ignored by deterministic ones.
+        device: torch device for the computation; default is the device of ``features`` (CPU for numpy).
+        **params: metric-specific parameters (``get_metric(name).parameters``).
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat([0, 1], 50)
+        >>> x = rng.normal(size=(100, 8)) + 3 * y[:, None]
+        >>> score("logme", x, y) > score("logme", rng.normal(size=(100, 8)), y)
+        True
+    """
+    spec = get_metric(name)
+    if spec.consumes == "model_set":
+        raise MetricInputError(spec.name, "this metric is only defined relative to a set of models.",
+                               f"call score_zoo({spec.name!r}, {{model_name: features, ...}}, labels).")
+    kwargs = _call_kwargs(spec, seed, params)
+    inputs = prepare_inputs(spec.name, features, labels, needs_features=spec.consumes == "features",
+                            needs_source_probs=spec.consumes == "source_probs", source_probs=source_probs,
+                            device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
+    return _finite(spec, spec.fn(inputs, **kwargs))
+
+
+def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
+              source_probs_by_model: Mapping[str, Any] | None = None, seed: int | None = None,
+              device: str | torch.device | None = None, **params: Any) -> dict[str, float]:
+    """Scores of a set of models on the same labels, ``{model_name: score}``; higher is better.
+
+    Model-set metrics (``consumes="model_set"``, e.g. ETran and NCTI, which min-max scale their parts
+    over the models) are only defined here; any other metric is scored model by model.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat(np.arange(3), 100)
+        >>> zoo = {"good": rng.normal(size=(300, 8)) + 4 * np.eye(8)[y], "bad": rng.normal(size=(300, 8))}
+        >>> s = score_zoo("logme", zoo, y)
+        >>> s["good"] > s["bad"]
+        True
+    """
+    spec = get_metric(name)
+    if not features_by_model:
+        raise MetricInputError(spec.name, "no models were given.", "pass {model_name: features} for at least one model.")
+    probs = source_probs_by_model or {}
+    if spec.consumes != "model_set":
+        return {model: score(spec.name, feats, labels, source_probs=probs.get(model), seed=seed, device=device, **params)
+                for model, feats in features_by_model.items()}
+    if len(features_by_model) < 2:
+        raise MetricInputError(spec.name, "this metric min-max scales over the models and needs at least 2.",
+                               "score at least two models together.")
+    kwargs = _call_kwargs(spec, seed, params)
+    inputs = {model: prepare_inputs(spec.name, feats, labels, needs_features=True, needs_source_probs=False,
+                                    device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
+              for model, feats in features_by_model.items()}
+    values = spec.fn(inputs, **kwargs)
+    return {model: _finite(spec, values[model], model) for model in features_by_model}
