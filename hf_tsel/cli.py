@@ -48,4 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m hf_tsel.cli`: run the package's module, whose UserError is the class the commands raise.
+    from hf_tsel.cli import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,53 @@
+"""Load any zoo entry as a frozen :class:`Backbone` (timm, transformers, raw checkpoint or ONNX).
+
+Example:
+    >>> from hf_tsel.zoo import entry_for_model
+    >>> backbone = load_backbone(entry_for_model("timm/resnet18.tv_in1k"))  # doctest: +SKIP
+    >>> features, logits = backbone.embed(backbone.transform(image)[None])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from ..zoo import ZooEntry
+from .base import Backbone, BackboneLoadError
+from .preprocess import ImageTransform
+
+__all__ = ["Backbone", "BackboneLoadError", "ImageTransform", "load_backbone"]
+
+_LOADERS = {
+    "timm": ("timm_loader", "load_timm"),
+    "transformers": ("transformers_loader", "load_transformers"),
+    "checkpoint": ("checkpoint_loader", "load_checkpoint"),
+    "onnx": ("onnx_loader", "load_onnx"),
+}
+
+
+def load_backbone(
+    entry: ZooEntry,
+    *,
+    device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> Backbone:
+    """Load ``entry`` with its loader and move it to ``device``.
+
+    Safe by default: weights come from safetensors (or ONNX); pickle files only load with
+    ``allow_pickle=True`` and then through ``torch.load(weights_only=True)``; repository code
+    only runs with ``trust_remote_code=True``.
+
+    Raises:
+        BackboneLoadError: with ``kind`` in ``not_found``, ``gated``, ``private``,
+            ``pickle_only``, ``remote_code``, ``network``, ``invalid``.
+    """
+    if entry.loader not in _LOADERS:
+        raise BackboneLoadError(entry.name, "invalid", f"unknown loader {entry.loader!r}; use one of {sorted(_LOADERS)}")
+    module_name, function_name = _LOADERS[entry.loader]
+    try:  # loaders import heavy optional libraries (transformers, onnxruntime) lazily
+        loader = getattr(importlib.import_module(f"{__name__}.{module_name}"), function_name)
+    except ImportError as exc:
+        raise BackboneLoadError(entry.name, "invalid", f"the {entry.loader} loader needs a missing package ({exc}); pip install 'hf-tsel[onnx]'") from None
+    return loader(entry, device=torch.device(device), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)

@@ -1,0 +1,105 @@
+"""Hub file access with actionable errors, and revision bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .base import BackboneLoadError
+
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt")
+
+
+@contextmanager
+def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
+    """Translate huggingface_hub exceptions into :class:`BackboneLoadError` with advice."""
+    page = f"https://huggingface.co/{model}"
+    try:
+        yield
+    except BackboneLoadError:
+        raise
+    except GatedRepoError:
+        raise BackboneLoadError(
+            model, "gated", f"the repo is gated: accept its conditions on {page}, then log in with `hf auth login` or set HF_TOKEN"
+        ) from None
+    except RepositoryNotFoundError:
+        # the Hub answers 401/404 alike for missing repos and for private ones without access
+        raise BackboneLoadError(
+            model, "not_found", "no such repo on the Hub, or it is private: check the id for typos, or log in with `hf auth login`"
+        ) from None
+    except RevisionNotFoundError:
+        raise BackboneLoadError(model, "not_found", f"revision {revision!r} does not exist; use a branch, tag or commit sha of {page}") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        cause = exc.__cause__ or exc.__context__  # hf_hub_download wraps HTTP errors when nothing is cached
+        if isinstance(cause, HfHubHTTPError) and getattr(cause.response, "status_code", None) == 403:
+            raise BackboneLoadError(
+                model, "private", f"access denied: use a token (HF_TOKEN / `hf auth login`) with read access to {page}"
+            ) from None
+        if constants.HF_HUB_OFFLINE:
+            raise BackboneLoadError(
+                model, "not_found",
+                f"not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE=1); "
+                "download it once with network access, or unset HF_HUB_OFFLINE",
+            ) from None
+        raise BackboneLoadError(model, "network", "the Hub could not be reached and the model is not cached; check your connection or proxy and retry") from None
+    except EntryNotFoundError as exc:
+        raise BackboneLoadError(model, "invalid", f"a file the loader needs is missing from the repo: {exc}") from None
+    except HfHubHTTPError as exc:
+        if getattr(getattr(exc, "response", None), "status_code", None) == 403:
+            raise BackboneLoadError(
+                model, "private", f"access denied: use a token (HF_TOKEN / `hf auth login`) with read access to {page}"
+            ) from None
+        raise BackboneLoadError(model, "network", f"the Hub answered with an error ({exc}); retry later") from None
+    except ConnectionError as exc:
+        raise BackboneLoadError(model, "network", f"connection failed ({exc}); check your network and retry") from None
+
+
+def hub_file(repo_id: str, filename: str, revision: str = "main", *, required: bool = True) -> Path | None:
+    """Download (or find in the cache) one file of a model repo; ``None`` if absent and not required."""
+    with hub_errors(repo_id, revision):
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision))
+        except EntryNotFoundError:
+            if required:
+                raise
+            return None
+
+
+def snapshot_revision(path: Path) -> str:
+    """Commit sha of a file inside the HF cache (``.../snapshots/<sha>/file``)."""
+    parts = path.parts
+    if "snapshots" in parts:
+        index = len(parts) - 1 - parts[::-1].index("snapshots")
+        if index + 1 < len(parts):
+            return parts[index + 1]
+    return content_revision(path)
+
+
+def content_revision(path: Path) -> str:
+    """``local-<sha256 prefix>`` of a local file or folder (file names and bytes)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path if path.is_dir() else path.parent)).encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"local-{digest.hexdigest()[:16]}"
+
+
+def is_pickle_file(filename: str) -> bool:
+    return filename.endswith(PICKLE_SUFFIXES)

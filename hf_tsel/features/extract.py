@@ -1,0 +1,154 @@
+"""Frozen-feature extraction with :mod:`accelerate`: one process on CPU/GPU, or many via ``accelerate launch``.
+
+With several processes every chunk's DataLoader is sharded across them; features are gathered
+with ``gather_for_metrics`` (which drops the samples ``even_batches`` duplicates to pad the last
+batch) and put back in dataset order by their sample position. Work is done in chunks so that an
+interrupted extraction resumes from its last checkpointed chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import CorruptImageError, ImageDataset
+
+__all__ = ["ExtractionResult", "extract_features", "make_accelerator"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionResult:
+    """Features of the decodable samples, in dataset order."""
+
+    features: torch.Tensor  # [N, D] float32 on CPU
+    positions: np.ndarray  # [N] sample positions (corrupt images are absent)
+    source_logits: torch.Tensor | None
+    num_corrupt: int
+    data_seconds: float  # waiting for decoded + preprocessed batches
+    forward_seconds: float
+    chunks_reused: int = 0
+
+
+class _TransformedImages(torch.utils.data.Dataset):
+    """Sample positions -> (preprocessed image, position, decoded ok); picklable for DataLoader workers."""
+
+    def __init__(self, data: ImageDataset, transform: Callable[[Image.Image], torch.Tensor], positions: np.ndarray):
+        self.data, self.transform, self.positions = data, transform, positions
+        self.placeholder = torch.zeros_like(transform(Image.new("RGB", (64, 64))))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+        position = int(self.positions[i])
+        try:
+            return self.transform(self.data.load_image(position)), position, True
+        except CorruptImageError as exc:
+            logger.warning("skipping an unreadable image (%s)", exc)
+            return self.placeholder, position, False
+
+
+def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
+    """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA."""
+    from accelerate import Accelerator
+
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    if precision == "auto":
+        precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
+
+
+class _AdaptiveBatch:
+    """Runs ``embed`` in sub-batches, halving their size whenever CUDA runs out of memory."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, embed: Callable, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features, logits, start = [], [], 0
+        while start < len(batch):
+            try:
+                f, l = embed(batch[start:start + self.size])
+            except torch.cuda.OutOfMemoryError:
+                if self.size == 1:
+                    raise
+                self.size //= 2
+                logger.warning("CUDA out of memory; continuing with batch size %d", self.size)
+                torch.cuda.empty_cache()
+                continue
+            features.append(f.float())
+            logits.append(None if l is None else l.float())
+            start += len(f)
+        return torch.cat(features), None if logits[0] is None else torch.cat(logits)
+
+
+def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = None, batch_size: int = 64,
+                     num_workers: int = 0, chunk_size: int = 512,
+                     done_chunks: dict[int, tuple[torch.Tensor, np.ndarray, torch.Tensor | None]] | None = None,
+                     on_chunk: Callable[[int, torch.Tensor, np.ndarray, torch.Tensor | None], None] | None = None,
+                     on_batch: Callable[[int], None] | None = None) -> ExtractionResult:
+    """Pooled features (and source logits) of every sample of ``data``.
+
+    Args:
+        backbone: a :class:`hf_tsel.backbones.Backbone` already on ``accelerator.device``.
+        done_chunks: chunks finished by an earlier, interrupted run (skipped).
+        on_chunk: called on the main process after each newly finished chunk (to checkpoint it).
+        on_batch: called with the number of samples each step finished (progress bars).
+    """
+    accelerator = accelerator or make_accelerator()
+    done_chunks = dict(done_chunks or {})
+    reused = len(done_chunks)
+    transform = getattr(backbone, "preprocessor", None) or backbone.transform
+    all_positions = np.arange(data.num_samples)
+    runner = _AdaptiveBatch(batch_size)
+    data_seconds = forward_seconds = 0.0
+    num_chunks = max(1, -(-len(all_positions) // chunk_size))
+    for index in range(num_chunks):
+        if index in done_chunks:
+            if on_batch:
+                on_batch(len(done_chunks[index][1]))
+            continue
+        chunk = all_positions[index * chunk_size:(index + 1) * chunk_size]
+        loader = torch.utils.data.DataLoader(_TransformedImages(data, transform, chunk), batch_size=batch_size,
+                                             shuffle=False, num_workers=num_workers)
+        loader = accelerator.prepare_data_loader(loader)
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        tick = time.perf_counter()
+        for images, positions, ok in loader:
+            start = time.perf_counter()
+            data_seconds += start - tick
+            with torch.no_grad(), accelerator.autocast():
+                features, logits = runner(backbone.embed, images.to(accelerator.device))
+            gathered = accelerator.gather_for_metrics((features, positions.to(features.device), ok.to(features.device))
+                                                      + ((logits,) if logits is not None else ()))
+            tick = time.perf_counter()
+            forward_seconds += tick - start
+            parts.append(tuple(t.cpu() for t in gathered) + ((None,) if logits is None else ()))
+            if on_batch:
+                on_batch(len(gathered[0]) // max(1, accelerator.num_processes))
+        features = torch.cat([p[0] for p in parts])
+        positions = torch.cat([p[1] for p in parts]).numpy()
+        ok = torch.cat([p[2] for p in parts]).numpy().astype(bool)
+        logits = torch.cat([p[3] for p in parts]) if parts[0][3] is not None else None
+        # Sorting by position restores dataset order; unique drops any padding duplicate left over.
+        positions, first = np.unique(positions, return_index=True)
+        keep = first[ok[first]]
+        result = (features[keep], positions[ok[first]], None if logits is None else logits[keep])
+        done_chunks[index] = result
+        if on_chunk and accelerator.is_main_process:
+            on_chunk(index, *result)
+    ordered = [done_chunks[i] for i in range(num_chunks)]
+    positions = np.concatenate([c[1] for c in ordered])
+    logits = [c[2] for c in ordered]
+    return ExtractionResult(features=torch.cat([c[0] for c in ordered]), positions=positions,
+                            source_logits=None if any(l is None for l in logits) else torch.cat(logits),
+                            num_corrupt=data.num_samples - len(positions), data_seconds=data_seconds,
+                            forward_seconds=forward_seconds, chunks_reused=reused)

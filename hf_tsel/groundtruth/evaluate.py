@@ -1,0 +1,106 @@
+"""Correlate transferability scores with ground-truth accuracies, as a table and as a plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..cli import UserError
+
+SCORE_COLUMNS = ("dataset", "model", "metric", "score")
+MEASURES = ("weighted_kendall_tau", "kendall_tau", "spearman_rho", "pearson_r", "rel@1", "rel@3", "top1_regret")
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """Scores from a results file (any :mod:`hf_tsel.results` format) or a ``dataset,model,metric,score`` csv."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"scores file {path} does not exist; create one with `hf-tsel rank --output FILE`")
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        if set(SCORE_COLUMNS) <= set(frame.columns) and "schema_version" not in frame.columns:
+            return frame
+    from ..results import read_results
+
+    frame, _ = read_results(path)
+    return frame
+
+
+def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protocol: str | None = None,
+                     metrics: Sequence[str] | None = None, ks: Sequence[int] = (1, 3)) -> pd.DataFrame:
+    """One row per (dataset, protocol, metric): every measure of :func:`hf_tsel.evaluation.evaluate_ranking`.
+
+    Models are matched by name within a dataset; models without a finite score or without an
+    accuracy are left out (``num_models`` says how many remained). Fewer than two models give NaNs.
+    """
+    from ..evaluation import evaluate_ranking
+
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise UserError(f"the scores lack column(s) {missing}; pass a results file from `hf-tsel rank`")
+    if protocol is not None:
+        ground_truth = ground_truth[ground_truth["protocol"] == protocol]
+        if ground_truth.empty:
+            raise UserError(f"the ground truth has no rows of protocol {protocol!r}")
+    if metrics:
+        scores = scores[scores["metric"].isin(list(metrics))]
+    common = sorted(set(scores["dataset"]) & set(ground_truth["dataset"]))
+    if not common:
+        raise UserError(f"no dataset is in both the scores {sorted(set(scores['dataset']))[:5]} and the ground truth "
+                        f"{sorted(set(ground_truth['dataset']))[:5]}; dataset names must match exactly")
+    rows = []
+    for (dataset, gt_protocol), gt in ground_truth[ground_truth["dataset"].isin(common)].groupby(["dataset", "protocol"]):
+        accuracies = dict(zip(gt["model"], gt["accuracy"].astype(float)))
+        for metric, group in scores[scores["dataset"] == dataset].groupby("metric", sort=True):
+            valid = {m: float(s) for m, s in zip(group["model"], group["score"])
+                     if m in accuracies and s is not None and not pd.isna(s) and math.isfinite(float(s))}
+            row = {"dataset": dataset, "protocol": gt_protocol, "metric": metric, "num_models": len(valid)}
+            row.update(dict.fromkeys([*MEASURES[:4], *(f"rel@{k}" for k in ks), "top1_regret"], math.nan))
+            if len(valid) >= 2:
+                row.update(evaluate_ranking(valid, {m: accuracies[m] for m in valid}, ks=ks))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_scores_vs_accuracy(scores: pd.DataFrame, ground_truth: pd.DataFrame, dataset: str, protocol: str,
+                            path: str | Path, *, metrics: Sequence[str] | None = None) -> Path:
+    """PNG with one panel per metric: each model's score against its accuracy, titled with weighted tau."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..evaluation import weighted_kendall_tau
+
+    gt = ground_truth[(ground_truth["dataset"] == dataset) & (ground_truth["protocol"] == protocol)]
+    accuracies = dict(zip(gt["model"], gt["accuracy"].astype(float)))
+    rows = scores[(scores["dataset"] == dataset) & scores["model"].isin(accuracies) & scores["score"].notna()]
+    names = [m for m in (metrics or sorted(rows["metric"].unique())) if m in set(rows["metric"])]
+    if not names:
+        raise UserError(f"nothing to plot for dataset {dataset!r} and protocol {protocol!r}")
+    columns = min(4, len(names))
+    lines = math.ceil(len(names) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.2 * lines), squeeze=False)
+    for axis, metric in zip(axes.flat, names):
+        group = rows[rows["metric"] == metric]
+        x, y = group["score"].astype(float).tolist(), [accuracies[m] for m in group["model"]]
+        axis.scatter(x, y, s=18)
+        for model, xi, yi in zip(group["model"], x, y):
+            axis.annotate(model, (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        tau = weighted_kendall_tau(x, y) if len(x) >= 2 else math.nan
+        axis.set_title(f"{metric}  (τw={tau:.2f})", fontsize=9)
+        axis.set_xlabel("score", fontsize=8)
+        axis.set_ylabel(f"accuracy ({protocol})", fontsize=8)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(names):]:
+        axis.set_visible(False)
+    figure.suptitle(f"{dataset}: predicted score vs. ground truth", fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

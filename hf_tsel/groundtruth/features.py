@@ -1,0 +1,57 @@
+"""Frozen features of a zoo on a dataset split, through the shared feature cache of ``hf-tsel rank``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cli import UserError
+
+
+@dataclass
+class ZooFeatures:
+    """Features (:class:`hf_tsel.features.CachedFeatures`) by model name, and why other models have none."""
+
+    data: Any  # hf_tsel.data.ImageDataset
+    entries: dict[str, Any]  # model name -> ZooEntry
+    features: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def feature_keys(self) -> dict[str, str]:
+        return {name: f.manifest.get("key", "") for name, f in self.features.items()}
+
+
+def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config: str | None = None,
+                 revision: str | None = None, image_column: str | None = None, label_column: str | None = None,
+                 samples_per_class: int | None = None, max_samples: int | None = None, seed: int = 0,
+                 cache_dir: str | Path | None = None, device: str | None = None, batch_size: int = 64,
+                 allow_pickle: bool = False, trust_remote_code: bool = False) -> ZooFeatures:
+    """Extract (or reuse from the cache) the features of every model of ``zoo`` on one dataset split.
+
+    The extraction is :func:`hf_tsel.ranking.rank` itself (with the cheap LogME as its metric), so
+    the features land in, and come from, the same cache as every ranking run.
+    """
+    from ..data import load_image_dataset
+    from ..features import FeatureCache, cache_key, model_spec
+    from ..ranking import rank
+    from ..zoo import load_zoo
+
+    sampling = dict(split=split, config=config, revision=revision, image_column=image_column,
+                    label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples, seed=seed)
+    results = rank(dataset, zoo=zoo, metrics=["logme"], cache_dir=cache_dir, device=device, batch_size=batch_size,
+                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, **sampling)
+    data = load_image_dataset(dataset, **sampling)
+    cache = FeatureCache(cache_dir)
+    entries = {entry.name: entry for entry in load_zoo(zoo)}
+    outcome = ZooFeatures(data=data, entries=entries)
+    errors = {m["name"]: m.get("error") for m in results.attrs.get("run", {}).get("models", [])}
+    for name, entry in entries.items():
+        cached = cache.load(cache_key(model_spec(entry), data.sample_key))
+        if cached is None:
+            outcome.failures[name] = errors.get(name) or "no features were extracted"
+        else:
+            outcome.features[name] = cached
+    if not outcome.features:
+        raise UserError(f"no model of zoo {zoo!r} produced features: {outcome.failures}")
+    return outcome

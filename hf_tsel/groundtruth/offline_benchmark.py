@@ -1,0 +1,291 @@
+"""Offline ranking benchmark: real packaged backbones x real offline datasets, scored and checked.
+
+For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benchmark
+
+1. extracts (or reuses from the shared feature cache) the features of every model of the zoos
+   (default: ``offline`` + ``offline-benchmark``) on a train and a test sample;
+2. scores the train features with every registry metric (plus PED-wrapped ones);
+3. measures ground truth on the same samples: a linear probe (train -> test) for every model, and
+   a short fine-tune of the last stage plus a new head for models with a PyTorch module;
+4. correlates scores with ground truth (:func:`hf_tsel.evaluation.evaluate_ranking`).
+
+Everything is cached under ``work_dir`` (scores and probe results in JSON stores keyed by the
+features they came from, fine-tuning runs in per-grid-point folders), so a re-run computes only
+what is missing, e.g. a newly registered metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+
+from ..cli import UserError
+from .evaluate import evaluation_table
+from .finetune import FinetuneConfig, Grid, finetune
+from .linear_probe import linear_probe
+from .offline_datasets import OFFLINE_DATASETS, load_offline_dataset
+from .table import ground_truth_frame
+
+PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
+DEFAULT_ZOOS: tuple[str, ...] = ("offline", "offline-benchmark")
+PROTOCOLS: tuple[str, ...] = ("linear-probe", "finetune-last")
+
+
+@dataclass
+class OfflineBenchmarkConfig:
+    """What to run; the defaults fit a 2-core CPU in well under an hour from scratch."""
+
+    datasets: tuple[str, ...] = tuple(OFFLINE_DATASETS)
+    zoos: tuple[str, ...] = DEFAULT_ZOOS
+    metrics: tuple[str, ...] | None = None  # None: every registry metric + PED_METRICS
+    protocols: tuple[str, ...] = PROTOCOLS
+    train_per_class: int = 30
+    test_per_class: int = 20
+    seed: int = 0
+    finetune_epochs: int = 10
+    finetune_lr: float = 0.01
+    finetune_batch_size: int = 32
+    work_dir: Path = Path("benchmarks/.offline-cache")
+    cache_dir: Path | None = None  # feature cache; None: the shared default ($HF_TSEL_HOME/features)
+
+    def per_class(self, dataset: str) -> tuple[int, int]:
+        # The LFW subset has only 100 images per class.
+        return (40, 40) if dataset == "skimage-lfw" else (self.train_per_class, self.test_per_class)
+
+
+def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
+    """Every registered metric (no transforms) plus the PED-wrapped ones, or the ``requested`` names."""
+    from ..metrics import get_metric, list_metrics
+
+    if requested:
+        return [get_metric(name).name for name in requested]
+    return [m.name for m in list_metrics(include_transforms=False)] + list(PED_METRICS)
+
+
+class JsonStore:
+    """A small JSON dict on disk, rewritten atomically after every update."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+def _signature(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _zoo_features(dataset: Any, zoos: Sequence[str], split: str, config: OfflineBenchmarkConfig):
+    from .features import zoo_features
+
+    merged = None
+    for zoo in zoos:
+        part = zoo_features(dataset, zoo, split=split, cache_dir=config.cache_dir, seed=config.seed)
+        if merged is None:
+            merged = part
+        else:
+            merged.entries.update(part.entries)
+            merged.features.update(part.features)
+            merged.failures.update(part.failures)
+    return merged
+
+
+def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
+    from ..ranking import ModelOutcome, resolve_metrics, score_models
+
+    keys = train.feature_keys()
+    rows = []
+    for metric in metrics:
+        spec = resolve_metrics([metric])[0]
+        # Model-set metrics (ETran, NCTI) depend on the whole zoo; others only on each model's features.
+        store_key = f"{name}|{spec.name}|{_signature(keys if spec.consumes == 'model_set' else None)}"
+        cached = store.get(store_key)
+        if cached is None or set(cached) != set(keys) or any(cached[m]["key"] != keys[m] for m in keys):
+            start = time.perf_counter()
+            outcomes = [ModelOutcome(train.entries[m], "cached", features=f) for m, f in train.features.items()]
+            scored = score_models([spec], outcomes, train.data.labels, seed=0)
+            cached = {r["model"]: {"score": None if math.isnan(r["score"]) else r["score"], "note": r["note"],
+                                   "seconds": r["seconds"], "key": keys[r["model"]]} for r in scored}
+            store.put(store_key, cached)
+            log(f"  {name}: {spec.name} scored in {time.perf_counter() - start:.1f}s")
+        rows += [{"dataset": name, "model": m, "metric": spec.name, "score": v["score"], "note": v["note"],
+                  "seconds": v["seconds"]} for m, v in sorted(cached.items())]
+    return rows
+
+
+def _probe_dataset(name: str, train, test, store: JsonStore, log: Callable[[str], None]) -> list[dict]:
+    rows = []
+    for model, train_features in train.features.items():
+        if model not in test.features:
+            continue
+        test_features = test.features[model]
+        key = f"{name}|{model}|linear-probe|{_signature(train_features.manifest['key'], test_features.manifest['key'])}"
+        result = store.get(key)
+        if result is None:
+            start = time.perf_counter()
+            probe = linear_probe(train_features.features, train.data.labels[train_features.positions],
+                                 test_features.features, test.data.labels[test_features.positions])
+            result = {**probe.as_dict(), "seconds": time.perf_counter() - start}
+            store.put(key, result)
+            log(f"  {name}: linear probe of {model}: {result['accuracy']:.3f}")
+        rows.append({"dataset": name, "model": model, "protocol": "linear-probe", "accuracy": result["accuracy"],
+                     "num_train": result["num_train"], "num_test": result["num_test"],
+                     "hyperparameters": f"C={result['c']:g}", "seconds": result["seconds"]})
+    return rows
+
+
+def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
+    """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
+    from accelerate import Accelerator
+
+    from .trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+
+    settings = FinetuneConfig(grid=Grid("sgd", (config.finetune_lr,), (0.0,)), epochs=config.finetune_epochs,
+                              batch_size=config.finetune_batch_size, augment=False, train_layers="all",
+                              selection="last-epoch")
+    accelerator = Accelerator(cpu=True)
+    rows = []
+    for model, entry in train.entries.items():
+        if model not in train.features or model not in test.features:
+            continue
+        run_dir = config.work_dir / "finetune" / name / model / _signature(train.feature_keys()[model],
+                                                                            test.feature_keys()[model])
+        try:
+            trainable = trainable_backbone(entry)
+        except UserError as exc:
+            log(f"  {name}: no fine-tuning ground truth for {model} ({exc})")
+            continue
+        train_images = PreprocessedImages(train.data, trainable.preprocessor)
+        example = torch.stack([train_images[i][0] for i in range(2)])
+        split = split_last_stage(trainable.build(), example)
+        if split is None:
+            log(f"  {name}: no fine-tuning ground truth for {model} (its last stage cannot be split off)")
+            continue
+        start = time.perf_counter()
+        train_set = test_set = None
+        if not (run_dir / "done.json").is_file():
+            trunk = split[0]
+            train_set = trunk_outputs(trunk, train_images)
+            test_set = trunk_outputs(trunk, PreprocessedImages(test.data, trainable.preprocessor))
+        result = finetune(lambda: split_last_stage(trainable.build(), example)[1], trainable.feature_dim,
+                          train.data.num_classes, train_set, test_set, settings, run_dir, accelerator=accelerator)
+        (run_dir / "done.json").write_text(json.dumps({"accuracy": result.accuracy}))
+        log(f"  {name}: fine-tuned last stage of {model}: {result.accuracy:.3f} ({time.perf_counter() - start:.0f}s)")
+        rows.append({"dataset": name, "model": model, "protocol": "finetune-last", "accuracy": result.accuracy,
+                     "num_train": train.data.num_samples, "num_test": test.data.num_samples,
+                     "hyperparameters": result.hyperparameters, "seconds": result.seconds})
+    return rows
+
+
+@dataclass
+class OfflineBenchmarkResult:
+    scores: pd.DataFrame  # dataset, model, metric, score, note, seconds
+    ground_truth: pd.DataFrame  # GT table
+    evaluation: pd.DataFrame  # dataset, protocol, metric, weighted_kendall_tau, ...
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
+                          log: Callable[[str], None] = print) -> OfflineBenchmarkResult:
+    """Run (or complete from cache) the offline benchmark; see the module docstring."""
+    from . import offline_extras  # noqa: F401  (registers the extra offline: models)
+
+    config = config or OfflineBenchmarkConfig()
+    unknown = sorted(set(config.datasets) - set(OFFLINE_DATASETS))
+    if unknown:
+        raise UserError(f"unknown offline dataset(s) {unknown}; choose from {sorted(OFFLINE_DATASETS)}")
+    bad_protocols = sorted(set(config.protocols) - set(PROTOCOLS))
+    if bad_protocols:
+        raise UserError(f"unknown protocol(s) {bad_protocols}; choose from {list(PROTOCOLS)}")
+    metrics = benchmark_metrics(config.metrics)
+    started = time.perf_counter()
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    (config.work_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
+    score_store = JsonStore(config.work_dir / "scores.json")
+    probe_store = JsonStore(config.work_dir / "linear_probe.json")
+    scores, ground_truth, failures = [], [], {}
+    for name in config.datasets:
+        train_per_class, test_per_class = config.per_class(name)
+        log(f"{name}: {train_per_class}/{test_per_class} images per class (train/test)")
+        train_ds, test_ds = load_offline_dataset(name, train_per_class=train_per_class,
+                                                 test_per_class=test_per_class, seed=config.seed)
+        train = _zoo_features(train_ds, config.zoos, "train", config)
+        test = _zoo_features(test_ds, config.zoos, "test", config)
+        failures[name] = {**train.failures, **test.failures}
+        for model, why in failures[name].items():
+            log(f"  {name}: {model} skipped: {why}")
+        scores += _score_dataset(name, train, metrics, score_store, log)
+        if "linear-probe" in config.protocols:
+            ground_truth += _probe_dataset(name, train, test, probe_store, log)
+        if "finetune-last" in config.protocols:
+            ground_truth += _finetune_dataset(name, train, test, config, log)
+    scores_df = pd.DataFrame(scores)
+    gt_df = ground_truth_frame(ground_truth)
+    evaluation = evaluation_table(scores_df, gt_df)
+    return OfflineBenchmarkResult(scores_df, gt_df, evaluation, failures, time.perf_counter() - started)
+
+
+def write_benchmark_tables(result: OfflineBenchmarkResult, out_dir: str | Path) -> list[Path]:
+    """``offline_scores.csv``, ``offline_ground_truth.csv`` and ``offline_evaluation.csv`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "offline_scores.csv", out_dir / "offline_ground_truth.csv", out_dir / "offline_evaluation.csv"]
+    result.scores[["dataset", "model", "metric", "score"]].sort_values(["dataset", "metric", "model"]).to_csv(
+        paths[0], index=False, float_format="%.6g")
+    result.ground_truth[["dataset", "model", "protocol", "accuracy"]].sort_values(
+        ["dataset", "protocol", "model"]).to_csv(paths[1], index=False, float_format="%.4f")
+    result.evaluation.sort_values(["protocol", "metric", "dataset"]).to_csv(paths[2], index=False, float_format="%.4f")
+    return paths
+
+
+def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Metric x dataset table of weighted tau for one GT protocol, with the mean over datasets."""
+    rows = evaluation[evaluation["protocol"] == protocol]
+    table = rows.pivot_table(index="metric", columns="dataset", values="weighted_kendall_tau", aggfunc="first")
+    table["mean"] = table.mean(axis=1)
+    return table.sort_values("mean", ascending=False)
+
+
+def markdown_summary(result: OfflineBenchmarkResult) -> str:
+    """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
+    parts = []
+    for protocol in sorted(result.evaluation["protocol"].unique()):
+        table = weighted_tau_table(result.evaluation, protocol)
+        parts.append(f"Weighted Kendall tau against the **{protocol}** ground truth "
+                     f"(rows: metrics, best mean first; '-': fewer than 2 scored models):\n")
+        parts.append(_markdown(table.reset_index()))
+    accuracies = result.ground_truth.pivot_table(index="model", columns=["protocol", "dataset"], values="accuracy")
+    accuracies.columns = [f"{d} ({p})" for p, d in accuracies.columns]
+    parts.append("Ground-truth accuracies (test split):\n")
+    parts.append(_markdown(accuracies.reset_index()))
+    return "\n".join(parts)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.3f}"
+        return str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"

@@ -1,0 +1,208 @@
+"""The results schema: long-format records, one per (dataset, config, split, model, revision, metric).
+
+Every ranking run, published leaderboard and ground-truth comparison reads and writes this one
+schema, so a results file from ``hf-tsel rank --output`` can be pushed or compared as is.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame([empty_record(dataset="d", split="train", model="m", metric="logme", score=1.0)])
+    >>> validate_results(df)["rank"].tolist()
+    [1]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
+           "write_results", "read_results"]
+
+RESULTS_SCHEMA_VERSION = "1.0"
+
+# name -> (kind, nullable); kinds are checked by validate_results.
+_SCHEMA: dict[str, tuple[str, bool]] = {
+    "schema_version": ("str", False),
+    "dataset": ("str", False),
+    "config": ("str", True),
+    "split": ("str", False),
+    "dataset_revision": ("str", True),
+    "model": ("str", False),
+    "model_id": ("str", False),
+    "model_revision": ("str", True),
+    "family": ("str", False),
+    "pretraining": ("str", False),
+    "metric": ("str", False),
+    "score": ("float", True),  # NaN when the metric does not apply or failed; `note` says why
+    "rank": ("int", True),
+    "num_samples": ("int", False),
+    "num_classes": ("int", False),
+    "seed": ("int", False),
+    "tool_version": ("str", False),
+    "timestamp": ("str", False),
+    "hardware": ("str", False),
+    "seconds": ("float", True),
+    "extraction_seconds": ("float", True),
+    "run_id": ("str", False),
+    "ground_truth_accuracy": ("float", True),
+    "ground_truth_protocol": ("str", True),
+    "note": ("str", True),  # why a score is missing: "not applicable: ...", "failed: ..."
+}
+RESULT_FIELDS: tuple[str, ...] = tuple(_SCHEMA)
+_GROUP = ["dataset", "config", "split", "metric"]
+
+
+class ResultsError(ValueError):
+    """A results table or file does not follow the schema; the message names the problem."""
+
+
+def empty_record(**values: Any) -> dict[str, Any]:
+    """A record with every field present (``None`` where not given); unknown fields raise."""
+    unknown = sorted(set(values) - set(RESULT_FIELDS))
+    if unknown:
+        raise ResultsError(f"unknown result field(s) {unknown}; the schema fields are {list(RESULT_FIELDS)}")
+    record = dict.fromkeys(RESULT_FIELDS)
+    record.update(schema_version=RESULTS_SCHEMA_VERSION, family="unknown", pretraining="unknown", model_id="",
+                  num_samples=0, num_classes=0, seed=0, tool_version="", timestamp="", hardware="", run_id="")
+    record.update(values)
+    if not record["model_id"]:
+        record["model_id"] = record["model"]
+    return record
+
+
+def add_ranks(df: pd.DataFrame) -> pd.DataFrame:
+    """Set ``rank`` (1 = highest score) within each dataset/config/split/metric; NaN scores get no rank."""
+    df = df.copy()
+    keys = df[_GROUP].astype(object).where(df[_GROUP].notna(), "")
+    ranks = df["score"].groupby([keys[c] for c in _GROUP], sort=False).rank(method="min", ascending=False)
+    df["rank"] = ranks.astype("Int64")
+    return df
+
+
+def _check_kind(df: pd.DataFrame, name: str, kind: str, nullable: bool) -> None:
+    column = df[name]
+    present = column[column.notna()]
+    if not nullable and len(present) < len(column):
+        raise ResultsError(f"column {name!r} has {len(column) - len(present)} missing value(s); it is required")
+    if kind == "str":
+        ok = present.map(lambda v: isinstance(v, str))
+    elif kind == "int":
+        ok = present.map(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                         or isinstance(v, numbers.Real) and float(v).is_integer())
+    else:
+        ok = present.map(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool))
+    bad = present[~ok.astype(bool)]
+    if len(bad):
+        raise ResultsError(f"column {name!r} must hold {kind} values; row {bad.index[0]} has {bad.iloc[0]!r}")
+
+
+def validate_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Check a results table against the schema and return it with canonical column order and dtypes.
+
+    Missing optional columns are added (``None``); a missing ``rank`` is computed from ``score``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ResultsError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    df = df.copy()
+    missing = [name for name, (_, nullable) in _SCHEMA.items() if not nullable and name not in df.columns]
+    if missing:
+        raise ResultsError(f"results lack the required column(s) {missing}")
+    for name in RESULT_FIELDS:
+        if name not in df.columns:
+            df[name] = None
+    extra = sorted(set(df.columns) - set(RESULT_FIELDS))
+    if extra:
+        raise ResultsError(f"unknown column(s) {extra}; the schema fields are {list(RESULT_FIELDS)}")
+    df = df[list(RESULT_FIELDS)]
+    for name, (kind, nullable) in _SCHEMA.items():
+        _check_kind(df, name, kind, nullable)
+    versions = set(df["schema_version"])
+    if versions - {RESULTS_SCHEMA_VERSION}:
+        raise ResultsError(f"schema_version {sorted(versions)} is not supported; this tool reads {RESULTS_SCHEMA_VERSION}")
+    df["score"] = df["score"].astype(float)
+    if df["rank"].isna().all() and df["score"].notna().any():
+        df = add_ranks(df)
+    for name in ("rank", "num_samples", "num_classes", "seed"):
+        df[name] = df[name].astype("Int64")
+    for name in ("seconds", "extraction_seconds", "ground_truth_accuracy"):
+        df[name] = df[name].astype(float)
+    for name, (kind, _) in _SCHEMA.items():
+        if kind == "str":  # one representation whatever the reader produced: Python str or None
+            df[name] = pd.Series([None if pd.isna(v) else v for v in df[name]], index=df.index, dtype=object)
+    return df.reset_index(drop=True)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA or value is None:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None = None) -> Path:
+    """Write validated results to ``.csv``, ``.json`` or ``.parquet`` (chosen by the suffix).
+
+    ``.json`` holds ``{"schema_version", "run": run_metadata, "records": [...]}``; ``.parquet`` keeps
+    the run metadata in the file's key-value metadata (key ``hf_tsel.run``); ``.csv`` writes a
+    ``<name>.run.json`` next to it. Files are written to a temporary name first, then renamed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".parquet"):
+        raise ResultsError(f"unsupported results file {path.name!r}; use a .csv, .json or .parquet suffix")
+    df = validate_results(df)
+    run = run_metadata or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if suffix == ".csv":
+        df.to_csv(tmp, index=False)
+        path.with_name(f"{path.stem}.run.json").write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+    elif suffix == ".json":
+        records = [{k: _json_safe(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+        document = {"schema_version": RESULTS_SCHEMA_VERSION, "run": run, "records": records}
+        tmp.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        metadata = {**(table.schema.metadata or {}), b"hf_tsel.run": json.dumps(run, default=str).encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a results file written by :func:`write_results`; returns ``(validated table, run metadata)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        df = pd.read_csv(path, dtype={name: str for name, (kind, _) in _SCHEMA.items() if kind == "str"})
+        df = df.astype(object).where(df.notna(), None)
+        run_file = path.with_name(f"{path.stem}.run.json")
+        run = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    elif suffix == ".json":
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or "records" not in document:
+            raise ResultsError(f"{path} is not an hf-tsel results file (no 'records' list)")
+        df, run = pd.DataFrame(document["records"]), document.get("run", {})
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"hf_tsel.run")
+        df, run = table.to_pandas(), json.loads(raw) if raw else {}
+    else:
+        raise ResultsError(f"unsupported results file {path.name!r}; use a .csv, .json or .parquet suffix")
+    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy"):
+        if name in df.columns:
+            df[name] = pd.to_numeric(df[name], errors="coerce")
+    return validate_results(df), run

@@ -1,0 +1,241 @@
+"""Model zoos: named lists of backbones to rank, read from YAML.
+
+A zoo file looks like::
+
+    name: my-zoo
+    description: what the zoo is for
+    models:
+      - name: resnet50-tv              # unique display name
+        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>" or a local folder/file
+        loader: timm                   # timm | transformers | checkpoint | onnx
+        family: supervised-cnn
+        pretraining: supervised
+        license: bsd-3-clause
+
+Bundled zoos live in ``model_zoos/`` at the repository root; a wheel installs them to
+``<prefix>/share/hf-tsel/model_zoos``. :func:`load_zoo` also accepts the path of a user YAML file.
+
+Example:
+    >>> [e.name for e in load_zoo("offline")][:1]
+    ['efficientnet-lite0']
+"""
+
+from __future__ import annotations
+
+import json
+import site
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cli import UserError
+
+LOADERS = ("timm", "transformers", "checkpoint", "onnx")
+POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
+PREPROCESSING_KEYS = frozenset(
+    {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "resize_size", "layout", "channel_order", "scale"}
+)
+_SOURCE_ROOT_ZOOS = Path(__file__).resolve().parent.parent / "model_zoos"  # source checkout / editable install
+# wheel installs (pyproject data-files): into the environment, or the user base with `pip install --user`
+_INSTALLED_ZOOS = [Path(base) / "share" / "hf-tsel" / "model_zoos" for base in (sys.prefix, site.getuserbase())]
+
+
+class ZooError(UserError, ValueError):
+    """A zoo file or model entry is invalid; the message says which entry and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One backbone of a zoo: where to get it, how to load, pool and preprocess it."""
+
+    name: str
+    hub_id: str
+    loader: str
+    revision: str = "main"
+    family: str = "unknown"
+    pretraining: str = "unknown"
+    pooling: str = "default"
+    preprocessing: dict = field(default_factory=dict)
+    license: str = "unknown"
+    architecture: str | None = None
+    filename: str | None = None
+    key_map: dict = field(default_factory=dict)
+    output_node: str | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    notes: str = ""
+
+    def __hash__(self) -> int:  # dict fields make the generated hash fail
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable view (used in run metadata and feature-cache keys)."""
+        return asdict(self)
+
+
+_ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
+_ZOO_FIELDS = {"name", "description", "models", "gaps"}
+
+
+def _zoo_dirs() -> list[Path]:
+    return [d for d in (_SOURCE_ROOT_ZOOS, *_INSTALLED_ZOOS) if d.is_dir()]
+
+
+def list_zoos() -> list[str]:
+    """Names of the bundled zoos (``model_zoos/*.yaml``)."""
+    return sorted({p.stem for d in _zoo_dirs() for p in d.glob("*.yaml")})
+
+
+def zoo_path(name_or_path: str | Path) -> Path:
+    """Path of a bundled zoo name or of an existing user YAML file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.is_file():
+            raise ZooError(f"zoo file {candidate} does not exist; pass an existing YAML file or one of {list_zoos()}")
+        return candidate
+    for directory in _zoo_dirs():
+        path = directory / f"{name_or_path}.yaml"
+        if path.is_file():
+            return path
+    raise ZooError(f"unknown zoo {str(name_or_path)!r}; bundled zoos are {list_zoos()}, or pass the path of a YAML file")
+
+
+def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
+    """Read and validate a bundled zoo (by name) or a user zoo YAML file (by path)."""
+    path, document = _read_document(name_or_path)
+    raw_models = document["models"]
+    if not raw_models:
+        raise ZooError(f"{path}: the zoo lists no models; add at least one entry under 'models:'")
+    entries = [parse_entry(raw, where=f"{path} entry {i + 1}") for i, raw in enumerate(raw_models)]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ZooError(f"{path}: duplicate model name {entry.name!r}; names must be unique within a zoo")
+        seen.add(entry.name)
+    return entries
+
+
+def zoo_metadata(name_or_path: str | Path) -> dict[str, Any]:
+    """Zoo-level fields: ``name``, ``description``, ``gaps`` (models that could not be included, and why), ``path``."""
+    path, document = _read_document(name_or_path)
+    return {
+        "name": document.get("name", path.stem),
+        "description": " ".join(str(document.get("description", "")).split()),
+        "gaps": document.get("gaps", []),
+        "path": str(path),
+    }
+
+
+def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = zoo_path(name_or_path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ZooError(f"{path} is not valid YAML: {exc}") from None
+    if isinstance(document, list):
+        document = {"models": document}
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        raise ZooError(f"{path}: expected a mapping with a 'models:' list (or a bare list of model entries)")
+    unknown = sorted(set(document) - _ZOO_FIELDS)
+    if unknown:
+        raise ZooError(f"{path}: unknown top-level field(s) {unknown}; valid fields are {sorted(_ZOO_FIELDS)}")
+    gaps = document.get("gaps", [])
+    if not isinstance(gaps, list) or not all(isinstance(g, dict) and {"model", "reason"} <= set(g) for g in gaps):
+        raise ZooError(f"{path}: 'gaps' must be a list of {{model: ..., reason: ...}} mappings")
+    return path, document
+
+
+def parse_entry(raw: Any, *, where: str = "model entry") -> ZooEntry:
+    """Validate one YAML mapping and turn it into a :class:`ZooEntry`."""
+    if isinstance(raw, str):
+        return entry_for_model(raw)  # a bare "ORG/NAME" line in a zoo file
+    if not isinstance(raw, dict):
+        raise ZooError(f"{where}: expected a mapping with at least 'hub_id', got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _ENTRY_FIELDS)
+    if unknown:
+        raise ZooError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(_ENTRY_FIELDS)}")
+    hub_id = raw.get("hub_id")
+    if not isinstance(hub_id, str) or not hub_id.strip():
+        raise ZooError(f"{where}: missing 'hub_id' (a Hub repo such as 'timm/resnet50.tv_in1k' or a local path)")
+    values = dict(raw)
+    if "loader" not in values:
+        values["loader"] = guess_loader(hub_id)
+    values.setdefault("name", default_name(hub_id))
+    where = f"{where} ({values['name']})"
+    for key in ("name", "loader", "revision", "family", "pretraining", "pooling", "license", "notes"):
+        if key in values and not isinstance(values[key], str):
+            raise ZooError(f"{where}: {key!r} must be a string, got {values[key]!r}")
+    for key in ("preprocessing", "key_map", "model_kwargs"):
+        if not isinstance(values.get(key, {}), dict):
+            raise ZooError(f"{where}: {key!r} must be a mapping, got {values[key]!r}")
+    if values["loader"] not in LOADERS:
+        raise ZooError(f"{where}: unknown loader {values['loader']!r}; use one of {list(LOADERS)}")
+    if values.get("pooling", "default") not in POOLINGS:
+        raise ZooError(f"{where}: unknown pooling {values['pooling']!r}; use one of {list(POOLINGS)}")
+    bad_pre = sorted(set(values.get("preprocessing", {})) - PREPROCESSING_KEYS)
+    if bad_pre:
+        raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
+    if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
+        raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
+    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
+        raise ZooError(f"{where}: the onnx loader needs 'filename' (the .onnx file inside the repo) unless hub_id is a local .onnx file")
+    if values.get("filename") is not None and not isinstance(values["filename"], str):
+        raise ZooError(f"{where}: 'filename' must be a string")
+    return ZooEntry(**values)
+
+
+def guess_loader(model_id: str) -> str:
+    """Loader for an ad-hoc model id: timm for ``timm/...`` repos and timm names, else transformers."""
+    from .offline_models import offline_loader
+
+    if model_id.startswith("offline:"):
+        return offline_loader(model_id)
+    if model_id.startswith(("timm/", "hf-hub:")):
+        return "timm"
+    if model_id.endswith(".onnx"):
+        return "onnx"
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        config = local / "config.json"
+        if config.is_file() and "architecture" in json.loads(config.read_text(encoding="utf-8")):
+            return "timm"
+        return "transformers"
+    if "/" not in model_id:
+        return "timm"  # a bare timm name such as "resnet50.tv_in1k"
+    return "transformers"
+
+
+def default_name(model_id: str) -> str:
+    """Short display name derived from a model id (its last path component)."""
+    return model_id.rstrip("/").split(":")[-1].split("/")[-1] or model_id
+
+
+def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
+    """Zoo entry for an ad-hoc ``--model ORG/NAME`` (loader guessed unless given)."""
+    if not model_id or not model_id.strip():
+        raise ZooError("empty model id; pass a Hub id such as 'timm/resnet50.tv_in1k' or 'facebook/dino-vitb16'")
+    model_id = model_id.strip()
+    if model_id.startswith("hf-hub:"):
+        model_id = model_id[len("hf-hub:"):]
+    if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
+        model_id = _timm_hub_id(model_id)
+    raw: dict[str, Any] = {"name": default_name(model_id), "hub_id": model_id}
+    if loader is not None:
+        raw["loader"] = loader
+    return parse_entry(raw, where=f"--model {model_id}")
+
+
+def _timm_hub_id(name: str) -> str:
+    """Hub repo of a bare timm name (an untagged name gets timm's default pretrained tag)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise ZooError(f"{name!r} is not a timm model with pretrained Hub weights; see timm.list_pretrained()")
+    return cfg.hf_hub_id
+
+
+def _is_local_file(hub_id: str) -> bool:
+    return Path(hub_id).expanduser().is_file()

@@ -1,0 +1,133 @@
+"""The ``hf-tsel`` CLI end to end in subprocesses, offline, with tiny models in a real HF cache.
+
+Covers: a full ``rank`` run with result files, a cached re-run that loads no model, kill -9 and
+resume, Ctrl-C (SIGINT) with exit code 130, ``zoo``/``cache`` commands, and the offline ``demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hf_tsel.results import read_results
+
+from .data_fixtures import cli_setup, image_dataset, run_cli, write_hub_dataset  # noqa: F401 (fixture)
+
+
+def _manifests(env: dict) -> dict[str, dict]:
+    root = Path(env["HF_TSEL_HOME"]) / "features"
+    return {json.loads(p.read_text())["model"]: {"mtime": p.stat().st_mtime_ns, **json.loads(p.read_text())}
+            for p in root.glob("*/manifest.json")}
+
+
+def test_rank_end_to_end_then_cached_rerank(cli_setup, tmp_path, capsys):
+    env, zoo, dataset = cli_setup
+    cache_dir = str(Path(env["HF_TSEL_HOME"]) / "features")
+    first = run_cli(["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--metrics", "logme,leep",
+                     "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.csv")], env)
+    assert first.returncode == 0, first.stderr
+    assert "timm-cnn" in first.stdout and "logme" in first.stdout and "Traceback" not in first.stderr
+    df, run = read_results(tmp_path / "r.json")
+    assert set(df["model"]) == {"timm-cnn", "timm-vit", "transformers-vit"} and (df["num_samples"] == 18).all()
+    assert run["dataset_revision"] == "d" * 40 and run["stage_seconds"]["extraction"] > 0
+    leep = df[df.metric == "leep"].set_index("model")
+    assert leep["score"].notna().tolist() == [True, False, False]  # only the CNN has a source head
+    assert read_results(tmp_path / "r.csv")[0]["score"].notna().sum() == df["score"].notna().sum()
+    before = _manifests(env)
+    assert set(before) == {"timm-cnn", "timm-vit", "transformers-vit"}
+
+    second = run_cli(["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--metrics", "hscore,nce"], env)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.count("features cached, model not loaded") == 3 and "extracting" not in second.stderr
+    assert _manifests(env) == before  # nothing rewritten
+
+    listing = _main(["cache", "--cache-dir", cache_dir, "list", "--json"], capsys)
+    assert sorted(e["model"] for e in json.loads(listing)) == ["timm-cnn", "timm-vit", "transformers-vit"]
+    assert "removed 1 cache entry" in _main(["cache", "--cache-dir", cache_dir, "clear", "--model", "timm-vit"], capsys)
+    assert set(_manifests(env)) == {"timm-cnn", "transformers-vit"}
+
+
+def _main(args: list[str], capsys) -> str:
+    """Run a light command in-process (no interpreter start-up); returns its stdout."""
+    from hf_tsel.cli import main
+
+    assert main(args) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def slow_dataset(hub_cache):
+    """A larger dataset repo, so that extracting one model takes long enough to interrupt the next."""
+    repo_id = "hf-tsel-test/cli-images-large"
+    if not (hub_cache.hub_dir / f"datasets--{repo_id.replace('/', '--')}").exists():
+        write_hub_dataset(hub_cache.hub_dir, repo_id, {"train": image_dataset(per_class=40)})
+    return repo_id
+
+
+def _start_and_stop_after_first_model(env: dict, args: list[str], stop_signal: int) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "-m", "hf_tsel.cli", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not _manifests(env) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(stop_signal)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_kill_then_resume_does_not_recompute_finished_models(cli_setup, slow_dataset):
+    env, zoo, _ = cli_setup
+    args = ["rank", slow_dataset, "--zoo", str(zoo), "--metrics", "logme", "--batch-size", "8"]
+    killed = _start_and_stop_after_first_model(env, args, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    finished = _manifests(env)
+    assert set(finished) == {"timm-cnn"}
+    resumed = run_cli(args, env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[timm-cnn] features cached, model not loaded" in resumed.stderr
+    assert _manifests(env)["timm-cnn"] == finished["timm-cnn"]
+    assert set(_manifests(env)) == {"timm-cnn", "timm-vit", "transformers-vit"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_cache_and_exits_130(cli_setup, slow_dataset):
+    env, zoo, _ = cli_setup
+    args = ["rank", slow_dataset, "--zoo", str(zoo), "--metrics", "logme", "--batch-size", "8"]
+    interrupted = _start_and_stop_after_first_model(env, args, signal.SIGINT)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "run the same command again to resume" in interrupted.stderr and "Traceback" not in interrupted.stderr
+    assert "timm-cnn" in _manifests(env)
+
+
+def test_zoo_commands(cli_setup, capsys):
+    _, zoo, _ = cli_setup
+    assert [e["name"] for e in json.loads(_main(["zoo", "show", str(zoo), "--json"], capsys))][0] == "timm-cnn"
+    assert "default" in json.loads(_main(["zoo", "list", "--json"], capsys))
+    from hf_tsel.cli import main
+
+    assert main(["zoo", "show", "no-such-zoo"]) == 2
+    assert "unknown zoo 'no-such-zoo'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path, hub_env):
+    zoo = tmp_path / "demo.yaml"
+    zoo.write_text("models:\n  - name: efficientnet-lite0\n    hub_id: offline:efficientnet-lite0\n"
+                   "  - name: open-nsfw\n    hub_id: offline:open-nsfw\n")
+    env = {**hub_env, "HF_TSEL_HOME": str(offline_zoo_dir), "HF_DATASETS_CACHE": str(tmp_path / "ds")}
+    result = run_cli(["demo", "--samples-per-class", "4", "--zoo", str(zoo), "--cache-dir", str(tmp_path / "c"),
+                      "-o", str(tmp_path / "demo.parquet")], env, timeout=400)
+    assert result.returncode == 0, result.stderr
+    df, run = read_results(tmp_path / "demo.parquet")
+    assert run["dataset"] == "sklearn-digits" and run["num_samples"] == 40 and run["num_classes"] == 10
+    assert set(df["model"]) == {"efficientnet-lite0", "open-nsfw"}
+    logme = df[df.metric == "logme"]
+    assert logme["score"].notna().all() and sorted(logme["rank"]) == [1, 2]

@@ -1,0 +1,146 @@
+"""Feature extraction (order, corrupt images, OOM fallback) and the feature cache (reuse, resume, atomicity)."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+import torch
+
+import hf_tsel
+from hf_tsel.data import load_image_dataset
+from hf_tsel.features import CachedFeatures, FeatureCache, extract_features
+from hf_tsel.zoo import ZooEntry
+
+from .data_fixtures import FakeBackbone, fake_models, image_dataset, png_bytes  # noqa: F401 (fixture)
+
+
+def _entry(name: str = "alpha") -> ZooEntry:
+    return ZooEntry(name=name, hub_id=f"fake/{name}", loader="timm")
+
+
+def _reference_features(data, backbone) -> torch.Tensor:
+    batch = torch.stack([backbone.transform(data.load_image(i)) for i in range(data.num_samples)])
+    return backbone.embed(batch)[0]
+
+
+def test_extraction_keeps_dataset_order_across_chunks_and_batches():
+    data = load_image_dataset(image_dataset(per_class=7))
+    backbone = FakeBackbone(_entry())
+    result = extract_features(backbone, data, batch_size=4, chunk_size=10)
+    assert result.positions.tolist() == list(range(data.num_samples))
+    torch.testing.assert_close(result.features, _reference_features(data, backbone))
+    assert result.source_logits.shape == (data.num_samples, 5) and result.num_corrupt == 0
+
+
+def test_corrupt_images_are_counted_and_skipped():
+    import datasets
+
+    ds = image_dataset(per_class=4)
+    images = [{"bytes": png_bytes(ds[i]["image"]), "path": None} for i in range(len(ds))]
+    images[5] = {"bytes": b"\x89PNG broken", "path": None}
+    ds = datasets.Dataset.from_dict({"image": images, "label": ds["label"][:]},
+                                    features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
+    result = extract_features(FakeBackbone(_entry()), load_image_dataset(ds), batch_size=3, chunk_size=5)
+    assert result.num_corrupt == 1 and 5 not in result.positions and len(result.features) == 11
+
+
+def test_cuda_oom_halves_the_batch_and_continues():
+    data = load_image_dataset(image_dataset(per_class=4))
+    backbone = FakeBackbone(_entry())
+    embed = backbone.embed
+    sizes = []
+
+    def embed_with_small_memory(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return embed(batch)
+
+    backbone.embed = embed_with_small_memory
+    result = extract_features(backbone, data, batch_size=8)
+    torch.testing.assert_close(result.features, _reference_features(data, FakeBackbone(_entry())))
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2  # the smaller size sticks
+
+
+def test_cache_roundtrip_is_atomic_and_listable(tmp_path):
+    cache = FeatureCache(tmp_path)
+    features = CachedFeatures(torch.randn(5, 3), np.arange(5), torch.randn(5, 2), {"model": "m", "dataset": "d"})
+    cache.save("k1", features)
+    loaded = cache.load("k1")
+    torch.testing.assert_close(loaded.features, features.features)
+    torch.testing.assert_close(loaded.source_logits, features.source_logits)
+    assert loaded.manifest["feature_dim"] == 3 and not list(tmp_path.rglob("*.tmp"))
+    cache.save_chunk("k2", 0, torch.ones(2, 3), np.arange(2), None)
+    assert cache.partial_entries() == ["k2"] and cache.load("k2") is None
+    assert [e["model"] for e in cache.entries()] == ["m"]
+    assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load("k1") is None
+
+
+def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
+    zoo, loads = fake_models
+    ds = image_dataset(per_class=6)
+    first = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
+    assert [m["status"] for m in first.attrs["run"]["models"]] == ["extracted"] * 3
+    assert sorted(loads) == ["alpha", "beta", "headless"]
+    again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["hscore", "leep"], cache_dir=tmp_path / "c")
+    assert [m["status"] for m in again.attrs["run"]["models"]] == ["cached"] * 3
+    assert len(loads) == 3  # no model was loaded the second time
+    assert set(again["metric"]) == {"hscore", "leep"}
+    leep = again[again.metric == "leep"].set_index("model")
+    assert leep.loc["alpha", "score"] < 0 and np.isnan(leep.loc["headless", "score"])  # LEEP is a log-likelihood
+
+
+def test_resume_after_interrupt_reuses_finished_chunks(tmp_path, fake_models, monkeypatch):
+    zoo, loads = fake_models
+    ds = image_dataset(per_class=8)
+    import hf_tsel.ranking as ranking
+
+    original = ranking.extract_features
+    calls = {"chunks": 0}
+
+    def interrupted(*args, on_chunk=None, **kwargs):
+        def checkpoint_then_stop(*chunk):
+            on_chunk(*chunk)
+            calls["chunks"] += 1
+            if calls["chunks"] == 2:
+                raise KeyboardInterrupt
+        return original(*args, on_chunk=checkpoint_then_stop, **kwargs)
+
+    monkeypatch.setattr(ranking, "extract_features", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c", chunk_size=5)
+    assert FeatureCache(tmp_path / "c").partial_entries()  # alpha's 2 chunks are checkpointed
+    monkeypatch.setattr(ranking, "extract_features", original)
+    resumed = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c", chunk_size=5)
+    statuses = {m["name"]: m["status"] for m in resumed.attrs["run"]["models"]}
+    assert statuses == {"alpha": "resumed", "beta": "extracted", "headless": "extracted"}
+    fresh = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], use_cache=False)
+    pd_scores = resumed.set_index("model")["score"]
+    np.testing.assert_allclose(pd_scores.loc[["alpha", "beta"]], fresh.set_index("model")["score"].loc[["alpha", "beta"]])
+
+
+def test_changed_model_revision_invalidates_the_entry(tmp_path, fake_models, monkeypatch):
+    zoo, loads = fake_models
+    ds = image_dataset(per_class=4)
+    hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
+    import hf_tsel.ranking as ranking
+
+    monkeypatch.setattr(ranking, "_local_hub_revision", lambda entry: "0" * 40)  # the branch moved
+    again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
+    assert {m["status"] for m in again.attrs["run"]["models"]} == {"extracted"}
+
+
+def test_full_disk_warns_and_loses_nothing(tmp_path, fake_models, monkeypatch):
+    zoo, loads = fake_models
+    import safetensors.torch
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.warns(UserWarning, match="disk is full"):
+        df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
+    assert df["score"].notna().all() and "disk is full" in df.attrs["run"]["cache_error"]
+    assert not list((tmp_path / "c").rglob("*.tmp"))

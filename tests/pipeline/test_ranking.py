@@ -1,0 +1,99 @@
+"""hf_tsel.rank: scores in the results schema, not-applicable metrics, failed models, model-set metrics, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import hf_tsel
+from hf_tsel.cli import UserError
+from hf_tsel.metrics import get_metric, list_metrics
+from hf_tsel.ranking import DEFAULT_METRICS, resolve_metrics
+from hf_tsel.results import RESULT_FIELDS, ResultsError, read_results, validate_results, write_results
+
+from .data_fixtures import FakeBackbone, fake_models, image_dataset, write_zoo  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def noisy_zoo(fake_models, tmp_path, monkeypatch):
+    """The fake zoo plus 'noise', whose features ignore the image."""
+    from hf_tsel import backbones
+
+    load = backbones.load_backbone
+
+    class NoiseBackbone(FakeBackbone):
+        def embed(self, batch):
+            return torch.randn(len(batch), self.feature_dim, generator=torch.Generator().manual_seed(len(batch))), None
+
+    def load_with_noise(entry, **kwargs):
+        return NoiseBackbone(entry, source_classes=None) if entry.name == "noise" else load(entry, **kwargs)
+
+    monkeypatch.setattr(backbones, "load_backbone", load_with_noise)
+    return write_zoo(tmp_path / "noisy.yaml", ["alpha", "noise", "missing", "headless"]), fake_models[1]
+
+
+def test_rank_returns_valid_results_with_informative_model_first(tmp_path, noisy_zoo):
+    zoo, _ = noisy_zoo
+    df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=["logme", "leep"], cache_dir=tmp_path)
+    assert list(df.columns) == list(RESULT_FIELDS)
+    validate_results(df)
+    logme = df[df.metric == "logme"].set_index("model")
+    assert logme.loc["noise", "rank"] == 3 and logme.loc["alpha", "score"] > logme.loc["noise", "score"]
+    assert logme.loc["alpha", "num_samples"] == 30 and logme.loc["alpha", "num_classes"] == 3
+    leep = df[df.metric == "leep"].set_index("model")
+    assert leep.loc["noise", "note"].startswith("not applicable") and np.isnan(leep.loc["noise", "score"])
+    assert pd.isna(leep.loc["noise", "rank"]) and leep.loc["alpha", "rank"] == 1
+    failed = df[df.model == "missing"]
+    assert len(failed) == 2 and failed["score"].isna().all() and failed["note"].str.contains("not_found").all()
+    run = df.attrs["run"]
+    assert run["metrics"] == ["logme", "leep"] and set(run["stage_seconds"]) == {"data", "extraction", "metrics", "total"}
+    assert {m["name"]: m["status"] for m in run["models"]}["missing"] == "failed"
+
+
+def test_transform_and_model_set_metrics(tmp_path, noisy_zoo):
+    zoo, _ = noisy_zoo
+    model_set = [m.name for m in list_metrics(include_transforms=False) if m.consumes == "model_set"]
+    metrics = ["ped+logme", *model_set[:1]]
+    df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=metrics, cache_dir=tmp_path)
+    ped = df[df.metric == "ped+logme"].set_index("model")
+    assert ped.loc["alpha", "score"] > ped.loc["noise", "score"]
+    if not model_set:
+        pytest.skip("no model-set metric (etran, ncti) is registered yet")
+    scores = df[df.metric == model_set[0]].dropna(subset=["score"])
+    assert set(scores["model"]) == {"alpha", "noise", "headless"}
+
+
+def test_unknown_metric_fails_before_any_work(tmp_path, fake_models):
+    zoo, loads = fake_models
+    with pytest.raises(UserError, match="unknown metric 'logmee'.*hf-tsel metrics"):
+        hf_tsel.rank("does/not-matter", zoo=str(zoo), metrics="logme,logmee", cache_dir=tmp_path)
+    assert loads == []
+
+
+def test_default_metrics_are_registered():
+    assert [s.name for s in resolve_metrics(None)] == list(DEFAULT_METRICS)
+    assert all(get_metric(name).consumes in ("features", "source_probs") for name in DEFAULT_METRICS)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_results_files_roundtrip_with_run_metadata(tmp_path, fake_models, suffix):
+    zoo, _ = fake_models
+    df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme", "leep"], cache_dir=tmp_path)
+    path = write_results(df, tmp_path / f"results{suffix}", df.attrs["run"])
+    back, run = read_results(path)
+    assert run["run_id"] == df.attrs["run"]["run_id"] and run["models"][0]["name"] == "alpha"
+    pd.testing.assert_frame_equal(back[["model", "metric", "rank"]], df[["model", "metric", "rank"]])
+    np.testing.assert_allclose(back["score"], df["score"])
+    assert back["note"].isna().sum() == df["note"].isna().sum()
+
+
+def test_results_validation_names_the_problem():
+    with pytest.raises(ResultsError, match=r"required column\(s\) \[.*'metric'"):
+        validate_results(pd.DataFrame({"model": ["m"]}))
+    good = hf_tsel.results.empty_record(dataset="d", split="s", model="m", metric="x", score=1.0)
+    with pytest.raises(ResultsError, match="unknown column"):
+        validate_results(pd.DataFrame([{**good, "colour": "red"}]))
+    with pytest.raises(ResultsError, match="'num_samples' must hold int"):
+        validate_results(pd.DataFrame([{**good, "num_samples": "many"}]))

@@ -1,0 +1,65 @@
+"""The leaderboard Space in headless Chromium: renders the expected rows, filters change them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hf_tsel.publish.leaderboard import MEAN_RANK, leaderboard_view, load_leaderboard_results
+
+from .conftest import REPO_ROOT
+from .space_screenshot import CHROMIUM, MODELS_JS, ROW_SELECTOR, chromium_page, leaderboard_models, serve_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_chromium():
+    if not CHROMIUM.exists():
+        message = f"Chromium is missing at {CHROMIUM}; install it with `apt-get install -y chromium`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _wait_for_models(page, expected: list[str]) -> None:
+    page.wait_for_function(f"expected => JSON.stringify(({MODELS_JS})()) === JSON.stringify(expected)",
+                           arg=expected, timeout=60_000)
+
+
+def test_leaderboard_renders_and_filters(results_folder, tmp_path):
+    loaded = load_leaderboard_results(results_folder)
+    target = loaded.targets[0]
+    expected = leaderboard_view(loaded.table, target, MEAN_RANK)["model"].tolist()
+    families = sorted(set(loaded.table["family"]) - {"dino"})
+    without_dino = leaderboard_view(loaded.table, target, MEAN_RANK, families=families)["model"].tolist()
+    searched = leaderboard_view(loaded.table, target, MEAN_RANK, families=families, search="clip")["model"].tolist()
+    assert 0 < len(searched) < len(without_dino) < len(expected)
+    artifacts = Path(os.environ.get("HF_TSEL_TEST_ARTIFACTS", REPO_ROOT / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+
+    with serve_app(results_folder, tmp_path / "app.log") as url, chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector(ROW_SELECTOR, timeout=120_000)
+        _wait_for_models(page, expected)
+        assert leaderboard_models(page) == expected
+        assert "skipped" in page.inner_text("#load-notes")  # the malformed records are reported, not fatal
+
+        page.locator("#family-filter").get_by_label("dino").uncheck()
+        _wait_for_models(page, without_dino)
+
+        page.locator("#search textarea, #search input").first.fill("clip")
+        _wait_for_models(page, searched)
+        screenshot = artifacts / "space-leaderboard.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}")
+
+        page.get_by_role("tab", name="Predicted vs fine-tuned").click()
+        page.get_by_text("Weighted Kendall tau", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_role("tab", name="Rank your dataset").click()
+        status = page.locator("#rank-status")
+        status.wait_for(timeout=30_000)
+        assert "disabled" in status.inner_text() or "enabled" in status.inner_text() or "runs on" in status.inner_text()
+    assert screenshot.stat().st_size > 10_000
