@@ -9,7 +9,7 @@ Runs on a CPU without network access (after ``pip install 'hf-tsel[offline]'`` a
 * ``offline_summary.md``        weighted-tau tables (Markdown)
 
 Everything is cached (features in the shared feature cache, scores / probes / fine-tuning runs in
-``--work-dir``); a re-run only computes what is missing, e.g. metrics registered since.
+``--work-dir``, default ``$HF_TSEL_HOME/offline-benchmark``); a re-run only computes what is missing, e.g. metrics registered since.
 
     python benchmarks/offline_ranking.py            # or: hf-tsel benchmark offline
 """

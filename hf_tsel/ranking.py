@@ -175,7 +175,7 @@ class _CacheWrites:
 
 
 def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None, writes: _CacheWrites,
-                  accelerator_factory: Callable,
+                  accelerator: Any,
                   load_options: dict, batch_size: int, num_workers: int, chunk_size: int,
                   report: _Progress) -> ModelOutcome:
     """Cached features of ``entry`` if complete and current; otherwise load the model and extract."""
@@ -188,7 +188,6 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
         if cached is not None and (current is None or current == cached.manifest.get("model_revision")):
             report.say(f"[{entry.name}] features cached, model not loaded")
             return ModelOutcome(entry, "cached", revision=cached.manifest.get("model_revision"), features=cached)
-    accelerator = accelerator_factory()
     start = time.perf_counter()
     try:
         with accelerator.main_process_first():
@@ -322,37 +321,32 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     cache = FeatureCache(cache_dir) if use_cache else None
     if cache is not None:
         cache.check_writable()
-    report = _Progress(progress)
-    accelerator = None
-
-    def accelerator_factory() -> Any:
-        nonlocal accelerator
-        accelerator = accelerator or make_accelerator(device, precision)
-        return accelerator
-
+    accelerator = make_accelerator(device, precision)
+    report = _Progress(progress and accelerator.is_main_process)
     tick = time.perf_counter()
-    data = load_image_dataset(dataset, split=split, config=config, revision=revision, image_column=image_column,
-                              label_column=label_column, samples_per_class=samples_per_class,
-                              max_samples=max_samples, seed=seed)
+    with accelerator.main_process_first():  # one process fills the datasets cache, the others read it
+        data = load_image_dataset(dataset, split=split, config=config, revision=revision, image_column=image_column,
+                                  label_column=label_column, samples_per_class=samples_per_class,
+                                  max_samples=max_samples, seed=seed)
     timings["data"] = time.perf_counter() - tick
     report.say(f"{data.name} [{data.split}]: {data.num_samples} samples, {data.num_classes} classes; "
                f"{len(entries)} model(s), metrics: {', '.join(s.name for s in specs)}")
     tick = time.perf_counter()
     load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     writes = _CacheWrites(cache)
-    outcomes = [_features_for(entry, data, cache=cache, writes=writes, accelerator_factory=accelerator_factory,
+    outcomes = [_features_for(entry, data, cache=cache, writes=writes, accelerator=accelerator,
                               load_options=load_options, batch_size=batch_size, num_workers=num_workers,
                               chunk_size=chunk_size, report=report) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
-    metric_device = accelerator.device if accelerator is not None else (device or "cpu")
-    if accelerator is not None and not accelerator.is_main_process:
+    metric_device = accelerator.device
+    if not accelerator.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
     tick = time.perf_counter()
     scored = score_models(specs, outcomes, data.labels, seed=seed, device=metric_device, metric_params=metric_params)
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     df = _results_table(data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
-                        hardware=describe_hardware(metric_device, accelerator.num_processes if accelerator else 1))
+                        hardware=describe_hardware(metric_device, accelerator.num_processes))
     df.attrs["run"]["cache_dir"] = str(cache.root) if cache is not None else None
     df.attrs["run"]["cache_error"] = writes.error
     return df

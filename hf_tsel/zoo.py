@@ -108,7 +108,7 @@ def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
     raw_models = document["models"]
     if not raw_models:
         raise ZooError(f"{path}: the zoo lists no models; add at least one entry under 'models:'")
-    entries = [parse_entry(raw, where=f"{path} entry {i + 1}") for i, raw in enumerate(raw_models)]
+    entries = [parse_entry(raw, where=f"{path} entry {i + 1}", base_dir=path.parent) for i, raw in enumerate(raw_models)]
     seen: set[str] = set()
     for entry in entries:
         if entry.name in seen:
@@ -147,8 +147,11 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, document
 
 
-def parse_entry(raw: Any, *, where: str = "model entry") -> ZooEntry:
-    """Validate one YAML mapping and turn it into a :class:`ZooEntry`."""
+def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None = None) -> ZooEntry:
+    """Validate one YAML mapping and turn it into a :class:`ZooEntry`.
+
+    ``./`` and ``../`` paths in ``hub_id`` are relative to ``base_dir`` (the zoo file's folder).
+    """
     if isinstance(raw, str):
         return entry_for_model(raw)  # a bare "ORG/NAME" line in a zoo file
     if not isinstance(raw, dict):
@@ -160,6 +163,8 @@ def parse_entry(raw: Any, *, where: str = "model entry") -> ZooEntry:
     if not isinstance(hub_id, str) or not hub_id.strip():
         raise ZooError(f"{where}: missing 'hub_id' (a Hub repo such as 'timm/resnet50.tv_in1k' or a local path)")
     values = dict(raw)
+    if base_dir is not None and hub_id.startswith(("./", "../")):
+        values["hub_id"] = hub_id = str((base_dir / hub_id).resolve())
     if "loader" not in values:
         values["loader"] = guess_loader(hub_id)
     values.setdefault("name", default_name(hub_id))
@@ -170,6 +175,8 @@ def parse_entry(raw: Any, *, where: str = "model entry") -> ZooEntry:
     for key in ("preprocessing", "key_map", "model_kwargs"):
         if not isinstance(values.get(key, {}), dict):
             raise ZooError(f"{where}: {key!r} must be a mapping, got {values[key]!r}")
+    if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in values.get("key_map", {}).items()):
+        raise ZooError(f"{where}: key_map maps key prefixes to new prefixes (strings, '' strips) or null (drops)")
     if values["loader"] not in LOADERS:
         raise ZooError(f"{where}: unknown loader {values['loader']!r}; use one of {list(LOADERS)}")
     if values.get("pooling", "default") not in POOLINGS:

@@ -22,7 +22,9 @@ for _root in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.p
         break
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
 
+from hf_tsel.defaults import DEFAULT_METRICS  # noqa: E402
 from hf_tsel.metrics import list_metrics  # noqa: E402
 from hf_tsel.publish.leaderboard import (MEAN_RANK, LoadedResults, leaderboard_view,  # noqa: E402
                                          load_leaderboard_results, metrics_markdown, model_view,
@@ -51,7 +53,7 @@ def _notes_markdown(results: LoadedResults) -> str:
     shown = results.notes[:_MAX_NOTES]
     more = len(results.notes) - len(shown)
     lines = [f"- {note}" for note in shown] + ([f"- ... and {more} more"] if more else [])
-    return "**Some results were skipped:**\n" + "\n".join(lines)
+    return "**Notes on the loaded results** (skipped or superseded records):\n" + "\n".join(lines)
 
 
 def _rank_tab(metric_names: list[str]) -> None:
@@ -63,11 +65,12 @@ def _rank_tab(metric_names: list[str]) -> None:
         split = gr.Textbox(label="split", value="train", interactive=allowed)
     with gr.Row():
         zoo = gr.Textbox(label="zoo", value="", placeholder="default zoo", interactive=allowed)
-        metrics = gr.CheckboxGroup(metric_names, value=[m for m in ("logme", "leep", "nleep") if m in metric_names],
+        metrics = gr.CheckboxGroup(metric_names, value=[m for m in DEFAULT_METRICS if m in metric_names],
                                    label="metrics", interactive=allowed)
         max_samples = gr.Number(label="max images", value=1000, precision=0, interactive=allowed)
     button = gr.Button("Rank", variant="primary", interactive=allowed)
-    output = gr.Dataframe(interactive=False, label="ranking")
+    columns = ["metric", "rank", "model", "family", "score", "note"]
+    output = gr.Dataframe(pd.DataFrame(columns=columns), interactive=False, label="ranking")
 
     def run_rank(dataset_id, config_name, split_name, zoo_name, metric_list, limit):
         from hf_tsel import rank
@@ -79,7 +82,7 @@ def _rank_tab(metric_names: list[str]) -> None:
                       zoo=zoo_name or None, metrics=metric_list or None, max_samples=int(limit) if limit else None)
         except Exception as err:  # show the message in the UI instead of a stack trace
             raise gr.Error(str(err)) from err
-        return df[["metric", "rank", "model", "family", "score", "note"]].sort_values(["metric", "rank"])
+        return df[columns].sort_values(["metric", "rank"])
 
     if allowed:
         button.click(run_rank, [dataset, config, split, zoo, metrics, max_samples], output)

@@ -11,6 +11,7 @@ from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
+    HFValidationError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -55,6 +56,8 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
                 "download it once with network access, or unset HF_HUB_OFFLINE",
             ) from None
         raise BackboneLoadError(model, "network", "the Hub could not be reached and the model is not cached; check your connection or proxy and retry") from None
+    except HFValidationError as exc:
+        raise BackboneLoadError(model, "invalid", f"not a valid Hub repo id or revision ({exc}); use ORG/NAME or a local path") from None
     except EntryNotFoundError as exc:
         raise BackboneLoadError(model, "invalid", f"a file the loader needs is missing from the repo: {exc}") from None
     except HfHubHTTPError as exc:

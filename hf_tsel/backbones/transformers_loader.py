@@ -146,7 +146,7 @@ def _size_dict(size) -> dict[str, int]:
 
 def _prefix_tokens(model: torch.nn.Module) -> int:
     """Number of non-patch tokens in front of the sequence (CLS + registers); 0 for Swin-like models."""
-    embeddings = getattr(model, "embeddings", None)
+    embeddings = getattr(getattr(model, "vision_model", model), "embeddings", None)
     has_cls = any(hasattr(embeddings, name) for name in ("cls_token", "class_embedding"))
     return int(has_cls) + int(getattr(model.config, "num_register_tokens", 0) or 0)
 

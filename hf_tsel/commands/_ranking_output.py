@@ -61,7 +61,7 @@ def print_leaderboard(df: pd.DataFrame) -> None:
     console = Console()
     console.print(escape(title), highlight=False)
     table = Table()
-    table.add_column("model", style="bold")
+    table.add_column("model", style="bold", no_wrap=True)
     for metric in metrics:
         table.add_column(metric, justify="right")
     table.add_column("features")

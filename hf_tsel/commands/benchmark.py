@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     offline.add_argument("--train-per-class", type=int, default=30)
     offline.add_argument("--test-per-class", type=int, default=20)
     offline.add_argument("--finetune-epochs", type=int, default=10)
-    offline.add_argument("--work-dir", default="benchmarks/.offline-cache", help="scores / probes / fine-tuning cache")
+    offline.add_argument("--work-dir", help="scores / probes / fine-tuning cache (default $HF_TSEL_HOME/offline-benchmark)")
     offline.add_argument("--cache-dir", help="feature cache folder (default: the shared one)")
     offline.add_argument("--results-dir", default="benchmarks/results", help="where the csv / md tables go")
     offline.set_defaults(func=run_offline)
@@ -129,7 +129,8 @@ def run_offline(args: argparse.Namespace) -> int:
     config = OfflineBenchmarkConfig(
         datasets=_csv_list(args.datasets) or tuple(OFFLINE_DATASETS), zoos=_csv_list(args.zoos),
         metrics=_csv_list(args.metrics), protocols=_csv_list(args.protocols), train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class, finetune_epochs=args.finetune_epochs, work_dir=Path(args.work_dir),
+        test_per_class=args.test_per_class, finetune_epochs=args.finetune_epochs,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     result = run_offline_benchmark(config, log=lambda message: print(message, flush=True))
     paths = write_benchmark_tables(result, args.results_dir)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
                         help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
     parser.add_argument("--split", choices=["train", "test"], default="test", help="Fashion-MNIST split (default test)")
-    parser.add_argument("--samples-per-class", type=int, default=20, help="stratified sample size per class (default 20)")
+    parser.add_argument("--samples-per-class", type=int, default=10, help="stratified sample size per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
     parser.set_defaults(func=run)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 
 
+def repo_id_type(value: str) -> str:
+    """argparse type of ``--repo ORG/NAME`` options."""
+    if value.count("/") != 1 or not all(value.split("/")):
+        raise argparse.ArgumentTypeError(f"expected ORG/NAME, got {value!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "push", help="publish a results file to a Hub dataset repo (merged with what is there)",
@@ -14,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(dataset, config, split, model, revision, metric) replaces the older record. Uses HF_TOKEN "
                     "or the token saved by `hf auth login`.")
     parser.add_argument("results", metavar="RESULTS", help="results file (.csv, .json or .parquet)")
-    parser.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hub dataset repo to publish to")
+    parser.add_argument("--repo", required=True, type=repo_id_type, metavar="ORG/NAME",
+                        help="Hub dataset repo to publish to")
     parser.add_argument("--private", action="store_true", help="create the repo as private if it does not exist")
     parser.add_argument("--message", help="commit message (default: a summary of the push)")
     parser.add_argument("--max-attempts", type=int, default=5,
@@ -26,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..publish import push_results
 
-    if args.repo.count("/") != 1 or not all(args.repo.split("/")):
-        raise UserError(f"--repo must look like ORG/NAME, got {args.repo!r}")
     if args.max_attempts < 1:
         raise UserError("--max-attempts must be at least 1")
     report = push_results(args.results, args.repo, private=args.private or None, commit_message=args.message,

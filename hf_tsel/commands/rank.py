@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
+from .push import repo_id_type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="allow pickle checkpoints (loaded with torch.load(weights_only=True))")
     models.add_argument("--trust-remote-code", action="store_true", help="allow models whose code lives in their repo")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEFAULT_METRICS)}")
+    parser.add_argument("--push-to", metavar="ORG/NAME", type=repo_id_type,
+                        help="after saving the results locally, merge them into this Hub dataset repo "
+                             "(as `hf-tsel push`)")
     parser.set_defaults(func=run)
 
 
@@ -52,4 +56,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_leaderboard(df)
     write_outputs(df, args.output)
+    if args.push_to:
+        from ..publish import push_results
+
+        print(push_results(df, args.push_to, run_metadata=df.attrs["run"],
+                           local_path=args.output[0] if args.output else None))
     return exit_code(df)

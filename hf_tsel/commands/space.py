@@ -6,11 +6,7 @@ import argparse
 import os
 import runpy
 
-
-def _repo_id(value: str) -> str:
-    if value.count("/") != 1 or not all(value.split("/")):
-        raise argparse.ArgumentTypeError(f"expected ORG/NAME, got {value!r}")
-    return value
+from .push import repo_id_type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deploy = actions.add_parser("deploy", help="create/update a Gradio Space on the Hub with the leaderboard app",
                                 description="Upload spaces_app/ plus the hf_tsel package to the Space ORG/NAME "
                                             "(created with the gradio SDK if needed).")
-    deploy.add_argument("--repo", required=True, type=_repo_id, metavar="ORG/NAME", help="the Space to deploy to")
-    deploy.add_argument("--results-repo", type=_repo_id, metavar="ORG/NAME",
+    deploy.add_argument("--repo", required=True, type=repo_id_type, metavar="ORG/NAME", help="the Space to deploy to")
+    deploy.add_argument("--results-repo", type=repo_id_type, metavar="ORG/NAME",
                         help="dataset repo written by `hf-tsel push`; set as the Space's HF_TSEL_RESULTS_REPO")
     deploy.add_argument("--app-dir", help="folder with the app (default: spaces_app/ of this checkout)")
     deploy.add_argument("--private", action="store_true", help="create the Space as private if it does not exist")

@@ -60,6 +60,10 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA."""
     from accelerate import Accelerator
 
+    from ..cli import UserError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is visible; drop --device or use --device cpu")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     if precision == "auto":
         precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
@@ -127,7 +131,9 @@ def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = No
             data_seconds += start - tick
             with torch.no_grad(), accelerator.autocast():
                 features, logits = runner(backbone.embed, images.to(accelerator.device))
-            gathered = accelerator.gather_for_metrics((features, positions.to(features.device), ok.to(features.device))
+            # uint8, not bool: every collective backend can gather it
+            gathered = accelerator.gather_for_metrics((features, positions.to(features.device),
+                                                       ok.to(features.device, torch.uint8))
                                                       + ((logits,) if logits is not None else ()))
             tick = time.perf_counter()
             forward_seconds += tick - start

@@ -68,8 +68,10 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
 def plot_scores_vs_accuracy(scores: pd.DataFrame, ground_truth: pd.DataFrame, dataset: str, protocol: str,
                             path: str | Path, *, metrics: Sequence[str] | None = None) -> Path:
     """PNG with one panel per metric: each model's score against its accuracy, titled with weighted tau."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("plotting needs matplotlib: pip install 'hf-tsel[space]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,7 +9,7 @@ For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benc
    a short fine-tune of the last stage plus a new head for models with a PyTorch module;
 4. correlates scores with ground truth (:func:`hf_tsel.evaluation.evaluate_ranking`).
 
-Everything is cached under ``work_dir`` (scores and probe results in JSON stores keyed by the
+Everything is cached under ``work_dir`` (default ``$HF_TSEL_HOME/offline-benchmark``) (scores and probe results in JSON stores keyed by the
 features they came from, fine-tuning runs in per-grid-point folders), so a re-run computes only
 what is missing, e.g. a newly registered metric.
 """
@@ -53,7 +53,7 @@ class OfflineBenchmarkConfig:
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     finetune_batch_size: int = 32
-    work_dir: Path = Path("benchmarks/.offline-cache")
+    work_dir: Path | None = None  # scores / probes / fine-tuning; None: $HF_TSEL_HOME/offline-benchmark
     cache_dir: Path | None = None  # feature cache; None: the shared default ($HF_TSEL_HOME/features)
 
     def per_class(self, dataset: str) -> tuple[int, int]:
@@ -107,6 +107,24 @@ def _zoo_features(dataset: Any, zoos: Sequence[str], split: str, config: Offline
     return merged
 
 
+def metric_code_signature(name: str) -> str:
+    """Hash of the code behind a metric: its module(s) plus the shared private helpers.
+
+    Cached scores are recomputed after any change to that code. For ``<prefix>+<base>`` the
+    transform's module is taken to be ``hf_tsel/metrics/<prefix>.py``.
+    """
+    import sys
+
+    from ..metrics import get_metric
+
+    folder = Path(sys.modules["hf_tsel.metrics"].__file__).parent
+    *prefixes, base = name.split("+")
+    files = {Path(sys.modules[get_metric(base).fn.__module__].__file__)}
+    files |= {folder / f"{prefix}.py" for prefix in prefixes if (folder / f"{prefix}.py").is_file()}
+    files |= set(folder.glob("_*.py"))
+    return _signature(*[(p.name, p.read_text()) for p in sorted(files)])
+
+
 def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
     from ..ranking import ModelOutcome, resolve_metrics, score_models
 
@@ -115,7 +133,8 @@ def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, l
     for metric in metrics:
         spec = resolve_metrics([metric])[0]
         # Model-set metrics (ETran, NCTI) depend on the whole zoo; others only on each model's features.
-        store_key = f"{name}|{spec.name}|{_signature(keys if spec.consumes == 'model_set' else None)}"
+        zoo = _signature(keys if spec.consumes == "model_set" else None)
+        store_key = f"{name}|{spec.name}|{metric_code_signature(spec.name)}|{zoo}"
         cached = store.get(store_key)
         if cached is None or set(cached) != set(keys) or any(cached[m]["key"] != keys[m] for m in keys):
             start = time.perf_counter()
@@ -165,8 +184,12 @@ def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, lo
     for model, entry in train.entries.items():
         if model not in train.features or model not in test.features:
             continue
-        run_dir = config.work_dir / "finetune" / name / model / _signature(train.feature_keys()[model],
-                                                                            test.feature_keys()[model])
+        run_dir = config.work_dir / "finetune" / name / model / _signature(
+            train.feature_keys()[model], test.feature_keys()[model], asdict(settings))
+        done = run_dir / "done.json"
+        if done.is_file():
+            rows.append(json.loads(done.read_text()))
+            continue
         try:
             trainable = trainable_backbone(entry)
         except UserError as exc:
@@ -179,18 +202,17 @@ def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, lo
             log(f"  {name}: no fine-tuning ground truth for {model} (its last stage cannot be split off)")
             continue
         start = time.perf_counter()
-        train_set = test_set = None
-        if not (run_dir / "done.json").is_file():
-            trunk = split[0]
-            train_set = trunk_outputs(trunk, train_images)
-            test_set = trunk_outputs(trunk, PreprocessedImages(test.data, trainable.preprocessor))
+        trunk = split[0]
+        train_set = trunk_outputs(trunk, train_images)
+        test_set = trunk_outputs(trunk, PreprocessedImages(test.data, trainable.preprocessor))
         result = finetune(lambda: split_last_stage(trainable.build(), example)[1], trainable.feature_dim,
                           train.data.num_classes, train_set, test_set, settings, run_dir, accelerator=accelerator)
-        (run_dir / "done.json").write_text(json.dumps({"accuracy": result.accuracy}))
-        log(f"  {name}: fine-tuned last stage of {model}: {result.accuracy:.3f} ({time.perf_counter() - start:.0f}s)")
-        rows.append({"dataset": name, "model": model, "protocol": "finetune-last", "accuracy": result.accuracy,
-                     "num_train": train.data.num_samples, "num_test": test.data.num_samples,
-                     "hyperparameters": result.hyperparameters, "seconds": result.seconds})
+        row = {"dataset": name, "model": model, "protocol": "finetune-last", "accuracy": result.accuracy,
+               "num_train": train.data.num_samples, "num_test": test.data.num_samples,
+               "hyperparameters": result.hyperparameters, "seconds": time.perf_counter() - start}
+        done.write_text(json.dumps(row))
+        log(f"  {name}: fine-tuned last stage of {model}: {result.accuracy:.3f} ({row['seconds']:.0f}s)")
+        rows.append(row)
     return rows
 
 
@@ -217,6 +239,10 @@ def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
         raise UserError(f"unknown protocol(s) {bad_protocols}; choose from {list(PROTOCOLS)}")
     metrics = benchmark_metrics(config.metrics)
     started = time.perf_counter()
+    if config.work_dir is None:
+        from ..offline_models import default_cache_dir
+
+        config.work_dir = default_cache_dir() / "offline-benchmark"
     config.work_dir.mkdir(parents=True, exist_ok=True)
     (config.work_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
     score_store = JsonStore(config.work_dir / "scores.json")

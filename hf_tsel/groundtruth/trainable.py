@@ -68,18 +68,18 @@ def trainable_backbone(entry: Any, *, allow_pickle: bool = False, trust_remote_c
 def split_last_stage(module: nn.Module, example: torch.Tensor) -> tuple[nn.Module, nn.Module] | None:
     """``(frozen trunk, last stage + pooling)`` of a feature module, or None when its layout is unknown.
 
-    Supported: ``nn.Sequential`` (split before the last child with parameters) and timm
-    EfficientNet-family models inside :class:`PooledFeatures` (split before the last block stage).
+    Supported (bare or inside :class:`PooledFeatures`): ``nn.Sequential`` (split before the last
+    child with parameters) and timm EfficientNet-family models (split before the last block stage).
     The split is only returned if ``tail(trunk(example))`` reproduces ``module(example)``.
     Training the tail on cached trunk outputs equals training the last stage with a frozen trunk
     (frozen batch-norm statistics, no augmentation) at a fraction of the cost.
     """
-    if isinstance(module, nn.Sequential):
-        index = max((i for i, child in enumerate(module) if any(True for _ in child.parameters())), default=0)
-        trunk, tail = module[:index], module[index:]
-    elif isinstance(module, PooledFeatures) and all(
-            hasattr(module.model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool")):
-        model = module.model
+    inner = module.model if isinstance(module, PooledFeatures) else module
+    if isinstance(inner, nn.Sequential):
+        index = max((i for i, child in enumerate(inner) if any(True for _ in child.parameters())), default=0)
+        trunk, tail = inner[:index], inner[index:]
+    elif all(hasattr(inner, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool")):
+        model = inner
         trunk = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:-1])
         tail = nn.Sequential(model.blocks[-1], model.conv_head, model.bn2, model.global_pool, nn.Flatten(1))
     else:

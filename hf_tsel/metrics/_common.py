@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import torch
 
-__all__ = ["one_hot", "class_counts", "class_means", "covariance", "within_class_covariance", "pca",
+__all__ = ["one_hot", "class_counts", "class_means", "gram", "covariance", "within_class_covariance", "pca",
            "top_principal_components", "minmax"]
 
 
@@ -30,6 +31,15 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     return sums / class_counts(labels, num_classes).to(features.dtype)[:, None]
 
 
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """``features.T @ features`` (``[D, D]``); on CPU a BLAS ``syrk`` computes one triangle, half the work."""
+    if features.device.type != "cpu" or features.dtype not in (torch.float32, torch.float64) or features.requires_grad:
+        return features.T @ features
+    syrk = scipy.linalg.blas.dsyrk if features.dtype == torch.float64 else scipy.linalg.blas.ssyrk
+    upper = torch.from_numpy(syrk(1.0, features.numpy().T, trans=0, lower=0))
+    return upper.triu() + upper.triu(1).T
+
+
 def covariance(features: torch.Tensor, *, ddof: int = 1) -> torch.Tensor:
     """``[D, D]`` sample covariance (``ddof=1`` as ``np.cov``; ``ddof=0`` for the population one)."""
     centred = features - features.mean(dim=0)
@@ -39,7 +49,7 @@ def covariance(features: torch.Tensor, *, ddof: int = 1) -> torch.Tensor:
 def within_class_covariance(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Prior-weighted within-class scatter ``sum_c (n_c/N) Cov_c`` with population covariances (LDA's ``S_w``)."""
     centred = features - class_means(features, labels, num_classes)[labels]
-    return centred.T @ centred / len(features)
+    return gram(centred) / len(features)
 
 
 def pca(features: torch.Tensor, n_components: int | float) -> torch.Tensor:
@@ -90,9 +100,9 @@ def top_principal_components(features: torch.Tensor, n_components: int) -> tuple
     k = min(int(n_components), n, d)
     centred = features - features.mean(dim=0)
     if d <= n:
-        variances, components = _leading_eigenpairs(centred.T @ centred, k)
+        variances, components = _leading_eigenpairs(gram(centred), k)
     else:
-        variances, left = _leading_eigenpairs(centred @ centred.T, k)
+        variances, left = _leading_eigenpairs(gram(centred.T), k)
         components = centred.T @ left  # loadings up to a positive scale per column, enough for the signs
     signs = torch.sign(components[torch.argmax(components.abs(), dim=0), torch.arange(k, device=features.device)])
     signs[signs == 0] = 1

@@ -45,7 +45,7 @@ def largest_eigenvalue(matrix: torch.Tensor, iterations: int = 3) -> float:
 
 
 def adaptive_shrinkage(within_covariance: torch.Tensor) -> float:
-    """SFDA's data-driven shrinkage ``max(exp(-5 * lambda_max(S_w)), 1e-10)`` (Shao et al., ECCV'22; as coded in the reference)."""
+    """SFDA's data-driven shrinkage ``max(exp(-5 * lambda_max(S_w)), 1e-10)``, as coded in the reference."""
     return max(math.exp(-5.0 * largest_eigenvalue(within_covariance)), SHRINKAGE_FLOOR)
 
 

@@ -23,7 +23,7 @@ def _check_percent(percent: float) -> None:
 
 @register("etran_energy", consumes="features", paper=_PAPER, reference=f"{_REFERENCE}::Energy_Score")
 def etran_energy(inputs: MetricInputs, *, percent: float = 0.5) -> float:
-    """Mean of the lowest free energies ``logsumexp_d x_d`` over the samples (ETran's energy term); higher is better.
+    """Mean of the lowest sample energies ``logsumexp_d x_d`` (ETran's energy term); higher is better.
 
     As the reference ``Energy_Score(features, 0.5, 'bot')`` (the ETran script passes penultimate
     features, not logits): the energy of a sample is the logsumexp over its feature dimensions and the
@@ -62,7 +62,7 @@ def etran_lda(inputs: MetricInputs) -> float:
           reference=f"{_REFERENCE}::Energy_Score/LDA_Score + tw.py (-me etran)")
 def etran(inputs_by_model: dict[str, MetricInputs], *, energy_weight: float = 0.15,
           percent: float = 0.5) -> dict[str, float]:
-    """ETran over a model set: ``w * minmax(energy) + (1 - w) * minmax(lda)``, w = 0.15 (ETran ``tw.py``); higher is better.
+    """ETran over a model set: ``w minmax(energy) + (1 - w) minmax(lda)``, w = 0.15 (ETran tw.py); higher is better.
 
     Both per-model parts (:func:`etran_energy`, :func:`etran_lda`) are min-max scaled over the given
     models, so a score means nothing outside its zoo (a part that is equal for all models scales to 0).

@@ -6,18 +6,22 @@ between the initial logits and the one-hot labels (Eq. 6/22). LEAD replaces ``Ph
 eigenvalue of a per-class NTK (Eq. 7) and scores the evolved logits with the cross-entropy:
 
 1. initial logits ``F_0``: a one-vs-rest linear SVM on the features, its K decision values
-   turned into probabilities (appendix B: "normalized to obtain the predicted probabilities");
+   turned into probabilities (appendix B: "normalized to obtain the predicted probabilities"),
+   cross-fitted over 5 folds so that they describe unseen samples;
 2. a randomly initialised MLP head (hidden widths 1024 and 2048, Kaiming init, the paper's [22]);
 3. per class, the NTK of ``S = 64`` random samples with gradients of the *summed* logits w.r.t. the
    head parameters (appendix Eq. 24, the approximation of Mohamadi & Sutherland), and its mean
    eigenvalue ``lambda_k = trace / S``;
 4. ``F_t = (1 - exp(-eta*lambda_k*t)) * y + exp(-eta*lambda_k*t) * F_0`` for every sample of class k;
-5. score = ``-CE(softmax(F_t), y)`` (mean over samples; higher is better).
+5. score = minus the cross-entropy of ``F_t`` with the labels, ``mean log F_t[y]`` (``F_t`` is a
+   probability vector; higher is better).
 
 No official code exists; every choice the paper leaves open is listed in ``docs/methods.md``. The
 main ones: features are z-scored (per dimension) before both the SVM and the head; the SVM is
 liblinear's L2-regularised squared-hinge primal (``LinearSVC()`` defaults, bias regularised too);
-probabilities are ``sigmoid(d_k) / sum_j sigmoid(d_j)``; the paper's ablation keeps "the unit
+probabilities are ``sigmoid(d_k) / sum_j sigmoid(d_j)``, from SVMs fitted without the sample
+(an in-sample SVM in high dimension puts nearly every training sample on its margin, so its
+outputs say little about the model); the paper's ablation keeps "the unit
 as 1e6" for t, read here as ``eta = 1e-6`` so that ``t = 1`` (its default) means 1e6 time units
 of rate ``lambda * 1e-6``.
 """
@@ -42,45 +46,69 @@ def _standardise(features: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
     return (features - features.mean(dim=0)) / features.std(dim=0, correction=0).clamp_min(floor)
 
 
-def ovr_svm_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, svm_c: float = 1.0,
-                          max_iter: int = 20) -> torch.Tensor:
-    """``[N, K]`` class probabilities of a one-vs-rest linear SVM (LEAD appendix B).
+def _fit_ovr_svm(augmented: torch.Tensor, signs: torch.Tensor, gram: torch.Tensor, svm_c: float,
+                 max_iter: int) -> torch.Tensor:
+    """``[D+1, K]`` weights of K squared-hinge SVMs, by L-BFGS in coordinates whitened by ``I + 2c A^T A``.
 
-    Each class k solves liblinear's primal ``1/2 |[w; b]|^2 + svm_c * sum_i max(0, 1 - s_ik (w.x_i + b))^2``
-    with ``s_ik = +-1`` (scikit-learn ``LinearSVC()`` defaults: squared hinge, bias regularised with
-    ``intercept_scaling=1``). The K problems are solved together by L-BFGS in coordinates whitened by
-    the Cholesky factor of the least-squares Hessian ``I + 2c A^T A``, which bounds the true Hessian,
-    starting from the least-squares solution (the optimum when every margin is active); a few
-    iterations then suffice. The decision values ``d_k`` become ``sigmoid(d_k) / sum_j sigmoid(d_j)``.
+    That matrix is the Hessian of the least-squares problem and bounds the SVM's Hessian, so after
+    whitening the problem is well conditioned; the least-squares solution (the optimum when every
+    margin is active) is the starting point, and a few iterations suffice.
     """
-    n = len(features)
-    augmented = torch.cat([features, torch.ones(n, 1, dtype=features.dtype, device=features.device)], dim=1)
-    signs = 2 * one_hot(labels, num_classes, features.dtype) - 1
-    hessian = 2 * svm_c * augmented.T @ augmented
+    hessian = 2 * svm_c * gram
     hessian.diagonal().add_(1.0)
     factor = torch.linalg.cholesky(hessian)
     start = torch.cholesky_solve(2 * svm_c * augmented.T @ signs, factor)
     whitened = (factor.T @ start).contiguous().requires_grad_(True)
-
-    def weights_of(v: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.solve_triangular(factor.T, v, upper=True)
-
     optimiser = torch.optim.LBFGS([whitened], lr=1, max_iter=max_iter, history_size=10, tolerance_grad=1e-9,
                                   tolerance_change=1e-12, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        weights = weights_of(whitened)
+        weights = torch.linalg.solve_triangular(factor.T, whitened, upper=True)
         margins = (1 - signs * (augmented @ weights)).clamp_min(0)
         # Divided by n for conditioning; the minimiser is unchanged.
-        loss = (0.5 * (weights * weights).sum() + svm_c * (margins * margins).sum()) / n
+        loss = (0.5 * (weights * weights).sum() + svm_c * (margins * margins).sum()) / len(augmented)
         loss.backward()
         return loss
 
     if max_iter > 0:
         with torch.enable_grad():
             optimiser.step(closure)
-    positive = torch.sigmoid(augmented @ weights_of(whitened.detach()))
+    return torch.linalg.solve_triangular(factor.T, whitened.detach(), upper=True)
+
+
+def ovr_svm_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, svm_c: float = 1.0,
+                          max_iter: int = 20, folds: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``[N, K]`` class probabilities of a one-vs-rest linear SVM (LEAD appendix B), cross-fitted.
+
+    Each class k solves liblinear's primal ``1/2 |[w; b]|^2 + svm_c * sum_i max(0, 1 - s_ik (w.x_i + b))^2``
+    with ``s_ik = +-1`` (scikit-learn ``LinearSVC()`` defaults: squared hinge, bias regularised with
+    ``intercept_scaling=1``). With ``folds > 1`` every sample's decision values come from the SVM
+    fitted on the other folds (stratified, seeded by ``generator``); ``folds = 1`` fits and predicts
+    on all samples. The decision values ``d_k`` become ``sigmoid(d_k) / sum_j sigmoid(d_j)``.
+    """
+    n = len(features)
+    augmented = torch.cat([features, torch.ones(n, 1, dtype=features.dtype, device=features.device)], dim=1)
+    signs = 2 * one_hot(labels, num_classes, features.dtype) - 1
+    gram = augmented.T @ augmented
+    if folds <= 1:
+        decision = augmented @ _fit_ovr_svm(augmented, signs, gram, svm_c, max_iter)
+    else:
+        fold_of = torch.empty(n, dtype=torch.long, device=features.device)
+        for c in range(num_classes):  # stratified: consecutive ranks of a shuffled class go to different folds
+            members = torch.nonzero(labels == c).flatten()
+            fold_of[members[torch.randperm(len(members), generator=generator).to(members.device)]] = (
+                torch.arange(len(members), device=features.device) % folds)
+        decision = torch.empty(n, num_classes, dtype=features.dtype, device=features.device)
+        for fold in range(folds):
+            held_out = fold_of == fold
+            if not bool(held_out.any()):
+                continue
+            held = augmented[held_out]
+            train_gram = gram - held.T @ held  # the training folds' Gram without recomputing it
+            weights = _fit_ovr_svm(augmented[~held_out], signs[~held_out], train_gram, svm_c, max_iter)
+            decision[held_out] = held @ weights
+    positive = torch.sigmoid(decision)
     return positive / positive.sum(dim=1, keepdim=True)
 
 
@@ -145,7 +173,8 @@ def evolve_logits(initial: torch.Tensor, targets: torch.Tensor, rate: torch.Tens
 
 @register("lead", consumes="features", paper=PAPER, stochastic=True, dtype=torch.float32)
 def lead(inputs: MetricInputs, *, eta: float = 1e-6, t: float = 1.0, samples_per_class: int = 64,
-         hidden: Sequence[int] = (1024, 2048), svm_c: float = 1.0, svm_max_iter: int = 20, seed: int = 0) -> float:
+         hidden: Sequence[int] = (1024, 2048), svm_c: float = 1.0, svm_max_iter: int = 10, svm_folds: int = 5,
+         seed: int = 0) -> float:
     """LEAD: minus the cross-entropy of logits evolved by the NTK closed form (Hu et al., CVPR'24, Eq. 7).
 
     Args:
@@ -153,7 +182,8 @@ def lead(inputs: MetricInputs, *, eta: float = 1e-6, t: float = 1.0, samples_per
             reads the paper's "unit 1e6" for t; ``t = 1`` is its default (``t -> 0`` scores the SVM).
         samples_per_class: S, samples of each class in its NTK (fewer if the class is smaller).
         hidden: hidden widths of the random MLP head.
-        svm_c: SVM regularisation (``LinearSVC`` ``C``); svm_max_iter: L-BFGS iterations.
+        svm_c: SVM regularisation (``LinearSVC`` ``C``); svm_max_iter: L-BFGS iterations per fit.
+        svm_folds: cross-fitting folds for the initial logits (1: fit and predict in-sample).
         seed: seeds the head initialisation and the NTK samples.
 
     Example:
@@ -172,8 +202,9 @@ def lead(inputs: MetricInputs, *, eta: float = 1e-6, t: float = 1.0, samples_per
         raise MetricInputError("lead", f"samples_per_class ({samples_per_class}) and every hidden width ({hidden}) "
                                "must be >= 1.", "use the paper's samples_per_class=64, hidden=(1024, 2048).")
     features, labels, k = _standardise(inputs.features), inputs.labels, inputs.num_classes
-    probabilities = ovr_svm_probabilities(features, labels, k, svm_c=svm_c, max_iter=svm_max_iter)
     generator = torch.Generator().manual_seed(int(seed))
+    probabilities = ovr_svm_probabilities(features, labels, k, svm_c=svm_c, max_iter=svm_max_iter, folds=svm_folds,
+                                          generator=generator)
     layers = init_mlp_head(features.shape[1], k, hidden, generator=generator, dtype=features.dtype,
                            device=features.device)
     # Mean eigenvalue of each class's S x S NTK = its trace / S; all classes share one batched pass.
@@ -185,4 +216,5 @@ def lead(inputs: MetricInputs, *, eta: float = 1e-6, t: float = 1.0, samples_per
     mean_eigenvalue = torch.zeros(k, dtype=torch.float64, device=features.device).index_add_(0, sample_class, diagonal)
     mean_eigenvalue /= torch.bincount(sample_class, minlength=k).double()
     evolved = evolve_logits(probabilities.double(), one_hot(labels, k), eta * mean_eigenvalue[labels], t)
-    return float(-torch.nn.functional.cross_entropy(evolved, labels))
+    # F_t is a convex combination of probability vectors: its cross-entropy with the labels is -log F_t[y].
+    return float(torch.log(evolved[torch.arange(len(labels), device=labels.device), labels]).mean())

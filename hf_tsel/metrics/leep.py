@@ -54,9 +54,8 @@ def nce(inputs: MetricInputs) -> float:
     """
     source_labels = inputs.source_probs.argmax(dim=1)
     n_source = inputs.source_probs.shape[1]
-    dtype = inputs.source_probs.dtype
-    joint = one_hot(inputs.labels, inputs.num_classes, dtype).T @ one_hot(source_labels, n_source, dtype)
-    joint = joint / len(source_labels)  # [C, C_s]
+    pair_counts = torch.bincount(inputs.labels * n_source + source_labels, minlength=inputs.num_classes * n_source)
+    joint = pair_counts.reshape(inputs.num_classes, n_source).to(inputs.source_probs.dtype) / len(source_labels)
     p_z = joint.sum(dim=0)
     used = p_z > 0
     p_y_given_z = joint[:, used] / p_z[used] + _LOG_FLOOR

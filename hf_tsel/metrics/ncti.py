@@ -1,4 +1,4 @@
-"""NCTI: Neural Collapse informed Transferability Index (Wang et al., ICCV'23).
+"""NCTI: neural-collapse-based transferability index (Wang et al., ICCV'23).
 
 Deviations from the reference: PCA is exact (the reference's ``PCA(64)`` with ``svd_solver='auto'``
 is randomized for many shapes and then depends on the global NumPy seed, ~1e-3 relative). For
@@ -54,10 +54,11 @@ def ncti_components(inputs: MetricInputs) -> NCTIComponents:
     """S_seli, S_ncc and S_vc of one model as the reference ``NCTI_Score`` computes them.
 
     PCA to 64 dimensions; shrinkage ``s = max(exp(-sum of the 32 largest explained variances), 1e-10)``;
-    if ``s`` is at the floor, scikit-learn's ``LinearDiscriminantAnalysis(solver='svd')`` (pooled
-    within-class covariance with ``1/(N-C)``, no shrinkage), else ``solver='eigen'`` with shrinkage
-    ``s`` (prior-weighted population class covariances, shrunk). Both are reproduced in closed form:
-    posteriors by a Cholesky solve, the projection by whitening. See the module docstring for deviations.
+    if ``s`` is at the floor, scikit-learn's ``LinearDiscriminantAnalysis(solver='svd')`` (within-class
+    covariance ``X_c^T X_c / N``, no shrinkage: scikit-learn 1.9, which made the golden values; older
+    releases divided by ``N - C``), else ``solver='eigen'`` with shrinkage ``s`` (prior-weighted
+    population class covariances, shrunk). Both are reproduced in closed form: posteriors by a
+    Cholesky solve, the projection by whitening. See the module docstring for deviations.
     """
     features, labels, num_classes = inputs.features, inputs.labels, inputs.num_classes
     n, dim = features.shape

@@ -70,8 +70,9 @@ def pactran(inputs: MetricInputs, *, lda_factor: float = 1.0, s2_factor: float =
     The reference returns a loss, so :func:`~hf_tsel.metrics.score` negates it. Stochastic only
     through the initialisation: ``seed`` seeds a local ``numpy.random.RandomState`` whose normal draws
     equal the reference's after ``np.random.seed(seed)``. L-BFGS often stops at the 100-iteration cap
-    slightly before converging, so other seeds move the value by ~1e-4 relative. The reference's s2 factors are 100 and 10 for
-    ``lda_factor`` 1, 1000/100 for 10 and 10/1 for 0.1 (the first of each pair is its headline metric).
+    slightly before converging, so other seeds move the value by ~1e-4 relative. The reference's s2
+    factors are 100 and 10 for ``lda_factor`` 1, 1000/100 for 10 and 10/1 for 0.1 (the first of each
+    pair is its headline metric).
 
     Args:
         lda_factor: prior variance of the weights per sample (``lambda = lda_factor * N``).
@@ -82,7 +83,7 @@ def pactran(inputs: MetricInputs, *, lda_factor: float = 1.0, s2_factor: float =
             float64). Not the default: on the golden cases it moves the value by up to ~2e-4 relative.
     """
     if lda_factor <= 0 or s2_factor <= 0:
-        raise MetricInputError("pactran", f"lda_factor and s2_factor must be positive, got {lda_factor} and {s2_factor}.",
+        raise MetricInputError("pactran", f"lda_factor and s2_factor must be positive, got {lda_factor}, {s2_factor}.",
                                "use the reference's lda_factor=1.0, s2_factor=100.0.")
     if int(max_iterations) < 1:
         raise MetricInputError("pactran", f"max_iterations must be >= 1, got {max_iterations}.", "pass e.g. 100.")
@@ -98,8 +99,6 @@ def pactran(inputs: MetricInputs, *, lda_factor: float = 1.0, s2_factor: float =
     objective = _loss_and_grad(features, targets, prior_variance)
     result = scipy.optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B", tol=tolerance,
                                      options={"maxiter": int(max_iterations)})
-    optimum_loss, _ = objective(result.x)
-
     params = dim * num_classes
     sigma2_inv = _hessian_trace(features, result.x, num_classes, prior_variance) * prior_variance / params + 1e-10
-    return optimum_loss + 0.5 * params / prior_variance * (s2_factor / dim) * math.log(sigma2_inv)
+    return float(result.fun) + 0.5 * params / prior_variance * (s2_factor / dim) * math.log(sigma2_inv)

@@ -15,7 +15,8 @@ SUBSAMPLE_SEED = 1919  # PARC's own PCA seed, reused for the deterministic subsa
 _ROW_BLOCK = 512
 
 
-def stratified_subsample(labels: torch.Tensor, num_classes: int, max_samples: int, seed: int = SUBSAMPLE_SEED) -> torch.Tensor:
+def stratified_subsample(labels: torch.Tensor, num_classes: int, max_samples: int,
+                         seed: int = SUBSAMPLE_SEED) -> torch.Tensor:
     """Sorted indices of a deterministic, class-stratified subsample of about ``max_samples`` rows.
 
     Each class keeps ``round(n_c * max_samples / N)`` samples, but at least ``min(n_c, 2)``, drawn by a
@@ -69,7 +70,7 @@ def _rdm_pairs(features: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray
 
 
 def _spearman_with_binary(values: np.ndarray, same_values: np.ndarray) -> float:
-    """Spearman correlation of all pair ``values`` with the two-valued label RDM (``0`` within a class, ``1 + 1/(C-1)`` across).
+    """Spearman correlation of the pair ``values`` with the two-valued label RDM (0 within a class, 1 + 1/(C-1) across).
 
     With average ranks for ties, Spearman against a binary variable is the point-biserial Pearson
     correlation of the ranks, so only the rank sum of the same-class pairs and the tie groups of
@@ -122,7 +123,8 @@ def parc(inputs: MetricInputs, *, pca_dims: int = 32, max_samples: int = 10_000)
         max_samples: largest number of rows scored without subsampling.
     """
     if int(pca_dims) < 1:
-        raise MetricInputError("parc", f"pca_dims must be a positive integer, got {pca_dims}.", "pass e.g. pca_dims=32.")
+        raise MetricInputError("parc", f"pca_dims must be a positive integer, got {pca_dims}.",
+                               "pass e.g. pca_dims=32.")
     if int(max_samples) < 2 * inputs.num_classes:
         raise MetricInputError("parc", f"max_samples={max_samples} leaves fewer than 2 samples per class "
                                f"for {inputs.num_classes} classes.", f"pass max_samples >= {2 * inputs.num_classes}.")

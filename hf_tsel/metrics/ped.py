@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._common import class_counts, class_means
+from ._common import class_counts
 from ._registry import register_transform
 from ._validation import MetricInputError, MetricInputs, as_tensor, prepare_inputs
 
@@ -49,14 +49,16 @@ class PEDInfo:
     change_ratios: tuple[float, ...]
 
 
-def _standardisation(features: torch.Tensor, norm_mean: Any, norm_std: Any,
+def _standardisation(features: torch.Tensor, moments: _ClassMoments, norm_mean: Any, norm_std: Any,
                      std_floor: float) -> tuple[torch.Tensor, torch.Tensor]:
     dim = features.shape[1]
     if (norm_mean is None) != (norm_std is None):
         raise MetricInputError("ped", "only one of norm_mean / norm_std was given.",
                                "pass both (the model's ImageNet feature mean and std) or neither.")
-    if norm_mean is None:
-        mean, std = features.mean(dim=0), features.std(dim=0, correction=0)
+    if norm_mean is None:  # the target's own statistics, from the class moments (no extra pass)
+        mean, variance = moments.mean_and_variance(moments.counts.sum(), moments.sums.sum(dim=0),
+                                                   moments.shifted_squares.sum(dim=0))
+        std = variance.sqrt()
     else:
         mean, std = (as_tensor(v, features.device, features.dtype).reshape(-1) for v in (norm_mean, norm_std))
         for name, value in (("norm_mean", mean), ("norm_std", std)):
@@ -92,14 +94,44 @@ def _class_displacement(centres: torch.Tensor, radii: torch.Tensor, *, lam: floa
     return weights.sum(dim=1, keepdim=True) * centred - weights @ centred
 
 
-def _simulate(z: torch.Tensor, labels: torch.Tensor, num_classes: int, *, lam: float, dt: float, k: float,
-              epsilon: float, max_steps: int) -> tuple[torch.Tensor, PEDInfo]:
-    """Total ``[C, D]`` displacement (z-scored units) after the accepted steps of Algorithm 1."""
-    centres = class_means(z, labels, num_classes)
-    deviations = z - centres[labels]
-    variances = torch.zeros_like(centres).index_add_(0, labels, deviations * deviations)
-    variances /= class_counts(labels, num_classes).to(z.dtype)[:, None]
-    radii = variances.sum(dim=1).sqrt()
+@dataclass(frozen=True)
+class _ClassMoments:
+    """Per-class count, sum of features and sum of squared deviations from a reference row ``shift``.
+
+    Two passes over the N x D features give every statistic PED needs. Squaring ``x - shift`` rather
+    than ``x`` keeps ``E[(x-s)^2] - E[x-s]^2`` free of cancellation when a dimension has a large offset.
+    """
+
+    counts: torch.Tensor  # [C]
+    sums: torch.Tensor  # [C, D]
+    shifted_squares: torch.Tensor  # [C, D]
+    shift: torch.Tensor  # [D]
+
+    @classmethod
+    def of(cls, features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> _ClassMoments:
+        zeros = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
+        shift = features[0]
+        return cls(counts=class_counts(labels, num_classes).to(features.dtype), sums=zeros.index_add(0, labels, features),
+                   shifted_squares=zeros.index_add(0, labels, (features - shift).square_()), shift=shift)
+
+    def mean_and_variance(self, counts: torch.Tensor, sums: torch.Tensor,
+                          shifted_squares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = sums / counts
+        return mean, (shifted_squares / counts - (mean - self.shift) ** 2).clamp_min(0)
+
+
+def _class_balls(moments: _ClassMoments, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z-scored ball centres ``[C, D]`` and ``||per-dimension std||`` of each class ``[C]`` (radius / lam)."""
+    class_mean, variances = moments.mean_and_variance(moments.counts[:, None], moments.sums, moments.shifted_squares)
+    return (class_mean - mean) / std, (variances / (std * std)).sum(dim=1).sqrt()
+
+
+def _simulate(centres: torch.Tensor, radii: torch.Tensor, *, lam: float, dt: float, k: float, epsilon: float,
+              max_steps: int) -> tuple[torch.Tensor, PEDInfo]:
+    """Total ``[C, D]`` displacement (z-scored units) after the accepted steps of Algorithm 1.
+
+    Steps move whole classes rigidly, so the radii stay fixed and the centres move by the steps.
+    """
     total = torch.zeros_like(centres)
     ratios: list[float] = []
     first = 0.0
@@ -133,12 +165,14 @@ def _refine_tensor(features: torch.Tensor, labels: torch.Tensor, num_classes: in
                    lam: float, dt: float, k: float, epsilon: float, max_steps: int,
                    std_floor: float) -> tuple[torch.Tensor, PEDInfo]:
     _check_params(lam, dt, k, epsilon, max_steps)
-    mean, std = _standardisation(features, norm_mean, norm_std, std_floor)
-    total, info = _simulate((features - mean) / std, labels, num_classes, lam=lam, dt=dt, k=k, epsilon=epsilon,
-                            max_steps=int(max_steps))
+    moments = _ClassMoments.of(features, labels, num_classes)
+    mean, std = _standardisation(features, moments, norm_mean, norm_std, std_floor)
+    centres, radii = _class_balls(moments, mean, std)
+    total, info = _simulate(centres, radii, lam=lam, dt=dt, k=k, epsilon=epsilon, max_steps=int(max_steps))
     if info.accepted_steps == 0:
         return features, info
-    return features + (total * std)[labels], info
+    moved = (total * std)[labels]
+    return moved.add_(features), info
 
 
 @register_transform("ped", paper=PAPER)

@@ -13,7 +13,7 @@ __all__ = ["sfda"]
 
 
 def _confmix(features: torch.Tensor, labels: torch.Tensor, num_classes: int, posteriors: torch.Tensor) -> torch.Tensor:
-    """ConfMix (the paper's confidence-based mixture): pull each sample towards the other classes' mean, more when it is classified less confidently.
+    """ConfMix: pull each sample towards the other classes' mean, the more the less confidently it is classified.
 
     ``x <- w x + (1 - w) mean_{c' != y} mu_c'`` with ``w`` the softmax-softened ``p(y|x)``. Returns a new
     tensor: the reference overwrites its input here.

@@ -37,18 +37,17 @@ def mst_edge_lengths(points: torch.Tensor, *, memory_budget: int = DEFAULT_MEMOR
                      block_rows: int = 2048) -> torch.Tensor:
     """Edge lengths of a Euclidean minimum spanning tree (dense Prim), ``[N - 1]`` in Prim order.
 
-    The N^2*D distance work is float32 GEMM on centred points (centring keeps the
-    ``|a|^2 + |b|^2 - 2ab`` cancellation small); the lengths of the chosen tree edges are then
-    recomputed exactly in float64. Float32 rounding can only matter where two candidate edges tie to
-    float32 precision, and then changes a sorted death time by at most that rounding error. When the
-    ``N x N`` float32 matrix fits ``memory_budget`` bytes it is built once from symmetric GEMM blocks
-    (half the work); otherwise each Prim step computes the one distance row it needs (O(N*D) memory,
-    much slower). Prim's O(N^2) updates are vectorised.
+    Distances come from float64 GEMM blocks on centred points (``|a|^2 + |b|^2 - 2ab``; centring
+    keeps the cancellation small, float64 keeps short within-cluster edges accurate where float32
+    would not). When the ``N x N`` matrix fits ``memory_budget`` bytes as float32 it is built once
+    from symmetric blocks (half the GEMM work) and stored in float32; otherwise each Prim step
+    computes the one distance row it needs (O(N*D) memory, much slower). The lengths of the chosen
+    tree edges are finally recomputed from the coordinates, so float32 storage only matters between
+    edges that tie to float32 precision. Prim's O(N^2) updates are vectorised.
     """
     exact = points.to(torch.float64)
     exact = exact - exact.mean(dim=0)
-    fast = exact.to(torch.float32)
-    norms = (fast * fast).sum(dim=1)
+    norms = (exact * exact).sum(dim=1)
     n, device = len(points), points.device
     cached = None
     if 4 * n * n <= memory_budget:
@@ -58,12 +57,14 @@ def mst_edge_lengths(points: torch.Tensor, *, memory_budget: int = DEFAULT_MEMOR
             rows = slice(i, min(i + block_rows, n))
             for j in starts[i // block_rows:]:
                 cols = slice(j, min(j + block_rows, n))
-                block = _distance_block(fast, norms, rows, cols)
+                block = _distance_block(exact, norms, rows, cols).to(torch.float32)
                 cached[rows, cols] = block
                 cached[cols, rows] = block.T
 
     def distance_row(i: int) -> torch.Tensor:
-        return cached[i] if cached is not None else _distance_block(fast, norms, slice(i, i + 1), slice(0, n))[0]
+        if cached is not None:
+            return cached[i]
+        return _distance_block(exact, norms, slice(i, i + 1), slice(0, n))[0].to(torch.float32)
 
     in_tree = torch.zeros(n, dtype=torch.bool, device=device)
     best = torch.full((n,), float("inf"), dtype=torch.float32, device=device)

@@ -30,6 +30,7 @@ __all__ = ["PushError", "PushReport", "push_results"]
 logger = logging.getLogger(__name__)
 
 CARD_PATH_IN_REPO = "README.md"
+_LOCAL_RUN_KEYS = ("cache_dir",)  # paths on the pusher's machine stay private
 _CONFLICT_STATUSES = (409, 412)
 
 
@@ -64,7 +65,8 @@ def _status(err: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _read_published(api, repo_id: str, sha: str, files: set[str], workdir: str) -> tuple[pd.DataFrame | None, str | None]:
+def _read_published(api, repo_id: str, sha: str, files: set[str],
+                    workdir: str) -> tuple[pd.DataFrame | None, str | None]:
     """The published table and card at commit ``sha`` (``None`` for what the repo does not hold yet)."""
     table = card = None
     if RESULTS_PATH_IN_REPO in files:
@@ -88,8 +90,9 @@ def _operations(table: pd.DataFrame, card: str, runs: dict[str, dict], workdir: 
     operations = [CommitOperationAdd(RESULTS_PATH_IN_REPO, parquet.read_bytes()),
                   CommitOperationAdd(CARD_PATH_IN_REPO, card.encode("utf-8"))]
     for run_id, metadata in sorted(runs.items()):
-        payload = json.dumps(metadata, indent=2, sort_keys=True, default=str).encode("utf-8")
-        operations.append(CommitOperationAdd(f"runs/{run_id}.json", io.BytesIO(payload)))
+        public = {k: v for k, v in metadata.items() if k not in _LOCAL_RUN_KEYS}
+        payload = json.dumps(public, indent=2, sort_keys=True, default=str).encode("utf-8")
+        operations.append(CommitOperationAdd(_run_path(run_id), io.BytesIO(payload)))
     return operations
 
 
@@ -101,12 +104,13 @@ def _attempt(api, repo_id: str, records: pd.DataFrame, runs: dict[str, dict], me
         published, old_card = _read_published(api, repo_id, info.sha, files, workdir)
         outcome = merge_results(published, records)
         card = render_card(outcome.table, repo_id)
-        new_runs = {run_id: meta for run_id, meta in runs.items() if f"runs/{run_id}.json" not in files}
+        new_runs = [run_id for run_id in runs if _run_path(run_id) not in files]
         up_to_date = published is not None and same_records(published, outcome.table) and card == old_card
         if up_to_date and not new_runs:
             return outcome, None
-        commit = api.create_commit(repo_id, repo_type="dataset", operations=_operations(outcome.table, card, runs, workdir),
-                                   commit_message=message, parent_commit=info.sha)
+        operations = _operations(outcome.table, card, runs, workdir)
+        commit = api.create_commit(repo_id, repo_type="dataset", operations=operations, commit_message=message,
+                                   parent_commit=info.sha)
     return outcome, commit
 
 
@@ -154,10 +158,13 @@ def push_results(results: pd.DataFrame | str | Path, repo_id: str, *, run_metada
     if local_path is None:  # results are always saved locally before any upload
         local_path = write_results(records, f"hf-tsel-results-{_file_safe(records['run_id'].iloc[0])}.parquet", run)
     local_path = Path(local_path)
-    runs = {str(run_id): run for run_id in sorted(set(records["run_id"]))} if run else {}
+    run_ids = sorted(set(records["run_id"]))
+    # the run metadata describes one run: the one it names, or the only one in the records
+    run_id = run.get("run_id", run_ids[0] if len(run_ids) == 1 else None) if run else None
+    runs = {run_id: run} if run_id in run_ids else {}
 
     api = HfApi(endpoint=endpoint, token=token)
-    message = commit_message or f"hf-tsel push: {len(records)} record(s) from run(s) {', '.join(sorted(set(records['run_id'])))}"
+    message = commit_message or f"hf-tsel push: {len(records)} record(s) from run(s) {', '.join(run_ids)}"
     try:
         api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
         attempt = 1
@@ -182,6 +189,10 @@ def push_results(results: pd.DataFrame | str | Path, repo_id: str, *, run_metada
 
 def _file_safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(text)) or "run"
+
+
+def _run_path(run_id: str) -> str:
+    return f"runs/{_file_safe(run_id)}.json"
 
 
 def _describe_error(err: Exception) -> str:

@@ -8,6 +8,7 @@ note saying which and why is returned for display.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,8 @@ def _read_file(path: Path, name: str) -> tuple[pd.DataFrame | None, list[str]]:
 def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"*{s}" for s in _RESULT_SUFFIXES]))
+    return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=[f"*{s}" for s in _RESULT_SUFFIXES],
+                                  ignore_patterns=["runs/*"]))
 
 
 def load_leaderboard_results(source: str | Path | None = None) -> LoadedResults:
@@ -126,17 +128,22 @@ def load_leaderboard_results(source: str | Path | None = None) -> LoadedResults:
         if records is None or not len(records):
             continue
         try:
-            table = merge_results(table, records).table
+            outcome = merge_results(table, records)
         except ResultsError as err:
             notes.append(f"{name}: skipped ({err})")
+            continue
+        table = outcome.table
+        superseded = outcome.replaced + len(outcome.kept_newer)
+        if superseded:
+            notes.append(f"{name}: {superseded} record(s) superseded by a newer run of the same model and metric")
     if not len(table) and not notes:
         notes.append(f"No results files found in {source}.")
     return LoadedResults(table, str(source), notes)
 
 
 def _for_target(df: pd.DataFrame, target: str | None) -> pd.DataFrame:
-    labels = [target_label(*key) for key in _targets(df)]
-    return df[[label == target for label in labels]]
+    mask = pd.Series([target_label(*key) == target for key in _targets(df)], index=df.index, dtype=bool)
+    return df[mask]
 
 
 def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *, families=None,
@@ -156,7 +163,7 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
     if metric == MEAN_RANK:
         filled = rows.assign(model_revision=rows["model_revision"].fillna(""))
         view = (filled.groupby(identity, dropna=False)
-                .agg(score=("rank", "mean"), metrics=("metric", "nunique"), images=("num_samples", "max"))
+                .agg(score=("rank", "mean"), metrics=("rank", "count"), images=("num_samples", "max"))  # scored metrics
                 .reset_index().sort_values(["score", "model"]).rename(columns={"score": "mean rank"}))
         view.insert(0, "rank", view["mean rank"].rank(method="min").astype(int))
         columns = ["rank", "model", "mean rank", "metrics"]
@@ -186,10 +193,10 @@ def model_view(df: pd.DataFrame, model: str | None) -> pd.DataFrame:
 def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None) -> tuple[pd.DataFrame, str]:
     """Points (predicted score, fine-tuned accuracy) of one target and metric, and a line with the weighted tau.
 
-    The weighted Kendall tau (hyperbolic weights, as in :func:`scipy.stats.weightedtau`) is the agreement
-    measure used by the transferability papers: 1 means the metric orders the models like fine-tuning does.
+    The weighted Kendall tau (:func:`hf_tsel.evaluation.weighted_kendall_tau`, hyperbolic weights) is the
+    agreement measure of the transferability papers: 1 means the metric orders the models like fine-tuning.
     """
-    from scipy.stats import weightedtau
+    from ..evaluation import weighted_kendall_tau
 
     rows = _for_target(df, target)
     rows = rows[(rows["metric"] == metric) & rows["ground_truth_accuracy"].notna() & rows["score"].notna()]
@@ -198,8 +205,9 @@ def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None
     if len(points) < 2:
         return points, (f"No fine-tuned accuracies for {target} under {metric}: run `hf-tsel finetune` / "
                         "`hf-tsel evaluate` and push the results with ground truth to see this plot.")
-    tau = weightedtau(points["score"].to_numpy(float), points["fine-tuned accuracy"].to_numpy(float)).statistic
-    return points, f"Weighted Kendall tau between {metric} and fine-tuned accuracy on {target}: **{tau:.3f}** " \
+    tau = weighted_kendall_tau(points["score"].to_numpy(float), points["fine-tuned accuracy"].to_numpy(float))
+    value = "undefined (all scores or all accuracies are equal)" if math.isnan(tau) else f"**{tau:.3f}**"
+    return points, f"Weighted Kendall tau between {metric} and fine-tuned accuracy on {target}: {value} " \
                    f"({len(points)} models)."
 
 

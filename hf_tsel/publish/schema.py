@@ -107,7 +107,7 @@ def _timestamps(df: pd.DataFrame) -> pd.Series:
 
 
 def load_records(results: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, dict]:
-    """Read and validate a results table or file (``.csv``/``.json``/``.parquet``); returns ``(table, run metadata)``."""
+    """Read and validate a results table or a ``.csv``/``.json``/``.parquet`` file; returns ``(table, run metadata)``."""
     if isinstance(results, pd.DataFrame):
         df, run = validate_results(results), {}
     else:
@@ -149,9 +149,9 @@ def _table(records: list[dict[str, Any]]) -> pd.DataFrame:
 def merge_results(published: pd.DataFrame | None, incoming: pd.DataFrame) -> MergeOutcome:
     """Merge ``incoming`` records into the ``published`` table (both validated results tables).
 
-    A new key is added; for a key present in both, an identical record is left alone, a newer one
-    (by ``timestamp``) replaces the published one and an older one is not applied but listed in
-    ``kept_newer``. Ranks are recomputed on the merged table and rows are sorted deterministically, so
+    A new key is added; for a key present in both, an identical record is left alone, a different one
+    that is not older (by ``timestamp``) replaces the published one, and an older one is not applied but
+    listed in ``kept_newer``. Ranks are recomputed on the merged table and rows are sorted deterministically, so
     merging the same records twice gives the same table.
     """
     merged = _by_key(published, "the published table") if published is not None and len(published) else {}

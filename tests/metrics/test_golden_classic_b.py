@@ -14,6 +14,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from threadpoolctl import threadpool_limits
 
 from hf_tsel.metrics import MetricInputError, get_metric, score, score_zoo
+from hf_tsel.metrics._common import top_principal_components
 from hf_tsel.metrics._validation import prepare_inputs
 from hf_tsel.metrics.ncti import ncti_components
 from hf_tsel.metrics.parc import _spearman_with_binary, stratified_subsample
@@ -157,6 +158,14 @@ def _blobs(n_per_class: int, dim: int, num_classes: int, separation: float, seed
     return separation * prototypes[labels] + rng.normal(size=(len(labels), dim)), labels
 
 
+@pytest.mark.parametrize("shape", [(200, 30), (40, 300)])  # D <= N (covariance route) and D > N (Gram route)
+def test_top_principal_components_match_sklearn(shape):
+    features = np.random.default_rng(0).normal(size=shape) @ np.diag(np.linspace(3, 0.5, shape[1]))
+    scores, variances = top_principal_components(torch.from_numpy(features), 10)
+    reference = PCA(n_components=10, svd_solver="full").fit(features)
+    np.testing.assert_allclose(scores.numpy(), reference.transform(features), atol=1e-9)  # same signs
+    np.testing.assert_allclose(variances.numpy(), reference.explained_variance_, rtol=1e-10)
+
 def test_sfda_does_not_mutate_input(golden_case):
     features, labels = _inputs(golden_case, "overlapping")
     original = features.copy()
@@ -287,3 +296,14 @@ def test_registry_metadata():
                  "ncti_ncc", "ncti_vc"]:
         spec = get_metric(name)
         assert spec.reference and spec.paper and spec.summary, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("metric", ["gbc", "parc", "sfda", "etran_energy", "etran_lda", "pactran", "ncti_seli",
+                                    "ncti_ncc", "ncti_vc"])
+def test_cuda_matches_cpu(golden_case, metric):
+    features, labels = _inputs(golden_case, "zoo_m2")
+    cpu = score(metric, features, labels)
+    assert score(metric, torch.from_numpy(features).cuda(), labels) == pytest.approx(cpu, rel=1e-6)
+    assert score(metric, features, labels, device="cuda") == pytest.approx(cpu, rel=1e-6)

@@ -20,7 +20,6 @@ Repos (ids in ``HubCache.ids``):
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

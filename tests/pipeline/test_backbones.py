@@ -91,6 +91,12 @@ def test_missing_model_is_a_clear_not_found_error(offline_hub):
         assert "HF_HUB_OFFLINE" in str(info.value) and info.value.model
 
 
+def test_invalid_repo_id_is_reported_not_raised(offline_hub):
+    with pytest.raises(BackboneLoadError) as info:
+        load_backbone(ZooEntry(name="bad", hub_id="org/has space", loader="transformers"))
+    assert info.value.kind == "invalid" and "repo id" in str(info.value)
+
+
 def test_unknown_revision_is_not_found(offline_hub):
     entry = ZooEntry(name="r", hub_id=offline_hub.ids["timm_cnn"], loader="timm", revision="v9.9")
     with pytest.raises(BackboneLoadError) as info:
@@ -350,3 +356,33 @@ def test_cuda_features_match_cpu(offline_hub):
     onnx_entry = ZooEntry(name="o", hub_id=offline_hub.ids["onnx"], loader="onnx", filename="model.onnx", output_node="pooled")
     onnx_gpu = load_backbone(onnx_entry, device="cuda")
     assert onnx_gpu.embed(onnx_gpu.transform(_image())[None])[0].device.type == "cuda"
+
+
+def test_transformers_vitmae_encodes_every_patch_and_clip_keeps_the_image_tower(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, ViTImageProcessor, ViTMAEConfig, ViTMAEModel
+
+    tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    ViTMAEModel(ViTMAEConfig(**tiny)).save_pretrained(tmp_path / "mae")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "mae")
+    mae = load_backbone(ZooEntry(name="mae", hub_id=str(tmp_path / "mae"), loader="transformers", pooling="mean-patch"))
+    assert mae.module.config.mask_ratio == 0.0
+    with torch.no_grad():
+        hidden = mae.module(pixel_values=mae.transform(_image())[None]).last_hidden_state
+    assert hidden.shape[1] == 1 + (32 // 8) ** 2  # CLS + all 16 patches, none masked
+    # ViTMAE still shuffles the patch order at random; the patch mean must not depend on it
+    torch.testing.assert_close(mae.embed(mae.transform(_image())[None])[0], mae.embed(mae.transform(_image())[None])[0])
+
+    vision = dict(tiny, projection_dim=16)
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=99)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
+    clip = load_backbone(ZooEntry(name="clip", hub_id=str(tmp_path / "clip"), loader="transformers"))
+    assert type(clip.module).__name__.startswith("CLIPVision") and clip.feature_dim == 32  # pre-projection pooled CLS
+    from hf_tsel.backbones.transformers_loader import _prefix_tokens
+
+    assert _prefix_tokens(clip.module) == 1
+    assert clip.preprocessing["resize_size"] == 32 and clip.preprocessing["input_size"] == [3, 32, 32]
+    with torch.no_grad():
+        batch = clip.transform(_image())[None]
+        expected = clip.module(pixel_values=batch).pooler_output
+    torch.testing.assert_close(clip.embed(batch)[0], expected)

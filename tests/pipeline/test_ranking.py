@@ -74,7 +74,7 @@ def test_unknown_metric_fails_before_any_work(tmp_path, fake_models):
 
 def test_default_metrics_are_registered():
     assert [s.name for s in resolve_metrics(None)] == list(DEFAULT_METRICS)
-    assert all(get_metric(name).consumes in ("features", "source_probs") for name in DEFAULT_METRICS)
+    assert {get_metric(name).consumes for name in DEFAULT_METRICS} == {"features", "source_probs", "model_set"}
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])

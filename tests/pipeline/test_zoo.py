@@ -100,6 +100,7 @@ def test_user_yaml_file_and_bare_list(tmp_path):
         ("models:\n  - {name: a, hub_id: x/y, loader: checkpoint, filename: w.safetensors}\n", "needs 'architecture'"),
         ("models:\n  - {name: a, hub_id: x/y, loader: onnx}\n", "needs 'filename'"),
         ("models:\n  - {name: a, hub_id: x/y, preprocessing: [1]}\n", "'preprocessing' must be a mapping"),
+        ("models:\n  - {name: a, hub_id: x/y, key_map: {a.: 1}}\n", "key_map maps key prefixes"),
         ("models: []\n", "lists no models"),
         ("models: [\n", "not valid YAML"),
         ("zoo: {}\n", "expected a mapping with a 'models:' list"),
@@ -111,6 +112,13 @@ def test_invalid_zoo_files_give_clear_errors(tmp_path, text, message):
     with pytest.raises(ZooError) as info:
         load_zoo(str(_write(tmp_path, text)))
     assert message in str(info.value)
+
+
+def test_relative_paths_are_relative_to_the_zoo_file(tmp_path):
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "models" / "m" / "config.json").write_text(json.dumps({"architecture": "resnet18"}))
+    (entry,) = load_zoo(str(_write(tmp_path, "models:\n  - {name: m, hub_id: ./models/m}\n")))
+    assert entry.hub_id == str((tmp_path / "models" / "m").resolve()) and entry.loader == "timm"
 
 
 def test_unknown_zoo_name_and_missing_file():

@@ -2,9 +2,9 @@
 
 It speaks the subset of the Hub HTTP API that ``huggingface_hub`` 2.x uses for ``create_repo``,
 ``create_commit``/``upload_folder`` (preupload, NDJSON commit, LFS batch + PUT), ``repo_info``,
-``list_repo_tree``, ``get_paths_info``, ``hf_hub_download`` and ``snapshot_download``. Commits get real
-sha1 ids and a commit whose ``parentCommit`` is not the branch head is refused with HTTP 412, like the
-Hub. Clients must run with ``HF_HUB_DISABLE_XET=1`` (binary files then go through the LFS batch API).
+``list_repo_tree``, ``get_paths_info``, ``hf_hub_download``, ``snapshot_download`` and
+``add_space_variable``. Commits get real sha1 ids and a commit whose ``parentCommit`` is not the branch
+head is refused with HTTP 412, like the Hub. Clients must run with ``HF_HUB_DISABLE_XET=1`` (binary files then go through the LFS batch API).
 
 Usage::
 

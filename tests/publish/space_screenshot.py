@@ -30,7 +30,10 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(results: Path, log: Path, timeout: float = 240):
-    """Run ``spaces_app/app.py`` on a free local port with ``results``; yields its URL."""
+    """Run ``spaces_app/app.py`` on a free local port with ``results`` (relative to the current folder).
+
+    Yields the app's URL; the app's output goes to ``log``.
+    """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_"))}
     env.update(HF_TSEL_RESULTS_PATH=str(results), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
@@ -39,7 +42,7 @@ def serve_app(results: Path, log: Path, timeout: float = 240):
     url = f"http://127.0.0.1:{port}/"
     with open(log, "w") as log_file:
         proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "spaces_app" / "app.py")], env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+                                stdout=log_file, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -52,7 +55,8 @@ def serve_app(results: Path, log: Path, timeout: float = 240):
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the app did not answer on {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"the app did not answer on {url} within {timeout:.0f} s:\n"
+                                       f"{log.read_text()[-3000:]}")
                 time.sleep(0.5)
             yield url
         finally:
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__)
         return 2
-    results, out = Path(argv[0]).resolve(), Path(argv[1])
+    results, out = Path(argv[0]), Path(argv[1])
     out.parent.mkdir(parents=True, exist_ok=True)
     with serve_app(results, out.with_suffix(".log")) as url, chromium_page() as page:
         page.goto(url)

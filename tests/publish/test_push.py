@@ -203,3 +203,27 @@ def test_push_results_from_a_table_saves_locally_first(fake_hub, monkeypatch, tm
     assert report.commit_sha == fake_hub.repo(REPO).head.sha and report.outcome.added == 4
     again = push_results(report.local_path, REPO, endpoint=fake_hub.url, token=FAKE_TOKEN)
     assert again.commit_sha is None and "already up to date" in str(again)
+
+
+@pytest.mark.slow
+def test_rank_push_to_saves_then_pushes(fake_hub, hub_env, tmp_path):
+    """`hf-tsel rank --push-to`: a real (tiny, offline) ranking is written locally, then merged into the repo."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, brightness in (("cat", 0.5), ("dog", 1.0)):
+        folder = tmp_path / "images" / "train" / label
+        folder.mkdir(parents=True)
+        for i in range(6):
+            pixels = (rng.random((32, 32, 3)) * 255 * brightness).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    output = tmp_path / "ranking.json"
+    env = hub_env(fake_hub, HF_TSEL_HOME=str(tmp_path / "tsel_home"))
+    result = run_cli(["rank", str(tmp_path / "images"), "--zoo", "offline", "--model", "efficientnet-lite0",
+                      "--metrics", "logme", "--output", str(output), "--push-to", REPO, "-q"], env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "1 added" in result.stdout
+    local, run = read_results(output)
+    assert same_records(read_published(fake_hub, tmp_path), local)
+    assert json.loads(fake_hub.file(REPO, f"runs/{run['run_id']}.json"))["run_id"] == run["run_id"]

@@ -104,7 +104,8 @@ def test_space_front_matter_and_requirements():
     name = re.compile(r"^[A-Za-z0-9_.-]+")
     wanted = {name.match(d).group(0).lower().replace("_", "-") for d in requires("hf-tsel") if "extra ==" not in d}
     lines = (REPO_ROOT / "spaces_app" / "requirements.txt").read_text().splitlines()
-    listed = {name.match(line).group(0).lower().replace("_", "-") for line in lines if line and not line.startswith("#")}
+    listed = {name.match(line).group(0).lower().replace("_", "-") for line in lines
+              if line and not line.startswith("#")}
     assert wanted <= listed
 
 
@@ -118,7 +119,8 @@ def test_space_deploy_to_fake_hub(fake_hub, hub_env, tmp_path):
     space = fake_hub.repo("org/board", "space")
     assert space.sdk == "gradio" and space.variables == {"HF_TSEL_RESULTS_REPO": "org/results"}
     files = space.head.files
-    assert {"app.py", "README.md", "requirements.txt", "hf_tsel/__init__.py", "hf_tsel/publish/leaderboard.py"} <= set(files)
+    assert {"app.py", "README.md", "requirements.txt", "hf_tsel/__init__.py",
+            "hf_tsel/publish/leaderboard.py"} <= set(files)
     assert not [p for p in files if "__pycache__" in p or p.endswith(".pyc")]
     front = yaml.safe_load(files["README.md"].data.decode().split("---")[1])
     assert front["sdk"] == "gradio" and front["datasets"] == ["org/results"]
@@ -149,3 +151,31 @@ def test_space_deploy_to_fake_hub(fake_hub, hub_env, tmp_path):
                            cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith(f"{len(MODELS) * 2} [] ['org/flowers / train']")
+
+
+def test_loading_reports_superseded_records(tmp_path):
+    write_results(make_results("run-1", MODELS[:2]), tmp_path / "a_old.json", {})
+    write_results(make_results("run-2", MODELS[:2], seed=9, timestamp="2026-05-01T00:00:00+00:00"),
+                  tmp_path / "b_new.json", {})
+    loaded = load_leaderboard_results(tmp_path)
+    assert set(loaded.table["run_id"]) == {"run-2"} and len(loaded.table) == 4
+    assert loaded.notes == ["b_new.json: 4 record(s) superseded by a newer run of the same model and metric"]
+
+
+def test_app_starts_without_results(monkeypatch):
+    monkeypatch.delenv("HF_TSEL_RESULTS_REPO", raising=False)
+    monkeypatch.delenv("HF_TSEL_RESULTS_PATH", raising=False)
+    app = runpy.run_path(str(REPO_ROOT / "spaces_app" / "app.py"), run_name="space_app")
+    loaded = app["load_leaderboard_results"]()
+    assert app["build_app"](loaded) is not None
+    assert leaderboard_view(loaded.table, None, None).empty and model_view(loaded.table, None).empty
+    assert "No fine-tuned accuracies" in prediction_vs_truth(loaded.table, None, None)[1]
+
+
+def test_unreachable_results_repo_is_a_note_not_a_crash(fake_hub, hub_env, tmp_path):
+    code = ("from hf_tsel.publish.leaderboard import load_leaderboard_results as load; "
+            "r = load('org/missing'); print(len(r.table), r.notes)")
+    result = subprocess.run([sys.executable, "-c", code], env=hub_env(fake_hub), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0 ['Could not download the results repo org/missing")

@@ -1,0 +1,114 @@
+"""Offline benchmark (real offline datasets, fake fast models) and the extra packaged backbones."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
+
+
+@pytest.mark.parametrize("name", sorted(set(OFFLINE_DATASETS) - {"fashion-mnist"}))
+def test_offline_datasets_are_stratified_and_disjoint(name):
+    train, test = load_offline_dataset(name, train_per_class=5, test_per_class=4, seed=1)
+    train_labels, test_labels = np.array(train["label"]), np.array(test["label"])
+    assert set(np.bincount(train_labels)) == {5} and set(np.bincount(test_labels)) == {4}
+    train_images = {bytes(image["bytes"]) for image in train.with_format(None).cast_column(
+        "image", train.features["image"].__class__(decode=False))["image"]}
+    test_images = {bytes(image["bytes"]) for image in test.cast_column(
+        "image", test.features["image"].__class__(decode=False))["image"]}
+    assert not train_images & test_images
+    again, _ = load_offline_dataset(name, train_per_class=5, test_per_class=4, seed=1)
+    assert again._fingerprint == train._fingerprint  # same content -> same feature-cache key
+
+
+@pytest.mark.skipif(not (OFFLINE_DATASETS and __import__("pathlib").Path(
+    "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()),
+    reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
+def test_fashion_mnist_reads_the_debian_package():
+    train, test = load_offline_dataset("fashion-mnist", train_per_class=2, test_per_class=1)
+    assert len(train) == 20 and len(test) == 10 and train.features["label"].names[9] == "boot"
+
+
+def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path):
+    from hf_tsel.groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary,
+                                                       run_offline_benchmark, write_benchmark_tables)
+
+    zoo, loads = fake_torch_models
+    config = OfflineBenchmarkConfig(datasets=("sklearn-digits",), zoos=(str(zoo),), metrics=("logme", "gbc"),
+                                    train_per_class=6, test_per_class=4, finetune_epochs=2,
+                                    work_dir=tmp_path / "work")
+    messages: list[str] = []
+    result = run_offline_benchmark(config, log=messages.append)
+    assert set(result.scores["metric"]) == {"logme", "gbc"} and len(result.scores) == 6
+    assert result.ground_truth.groupby("protocol").size().to_dict() == {"finetune-last": 3, "linear-probe": 3}
+    assert result.ground_truth["accuracy"].between(0, 1).all()
+    assert set(result.evaluation["metric"]) == {"logme", "gbc"}
+    assert result.evaluation["weighted_kendall_tau"].between(-1, 1).all()
+    paths = write_benchmark_tables(result, tmp_path / "results")
+    assert list(pd.read_csv(paths[0]).columns) == ["dataset", "model", "metric", "score"]
+    assert list(pd.read_csv(paths[1]).columns) == ["dataset", "model", "protocol", "accuracy"]
+    assert "| logme |" in markdown_summary(result)
+
+    loads.clear()
+    messages.clear()
+    cached = run_offline_benchmark(config, log=messages.append)
+    assert loads == []  # features, scores, probes and fine-tuning all come from the caches
+    assert not [m for m in messages if "scored" in m or "linear probe" in m or "fine-tuned" in m]
+    pd.testing.assert_frame_equal(cached.ground_truth, result.ground_truth)
+    pd.testing.assert_frame_equal(cached.scores, result.scores)
+
+
+needs = {name: importlib.util.find_spec(module) is not None for name, module in
+         (("digit-cnn", "digit_recognizer"), ("ppocr-mobilenetv3", "rapidocr_onnxruntime"),
+          ("craft-vgg16bn", "easyocr_en_models"))}
+
+
+@pytest.mark.parametrize("name", ["digit-cnn", "ppocr-mobilenetv3", "craft-vgg16bn"])
+def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monkeypatch):
+    if not needs[name]:
+        pytest.skip(f"the package of {name} is not installed (pip install 'hf-tsel[offline]')")
+    from hf_tsel.backbones import load_backbone
+    from hf_tsel.groundtruth import offline_extras
+    from hf_tsel.zoo import load_zoo
+
+    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path))
+    entry = {e.name: e for e in load_zoo("offline-benchmark")}[name]
+    backbone = load_backbone(entry)
+    assert backbone.feature_dim == {"digit-cnn": 256, "ppocr-mobilenetv3": 200, "craft-vgg16bn": 512}[name]
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    batch = torch.stack([backbone.transform(Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)))
+                         for _ in range(2)])
+    features, _ = backbone.embed(batch)
+    assert features.shape == (2, backbone.feature_dim) and torch.isfinite(features).all()
+    if name in offline_extras.TORCH_MODULES:  # the fine-tuning module is the one the ONNX file was exported from
+        with torch.no_grad():
+            expected = offline_extras.torch_feature_module(name).eval()(batch)
+        torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not needs["digit-cnn"], reason="needs digit-recognizer-py")
+def test_digit_cnn_recognises_a_real_digit():
+    from sklearn.datasets import load_digits
+
+    from hf_tsel.groundtruth.offline_extras import digit_cnn_module
+
+    module = digit_cnn_module()
+    digits = load_digits()
+    images = torch.tensor(digits.images[:200] / 16.0, dtype=torch.float32)
+    images = torch.nn.functional.interpolate(images[:, None], size=(28, 28), mode="bilinear")
+    images = ((images - 0.1307) / 0.3081).repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        features = module(images)
+    # The pretrained fc1 features separate digit classes far better than chance (a random CNN would not).
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    accuracy = cross_val_score(LogisticRegression(max_iter=500), features.numpy(), digits.target[:200], cv=3).mean()
+    assert accuracy > 0.7

@@ -1,0 +1,127 @@
+"""LEAD (Hu et al., CVPR'24): the fast NTK, the closed form, the SVM and the score's limits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from hf_tsel.metrics import MetricInputError, score
+from hf_tsel.metrics.lead import (evolve_logits, head_ntk, head_ntk_diagonal, init_mlp_head,
+                                  ovr_svm_probabilities)
+
+SMALL = dict(hidden=(32, 48))
+
+
+def _explicit_ntk(layers, inputs):
+    """``J J^T`` with ``J`` the explicit Jacobian of the summed logits w.r.t. every head parameter."""
+    params = tuple(p for layer in layers for p in layer)
+
+    def summed_logits(*flat):
+        hidden = inputs
+        for i in range(0, len(flat) - 2, 2):
+            hidden = torch.relu(hidden @ flat[i].T + flat[i + 1])
+        return (hidden @ flat[-2].T + flat[-1]).sum(dim=1)
+
+    jacobians = torch.func.jacrev(summed_logits, argnums=tuple(range(len(params))))(*params)
+    jacobian = torch.cat([j.reshape(len(inputs), -1) for j in jacobians], dim=1)
+    return jacobian @ jacobian.T
+
+
+@pytest.mark.parametrize("hidden", [(16, 24), (9,), (8, 8, 8)])
+def test_fast_ntk_equals_explicit_jacobian_product(hidden):
+    generator = torch.Generator().manual_seed(0)
+    layers = init_mlp_head(6, 4, hidden, generator=generator, dtype=torch.float64)
+    layers = [(w, torch.randn(b.shape, generator=generator, dtype=torch.float64)) for w, b in layers]  # non-zero biases
+    inputs = torch.randn(7, 6, generator=generator, dtype=torch.float64)
+    explicit = _explicit_ntk(layers, inputs)
+    torch.testing.assert_close(head_ntk(layers, inputs), explicit, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(head_ntk_diagonal(layers, inputs), explicit.diagonal(), rtol=1e-10, atol=1e-10)
+
+
+def test_closed_form_equals_numerical_integration():
+    """``F_t`` of Eq. 7 solves ``dF/dt = -eta*Phi*(F - Y)``; per class Phi is ``lambda_k * I`` (Eq. 7's approximation)."""
+    rng = np.random.default_rng(0)
+    initial = rng.dirichlet(np.ones(3), size=5)
+    targets = np.eye(3)[[0, 1, 2, 0, 1]]
+    rates = np.array([0.7, 2.0, 0.1, 0.7, 2.0])  # eta * lambda of each sample's class
+    phi = np.kron(np.diag(rates), np.eye(3))  # block-diagonal kernel over (sample, logit) pairs
+
+    def rhs(_, flat):
+        return -phi @ (flat - targets.ravel())
+
+    solution = solve_ivp(rhs, (0, 1.5), initial.ravel(), rtol=1e-10, atol=1e-12).y[:, -1].reshape(5, 3)
+    closed = evolve_logits(torch.from_numpy(initial), torch.from_numpy(targets), torch.from_numpy(rates), 1.5)
+    np.testing.assert_allclose(closed.numpy(), solution, rtol=1e-7, atol=1e-9)
+
+
+def _data(separation: float, seed: int = 0, n_per_class: int = 30, classes: int = 4, dim: int = 12):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    return rng.normal(size=(len(labels), dim)) + separation * np.eye(dim)[labels], labels
+
+
+def test_t_zero_scores_the_initial_svm_probabilities():
+    features, labels = _data(1.0)
+    torch_features = torch.from_numpy(features).float()
+    standardised = (torch_features - torch_features.mean(0)) / torch_features.std(0, correction=0)
+    probabilities = ovr_svm_probabilities(standardised, torch.from_numpy(labels), 4,
+                                          generator=torch.Generator().manual_seed(0))
+    expected = float(torch.log(probabilities[torch.arange(len(labels)), torch.from_numpy(labels)]).double().mean())
+    assert score("lead", features, labels, t=0.0, **SMALL) == pytest.approx(expected, rel=1e-6)
+
+
+def test_infinite_time_reaches_the_labels():
+    features, labels = _data(1.0)
+    assert score("lead", features, labels, t=1e12, **SMALL) == pytest.approx(0.0, abs=1e-9)
+    assert score("lead", features, labels, t=1.0, **SMALL) < score("lead", features, labels, t=1e4, **SMALL) < 0
+
+
+def test_more_separable_features_score_higher():
+    values = [score("lead", *_data(separation, seed=1), **SMALL) for separation in (0.0, 1.0, 2.0, 4.0)]
+    assert values == sorted(values)
+
+
+def test_svm_matches_scikit_learn_linear_svc():
+    sklearn_svm = pytest.importorskip("sklearn.svm")
+    features, labels = _data(1.5, classes=3, dim=5)
+    reference = sklearn_svm.LinearSVC(C=1.0, tol=1e-8, max_iter=100_000).fit(features, labels)
+    decision = reference.decision_function(features)
+    expected = 1 / (1 + np.exp(-decision))
+    expected /= expected.sum(axis=1, keepdims=True)
+    ours = ovr_svm_probabilities(torch.from_numpy(features), torch.from_numpy(labels), 3, max_iter=200, folds=1)
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-4)
+
+
+def test_cross_fitted_probabilities_are_out_of_sample():
+    """Out-of-fold probabilities of the true class are lower than in-sample ones (the SVM never saw the sample)."""
+    features, labels = _data(2.0, classes=3, dim=5)
+    inputs = torch.from_numpy(features), torch.from_numpy(labels)
+    in_sample = ovr_svm_probabilities(*inputs, 3, folds=1, max_iter=50)
+    cross_fitted = ovr_svm_probabilities(*inputs, 3, folds=5, max_iter=50, generator=torch.Generator().manual_seed(0))
+    true_class = torch.arange(len(labels)), inputs[1]
+    assert float(cross_fitted[true_class].mean()) < float(in_sample[true_class].mean())
+
+
+def test_seeded_and_deterministic():
+    features, labels = _data(1.0)
+    first = score("lead", features, labels, seed=3, **SMALL)
+    assert score("lead", features, labels, seed=3, **SMALL) == first
+    assert score("lead", features, labels, seed=4, **SMALL) != first
+
+
+def test_ntk_uses_at_most_samples_per_class():
+    features, labels = _data(1.0, n_per_class=5)
+    assert math.isfinite(score("lead", features, labels, samples_per_class=64, **SMALL))
+    assert score("lead", features, labels, samples_per_class=2, **SMALL) != score("lead", features, labels, **SMALL)
+
+
+def test_bad_parameters_are_explained():
+    features, labels = _data(1.0)
+    with pytest.raises(MetricInputError, match="eta and t"):
+        score("lead", features, labels, t=-1.0)
+    with pytest.raises(MetricInputError, match="samples_per_class"):
+        score("lead", features, labels, samples_per_class=0)

@@ -1,0 +1,78 @@
+"""Persistence ratio: death times against ripser, the H_sep/H_tight definition, degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ripser import ripser
+
+from hf_tsel.metrics import MetricInputError, score
+from hf_tsel.metrics.topology import mst_edge_lengths
+
+
+def _ripser_deaths(points: np.ndarray) -> np.ndarray:
+    diagram = ripser(points, maxdim=0)["dgms"][0]
+    return np.sort(diagram[np.isfinite(diagram[:, 1]), 1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("memory_budget", [1 << 30, 0])  # cached matrix, and distance rows on the fly
+def test_death_times_match_ripser(seed, memory_budget):
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(int(rng.integers(20, 150)), int(rng.integers(2, 40)))) * rng.uniform(0.1, 10)
+    ours = np.sort(mst_edge_lengths(torch.from_numpy(points), memory_budget=memory_budget).numpy())
+    # ripser computes in float32
+    np.testing.assert_allclose(ours, _ripser_deaths(points), rtol=1e-5, atol=1e-6)
+
+
+def test_clustered_cloud_matches_ripser():
+    rng = np.random.default_rng(9)
+    centres = rng.normal(scale=20, size=(5, 16))
+    points = centres[np.repeat(np.arange(5), 40)] + rng.normal(scale=0.1, size=(200, 16))
+    ours = np.sort(mst_edge_lengths(torch.from_numpy(points)).numpy())
+    np.testing.assert_allclose(ours, _ripser_deaths(points), rtol=1e-5, atol=1e-6)
+
+
+def test_score_follows_the_definition_on_a_hand_made_example():
+    # Three clusters on a line: MST edges 0.1, 0.2, 0.3 inside, 9.9 and 19.8 between them.
+    points = np.array([0.0, 0.1, 10.0, 10.2, 30.0, 30.3])[:, None]
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    expected = -np.mean([0.3, 0.2, 0.1]) / np.mean([19.8, 9.9])
+    assert score("persistence_ratio", points, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def test_duplicates_give_zero_deaths_not_nan():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(20, 4))
+    points = np.concatenate([base, base, base + 10])  # every point of the first cloud twice
+    labels = np.repeat([0, 1, 2], 20)
+    deaths = mst_edge_lengths(torch.from_numpy(points)).numpy()
+    assert np.isfinite(deaths).all() and (deaths < 1e-9).sum() == 20
+    value = score("persistence_ratio", points, labels)
+    assert np.isfinite(value) and -1 < value < 0
+
+
+def test_identical_embeddings_raise_a_clear_error():
+    with pytest.raises(MetricInputError, match="identical"):
+        score("persistence_ratio", np.ones((10, 3)), np.repeat([0, 1], 5))
+
+
+def test_collapsed_classes_score_best():
+    labels = np.repeat([0, 1, 2], 10)
+    collapsed = 5.0 * np.eye(3)[labels]
+    assert score("persistence_ratio", collapsed, labels) == 0.0
+    rng = np.random.default_rng(2)
+    tight = collapsed + rng.normal(scale=0.1, size=collapsed.shape)
+    loose = collapsed + rng.normal(scale=2.0, size=collapsed.shape)
+    assert 0.0 > score("persistence_ratio", tight, labels) > score("persistence_ratio", loose, labels)
+
+
+def test_invariant_to_rotation_translation_and_scale():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2, 3], 25)
+    points = rng.normal(size=(100, 6)) + 3 * np.eye(6)[labels]
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    moved = 7.5 * points @ rotation + 100
+    assert score("persistence_ratio", moved, labels) == pytest.approx(score("persistence_ratio", points, labels),
+                                                                       rel=1e-9)
