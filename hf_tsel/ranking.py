@@ -2,7 +2,7 @@
 
 Example:
     >>> import hf_tsel
-    >>> df = hf_tsel.rank("uoft-cs/cifar10", zoo="small", samples_per_class=20)  # doctest: +SKIP
+    >>> df = hf_tsel.rank("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
     >>> df[df.metric == "logme"].sort_values("rank")[["model", "score"]]  # doctest: +SKIP
 """
 
@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -82,12 +82,16 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
 
 def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None = None, *,
                    loader: str | None = None) -> list[Any]:
-    """Zoo entries to rank: the whole ``zoo``, or the ``models`` named (zoo entry names, or Hub ids / paths)."""
+    """Zoo entries to rank: the whole ``zoo``, or the ``models`` named.
+
+    A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
+    keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
+    """
     from .zoo import entry_for_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    known = {e.name: e for e in load_zoo(zoo)} if zoo else {}
+    known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
     known.update({e.hub_id: e for e in known.values()})
     entries = [known.get(m) or entry_for_model(m, loader=loader) for m in models]
     names = [e.name for e in entries]
@@ -164,11 +168,11 @@ class _CacheWrites:
     def __init__(self, cache: FeatureCache | None):
         self.cache, self.error = cache, None
 
-    def __call__(self, method: str, *args: Any) -> None:
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> None:
         if self.cache is None or self.error:
             return
         try:
-            getattr(self.cache, method)(*args)
+            getattr(self.cache, method)(*args, **kwargs)
         except CacheError as exc:
             self.error = str(exc)
             warnings.warn(f"{exc} The run goes on without caching.", stacklevel=3)
@@ -195,10 +199,11 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
     except BackboneLoadError as exc:
         report.say(f"[{entry.name}] skipped: {exc}")
         return ModelOutcome(entry, "failed", error=str(exc))
-    done = cache.load_chunks(key) if cache is not None else {}
+    revision = backbone.resolved_revision
+    done = cache.load_chunks(key, revision=revision) if cache is not None else {}
 
     def checkpoint(index: int, features: torch.Tensor, positions: np.ndarray, logits: torch.Tensor | None) -> None:
-        writes("save_chunk", key, index, features, positions, logits)
+        writes("save_chunk", key, index, features, positions, logits, revision=revision)
 
     report.say(f"[{entry.name}] extracting features" + (f" (resuming after {len(done)} cached chunk(s))" if done else ""))
     with report.bar(entry.name, data.num_samples) as advance:

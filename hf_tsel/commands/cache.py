@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clear = actions.add_parser("clear", help="delete cached features (all, or of one model / dataset)")
     clear.add_argument("--model", help="only entries of this model (zoo name or hub id)")
     clear.add_argument("--dataset", help="only entries of this dataset")
+    for action in (listing, clear):  # also accepted after the action; SUPPRESS keeps a value given before it
+        action.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -33,14 +35,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0
-    table = Table(title=f"{len(entries)} cached feature sets in {cache.root}")
-    for column in ("model", "revision", "dataset", "split", "samples", "dim", "logits", "MB", "created", "key"):
-        table.add_column(column)
+    table = Table(title=f"{len(entries)} cached feature sets in {cache.root} (--json for revisions and keys)")
+    table.add_column("model", no_wrap=True)
+    table.add_column("dataset", no_wrap=True)
+    for column in ("split", "samples", "dim", "logits", "MB"):
+        table.add_column(column, justify="right")
     for e in entries:
-        table.add_row(str(e.get("model")), str(e.get("model_revision", ""))[:12], str(e.get("dataset")),
-                      str(e.get("split")), str(e.get("num_samples")), str(e.get("feature_dim")),
-                      "yes" if e.get("has_source_logits") else "no", f"{e.get('bytes', 0) / 1e6:.1f}",
-                      str(e.get("created")), str(e.get("key", ""))[:10])
+        table.add_row(str(e.get("model")), str(e.get("dataset")), str(e.get("split")), str(e.get("num_samples")),
+                      str(e.get("feature_dim")), "yes" if e.get("has_source_logits") else "no",
+                      f"{e.get('bytes', 0) / 1e6:.1f}")
     Console().print(table)
     partial = cache.partial_entries()
     if partial:

@@ -150,20 +150,25 @@ class FeatureCache:
         shutil.rmtree(folder / _CHUNKS_DIR, ignore_errors=True)
 
     def save_chunk(self, key: str, index: int, features: torch.Tensor, positions: np.ndarray,
-                   source_logits: torch.Tensor | None) -> None:
+                   source_logits: torch.Tensor | None, *, revision: str) -> None:
         """Checkpoint one finished chunk of an extraction, so a kill loses at most one chunk."""
         from safetensors.torch import save_file
 
         tensors = self._tensors(features, positions, source_logits)
         self._write_atomic(self.root / key / _CHUNKS_DIR / f"{index:06d}.safetensors",
-                           lambda tmp: save_file(tensors, str(tmp)))
+                           lambda tmp: save_file(tensors, str(tmp), metadata={"model_revision": revision}))
 
-    def load_chunks(self, key: str) -> dict[int, tuple[torch.Tensor, np.ndarray, torch.Tensor | None]]:
-        """Finished chunks of an interrupted extraction, by chunk index."""
+    def load_chunks(self, key: str, *, revision: str) -> dict[int, tuple[torch.Tensor, np.ndarray, torch.Tensor | None]]:
+        """Finished chunks of an interrupted extraction of the same model revision, by chunk index."""
+        from safetensors import safe_open
+
         folder = self.root / key / _CHUNKS_DIR
         chunks = {}
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
+                with safe_open(str(path), framework="pt") as handle:
+                    if (handle.metadata() or {}).get("model_revision") != revision:
+                        continue  # written for a revision the branch no longer points at
                 chunks[int(path.stem)] = self._read(path)
             except (OSError, ValueError, KeyError):
                 continue  # a torn file cannot exist (atomic rename), but a foreign one is simply ignored

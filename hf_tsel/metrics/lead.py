@@ -78,7 +78,7 @@ def _fit_ovr_svm(augmented: torch.Tensor, signs: torch.Tensor, gram: torch.Tenso
 
 
 def ovr_svm_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, svm_c: float = 1.0,
-                          max_iter: int = 20, folds: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
+                          max_iter: int = 10, folds: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
     """``[N, K]`` class probabilities of a one-vs-rest linear SVM (LEAD appendix B), cross-fitted.
 
     Each class k solves liblinear's primal ``1/2 |[w; b]|^2 + svm_c * sum_i max(0, 1 - s_ik (w.x_i + b))^2``

@@ -42,7 +42,12 @@ def _rdm_pairs(features: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray
     the rank statistics that follow.
     """
     centred = features - features.mean(dim=1, keepdim=True)
-    rows = centred / torch.linalg.vector_norm(centred, dim=1, keepdim=True)
+    norms = torch.linalg.vector_norm(centred, dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise MetricInputError("parc", f"{int((norms == 0).sum())} samples have constant reduced features, so their "
+                               "correlation with other samples (PARC's dissimilarity) is undefined.",
+                               "check the features (e.g. constant or all-zero rows) or drop those samples.")
+    rows = centred / norms
     n = len(rows)
     label_array = labels.cpu().numpy()
     # Later members of each sample's class: the same-class partners j > i.

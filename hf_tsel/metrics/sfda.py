@@ -49,8 +49,8 @@ def sfda(inputs: MetricInputs, *, shrinkage: float | None = None) -> float:
         raise MetricInputError("sfda", f"shrinkage must lie in [0, 1], got {shrinkage}.",
                                "pass a value in [0, 1], or None for SFDA's adaptive shrinkage.")
     features, labels, num_classes = inputs.features, inputs.labels, inputs.num_classes
-    posteriors, shrinkage = fit_lda_posteriors(features, labels, num_classes, shrinkage)
+    posteriors, shrinkage = fit_lda_posteriors("sfda", features, labels, num_classes, shrinkage)
     mixed = _confmix(features, labels, num_classes, posteriors)
     del posteriors
-    posteriors, _ = fit_lda_posteriors(mixed, labels, num_classes, shrinkage)
+    posteriors, _ = fit_lda_posteriors("sfda", mixed, labels, num_classes, shrinkage)
     return true_class_probability(posteriors, labels)

@@ -97,3 +97,20 @@ def test_benchmark_paper_prints_our_tau_next_to_the_papers(fake_torch_models, co
     table = pd.read_csv(out_csv).set_index("method")
     assert table.loc["LogME", "our_weighted_tau"] == pytest.approx(1.0)
     assert math.isnan(table.loc["GBC", "our_weighted_tau"]) and table.loc["GBC", "paper_weighted_tau"] == 0.5
+
+
+def test_rank_results_get_ground_truth_attached_and_evaluated(fake_torch_models, colour_dataset, tmp_path, capsys):
+    from hf_tsel.results import read_results
+
+    zoo, _ = fake_torch_models
+    results = tmp_path / "results.csv"
+    assert main(["rank", str(colour_dataset), "--zoo", str(zoo), "--metrics", "logme,gbc", "--quiet",
+                 "--output", str(results)]) == 0
+    assert main(["finetune", str(colour_dataset), "--zoo", str(zoo), "--output", str(tmp_path / "gt.csv"),
+                 "--attach-to", str(results)]) == 0
+    df, _ = read_results(results)
+    assert df["ground_truth_accuracy"].notna().all() and set(df["ground_truth_protocol"]) == {"linear-probe"}
+    capsys.readouterr()
+    assert main(["evaluate", str(results), "--format", "csv"]) == 0  # ground truth read from the results file
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert sorted(table["metric"]) == ["gbc", "logme"] and (table["num_models"] == 3).all()

@@ -139,3 +139,16 @@ def test_summary_averages_seeds_before_choosing():
               {"lr": 0.01, "weight_decay": 0.0, "seed": 1, "accuracy": 0.6}]
     best = summarise_points(points)
     assert (best.learning_rate, best.accuracy) == (0.01, pytest.approx(0.6))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_finetune_runs_on_cuda(tmp_path):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    assert accelerator.device.type == "cuda"
+    config = FinetuneConfig(grid=Grid("sgd", (0.1,), (0.0,)), epochs=3, batch_size=8)
+    result = finetune(_tiny_backbone, 8, 3, _TinyImages(48, 0), _TinyImages(24, 1), config, tmp_path,
+                      accelerator=accelerator)
+    assert result.accuracy > 0.5

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.groundtruth.offline_datasets import FASHION_MNIST_DIR, OFFLINE_DATASETS, load_offline_dataset
 
 
 @pytest.mark.parametrize("name", sorted(set(OFFLINE_DATASETS) - {"fashion-mnist"}))
@@ -17,23 +17,21 @@ def test_offline_datasets_are_stratified_and_disjoint(name):
     train, test = load_offline_dataset(name, train_per_class=5, test_per_class=4, seed=1)
     train_labels, test_labels = np.array(train["label"]), np.array(test["label"])
     assert set(np.bincount(train_labels)) == {5} and set(np.bincount(test_labels)) == {4}
-    train_images = {bytes(image["bytes"]) for image in train.with_format(None).cast_column(
-        "image", train.features["image"].__class__(decode=False))["image"]}
-    test_images = {bytes(image["bytes"]) for image in test.cast_column(
-        "image", test.features["image"].__class__(decode=False))["image"]}
+    train_images = {image.tobytes() for image in train["image"]}
+    test_images = {image.tobytes() for image in test["image"]}
     assert not train_images & test_images
     again, _ = load_offline_dataset(name, train_per_class=5, test_per_class=4, seed=1)
     assert again._fingerprint == train._fingerprint  # same content -> same feature-cache key
 
 
-@pytest.mark.skipif(not (OFFLINE_DATASETS and __import__("pathlib").Path(
-    "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()),
-    reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
 def test_fashion_mnist_reads_the_debian_package():
     train, test = load_offline_dataset("fashion-mnist", train_per_class=2, test_per_class=1)
     assert len(train) == 20 and len(test) == 10 and train.features["label"].names[9] == "boot"
 
 
+@pytest.mark.slow
 def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path):
     from hf_tsel.groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary,
                                                        run_offline_benchmark, write_benchmark_tables)

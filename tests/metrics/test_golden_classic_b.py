@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from hf_tsel.metrics import MetricInputError, get_metric, score, score_zoo
 from hf_tsel.metrics._common import top_principal_components
+from hf_tsel.metrics._lda import largest_eigenvalue
 from hf_tsel.metrics._validation import prepare_inputs
 from hf_tsel.metrics.ncti import ncti_components
 from hf_tsel.metrics.parc import _spearman_with_binary, stratified_subsample
@@ -307,3 +308,16 @@ def test_cuda_matches_cpu(golden_case, metric):
     cpu = score(metric, features, labels)
     assert score(metric, torch.from_numpy(features).cuda(), labels) == pytest.approx(cpu, rel=1e-6)
     assert score(metric, features, labels, device="cuda") == pytest.approx(cpu, rel=1e-6)
+
+
+def test_sfda_power_iteration_handles_zero_row_sums():
+    # Row sums are zero here, the reference's start vector: it would return NaN.
+    matrix = torch.tensor([[2.0, -2.0], [-2.0, 2.0]], dtype=torch.float64)
+    assert largest_eigenvalue(matrix) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("metric", ["sfda", "parc"])
+def test_constant_features_give_a_clear_error(metric):
+    _, labels = _blobs(10, 4, 3, 1.0)
+    with pytest.raises(MetricInputError, match=f"\\[{metric}\\].*Fix:"):
+        score(metric, np.ones((len(labels), 4)), labels)

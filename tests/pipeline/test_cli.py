@@ -119,9 +119,13 @@ def test_zoo_commands(cli_setup, capsys):
 
 @pytest.mark.slow
 def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path, hub_env):
-    zoo = tmp_path / "demo.yaml"
-    zoo.write_text("models:\n  - name: efficientnet-lite0\n    hub_id: offline:efficientnet-lite0\n"
-                   "  - name: open-nsfw\n    hub_id: offline:open-nsfw\n")
+    import yaml
+
+    from hf_tsel.zoo import load_zoo
+
+    zoo = tmp_path / "demo.yaml"  # the two models the session fixture converted, as the offline zoo defines them
+    entries = [e.to_dict() for e in load_zoo("offline") if e.name in ("efficientnet-lite0", "open-nsfw")]
+    zoo.write_text(yaml.safe_dump({"models": entries}))
     env = {**hub_env, "HF_TSEL_HOME": str(offline_zoo_dir), "HF_DATASETS_CACHE": str(tmp_path / "ds")}
     result = run_cli(["demo", "--samples-per-class", "4", "--zoo", str(zoo), "--cache-dir", str(tmp_path / "c"),
                       "-o", str(tmp_path / "demo.parquet")], env, timeout=400)

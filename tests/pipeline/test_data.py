@@ -37,7 +37,7 @@ def test_sampling_is_seeded_and_stratified():
     assert not np.array_equal(first, stratified_sample(labels, max_samples=30, seed=4))
     assert np.bincount(labels[first]).tolist() == [5, 10, 15]
     both = stratified_sample(labels, samples_per_class=10, max_samples=20, seed=0)
-    assert np.bincount(labels[both]).tolist() == [6, 7, 7]
+    assert np.bincount(labels[both]).tolist() == [7, 7, 6]  # equal remainders: the first classes get the extra
 
 
 def test_fewer_samples_than_requested_warns_and_keeps_all():
@@ -118,3 +118,42 @@ def test_fingerprint_is_stable_and_sample_dependent():
     b = load_image_dataset(image_dataset(per_class=8), samples_per_class=4, seed=0)
     c = load_image_dataset(image_dataset(per_class=8), samples_per_class=4, seed=1)
     assert a.sample_key == b.sample_key != c.sample_key
+
+
+def test_script_based_hub_dataset_falls_back_to_the_parquet_branch(monkeypatch):
+    """Online path, with the two Hub calls replaced: a loading-script error triggers refs/convert/parquet."""
+    import datasets
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def load_dataset(repo_id, config=None, *, split, revision=None):
+        calls.append(revision)
+        if revision is None:
+            raise RuntimeError("Dataset scripts are no longer supported, but found cars.py")
+        return image_dataset(per_class=3)
+
+    class Info:
+        sha = "e" * 40
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo_id, revision=None: Info())
+    data = load_image_dataset("someone/cars", split="train")
+    assert calls == [None, "refs/convert/parquet"]
+    assert data.revision == "e" * 40 and data.fingerprint == f"hub:someone/cars@{'e' * 40}"
+
+
+def test_packaged_demo_datasets():
+    from hf_tsel.commands.demo import FASHION_MNIST_DIR, demo_dataset
+
+    digits = load_image_dataset(demo_dataset("digits", samples_per_class=3))
+    assert digits.num_samples == 30 and digits.class_names == [str(d) for d in range(10)]
+    assert digits.load_image(0).size == (8, 8) and digits.load_image(0).mode == "RGB"
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; .ci/run installs it)")
+    fashion = load_image_dataset(demo_dataset("fashion-mnist", split="test", samples_per_class=2))
+    assert fashion.num_samples == 20 and fashion.class_names[9] == "Ankle boot"
+    assert fashion.load_image(0).size == (28, 28)

@@ -34,6 +34,13 @@ def test_extraction_keeps_dataset_order_across_chunks_and_batches():
     assert result.source_logits.shape == (data.num_samples, 5) and result.num_corrupt == 0
 
 
+def test_dataloader_workers_give_the_same_features():
+    data = load_image_dataset(image_dataset(per_class=3))
+    backbone = FakeBackbone(_entry())
+    result = extract_features(backbone, data, batch_size=4, num_workers=2)
+    torch.testing.assert_close(result.features, _reference_features(data, backbone))
+
+
 def test_corrupt_images_are_counted_and_skipped():
     import datasets
 
@@ -72,8 +79,9 @@ def test_cache_roundtrip_is_atomic_and_listable(tmp_path):
     torch.testing.assert_close(loaded.features, features.features)
     torch.testing.assert_close(loaded.source_logits, features.source_logits)
     assert loaded.manifest["feature_dim"] == 3 and not list(tmp_path.rglob("*.tmp"))
-    cache.save_chunk("k2", 0, torch.ones(2, 3), np.arange(2), None)
+    cache.save_chunk("k2", 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
     assert cache.partial_entries() == ["k2"] and cache.load("k2") is None
+    assert list(cache.load_chunks("k2", revision="r1")) == [0] and cache.load_chunks("k2", revision="r2") == {}
     assert [e["model"] for e in cache.entries()] == ["m"]
     assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load("k1") is None
 
