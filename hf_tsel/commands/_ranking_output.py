@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +36,14 @@ def check_outputs(paths: list[str]) -> None:
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
+        folder = Path(path).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".hf-tsel-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write the output file {path!r} ({exc.strerror or exc}); pick another path") from None
 
 
 def _cell(value: float, rank: Any) -> str:
@@ -88,8 +98,14 @@ def print_leaderboard(df: pd.DataFrame) -> None:
 def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
     from ..results import write_results
 
+    from ..cli import UserError
+
     for path in paths:
-        write_results(df, path, df.attrs.get("run", {}))
+        try:
+            write_results(df, path, df.attrs.get("run", {}))
+        except OSError as exc:
+            raise UserError(f"cannot write {path!r} ({exc.strerror or exc}); the features are cached, so the same "
+                            "command with another --output re-ranks without extracting again") from None
         print(f"wrote {path}")
 
 

@@ -134,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..cli import UserError
-    from ..groundtruth import offline_extras  # noqa: F401  (offline: ids of the benchmark zoo)
     from ..groundtruth.table import attach_ground_truth, upsert_ground_truth
     from ..ranking import DEFAULT_ZOO, resolve_models
 

@@ -59,6 +59,7 @@ class _TransformedImages(torch.utils.data.Dataset):
 def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
 
     from ..cli import UserError
 
@@ -67,6 +68,10 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     if precision == "auto":
         precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        # accelerate keeps one state per interpreter and refuses (or ignores) new settings; a single
+        # process may safely start afresh, e.g. a second hf_tsel.rank call with another device or precision.
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
 
 

@@ -72,21 +72,32 @@ def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
 
 
 class JsonStore:
-    """A small JSON dict on disk, rewritten atomically after every update."""
+    """A small JSON dict on disk; every update merges into the file under a lock and replaces it atomically.
+
+    Several benchmark processes (e.g. one per dataset) can therefore share one work directory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.data: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def get(self, key: str) -> Any:
         return self.data.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        self.data[key] = value
+        import fcntl
+        import os
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.data = {**self._read(), key: value}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
 
 
 def _signature(*parts: Any) -> str:
@@ -229,8 +240,6 @@ class OfflineBenchmarkResult:
 def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
                           log: Callable[[str], None] = print) -> OfflineBenchmarkResult:
     """Run (or complete from cache) the offline benchmark; see the module docstring."""
-    from . import offline_extras  # noqa: F401  (registers the extra offline: models)
-
     config = config or OfflineBenchmarkConfig()
     unknown = sorted(set(config.datasets) - set(OFFLINE_DATASETS))
     if unknown:

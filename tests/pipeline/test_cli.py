@@ -26,6 +26,7 @@ def _manifests(env: dict) -> dict[str, dict]:
             for p in root.glob("*/manifest.json")}
 
 
+@pytest.mark.slow
 def test_rank_end_to_end_then_cached_rerank(cli_setup, tmp_path, capsys):
     env, zoo, dataset = cli_setup
     cache_dir = str(Path(env["HF_TSEL_HOME"]) / "features")

@@ -34,6 +34,14 @@ def test_extraction_keeps_dataset_order_across_chunks_and_batches():
     assert result.source_logits.shape == (data.num_samples, 5) and result.num_corrupt == 0
 
 
+def test_accelerator_settings_can_change_between_runs():
+    from hf_tsel.features import make_accelerator
+
+    assert make_accelerator("cpu", "bf16").mixed_precision == "bf16"
+    accelerator = make_accelerator("cpu")
+    assert accelerator.mixed_precision == "no" and accelerator.device.type == "cpu"
+
+
 def test_dataloader_workers_give_the_same_features():
     data = load_image_dataset(image_dataset(per_class=3))
     backbone = FakeBackbone(_entry())
