@@ -157,7 +157,8 @@ def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None
             folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, local_files_only=True))
         except LocalEntryNotFoundError:
             raise DataError(f"dataset {repo_id!r} is not in the local Hugging Face cache and offline mode is on "
-                            "(HF_HUB_OFFLINE=1). Run once online, or pass a local folder.") from None
+                            "(HF_HUB_OFFLINE=1), and no local folder has that name. Run once online, or pass an "
+                            "existing folder.") from None
         dataset, _ = _load_local(folder, config, split)
         return dataset, folder.name
     try:
@@ -185,8 +186,8 @@ def _hub_load_dataset(repo_id: str, config: str | None, split: str, revision: st
     try:
         return datasets.load_dataset(repo_id, config, split=split, revision=revision)
     except DatasetNotFoundError as exc:
-        raise DataError(f"dataset {repo_id!r} was not found on the Hub ({exc}). Check the id (and your access "
-                        "for gated or private datasets: `hf auth login`).") from None
+        raise DataError(f"dataset {repo_id!r} was not found on the Hub ({exc}), and no local folder has that name. "
+                        "Check the id or path (and your access for gated or private datasets: `hf auth login`).") from None
     except ValueError as exc:
         error = _unknown_split(exc, split, repo_id)
         if error:

@@ -51,7 +51,7 @@ def _cell(value: float, rank: Any) -> str:
 
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.4g} ({int(rank)})" if rank is not None and not pd.isna(rank) else f"{value:.4g}"
+    return f"{value:.3g}\n#{int(rank)}" if rank is not None and not pd.isna(rank) else f"{value:.3g}"
 
 
 def print_leaderboard(df: pd.DataFrame) -> None:
@@ -67,21 +67,23 @@ def print_leaderboard(df: pd.DataFrame) -> None:
     first = df[df["metric"] == metrics[0]].set_index("model")["score"] if metrics else pd.Series(dtype=float)
     order = sorted(models, key=lambda m: -first.get(m["name"], float("-inf")) if not pd.isna(first.get(m["name"], float("nan"))) else math.inf)
     title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {run.get('num_samples', '?')} samples, "
-             f"{run.get('num_classes', '?')} classes (score (rank), higher is better)")
+             f"{run.get('num_classes', '?')} classes (score and #rank per metric, higher is better)")
     console = Console()
     console.print(escape(title), highlight=False)
     table = Table()
-    table.add_column("model", style="bold", no_wrap=True)
+    table.add_column("model", style="bold", overflow="fold")
+    cells = {(r.model, r.metric): _cell(r.score, r.rank) for r in df.itertuples()}
     for metric in metrics:
-        table.add_column(metric, justify="right")
-    table.add_column("features")
-    cells = {(r.model, r.metric): (r.score, r.rank) for r in df.itertuples()}
+        # never wrap or cut a number: a metric column is as wide as its widest value
+        width = max([len(line) for m in models for line in cells.get((m["name"], metric), "n/a").split("\n")] + [4])
+        table.add_column(metric, justify="right", no_wrap=True, min_width=width)
+    table.add_column("features", overflow="fold")
     for model in order:
         name = model["name"]
         status = model.get("status", "")
         if status == "failed":
             status = "failed (see below)"
-        table.add_row(escape(name), *[_cell(*cells.get((name, metric), (None, None))) for metric in metrics], status)
+        table.add_row(escape(name), *[cells.get((name, metric), "n/a") for metric in metrics], status)
     console.print(table)
     for model in models:
         if model.get("error"):

@@ -52,7 +52,7 @@ class _TransformedImages(torch.utils.data.Dataset):
         try:
             return self.transform(self.data.load_image(position)), position, True
         except CorruptImageError as exc:
-            logger.warning("skipping an unreadable image (%s)", exc)
+            logger.info("skipping an unreadable image (%s)", exc)  # the run warns once with the count
             return self.placeholder, position, False
 
 

@@ -152,3 +152,21 @@ def test_finetune_runs_on_cuda(tmp_path):
     result = finetune(_tiny_backbone, 8, 3, _TinyImages(48, 0), _TinyImages(24, 1), config, tmp_path,
                       accelerator=accelerator)
     assert result.accuracy > 0.5
+
+
+def test_last_stage_split_reproduces_the_model_or_is_refused():
+    import timm
+
+    from hf_tsel.backbones.timm_loader import _make_forward
+    from hf_tsel.groundtruth.trainable import PooledFeatures, split_last_stage
+
+    example = torch.rand(2, 3, 64, 64)
+    lite = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    module = PooledFeatures(lite, _make_forward("default", True))
+    trunk, tail = split_last_stage(module, example)
+    assert [n for n, _ in tail.named_parameters()][0].startswith("0.")  # starts at the last block stage
+    with torch.no_grad():
+        torch.testing.assert_close(tail(trunk(example)), module(example))
+    assert last_stage_parameter_names(module)[0].startswith("model.blocks.6.")
+    vit = timm.create_model("test_vit", pretrained=False).eval()
+    assert split_last_stage(PooledFeatures(vit, _make_forward("default", False)), torch.rand(2, 3, 160, 160)) is None
