@@ -228,6 +228,12 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
         model_id = model_id[len("hf-hub:"):]
     if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
         model_id = _timm_hub_id(model_id)
+    if model_id.startswith("offline:") and loader is None:
+        # offline models need their zoo entry's preprocessing (e.g. NHWC/BGR for ONNX graphs)
+        for zoo in ("offline", "offline-benchmark"):
+            known = next((e for e in load_zoo(zoo) if e.hub_id == model_id), None)
+            if known is not None:
+                return known
     raw: dict[str, Any] = {"name": default_name(model_id), "hub_id": model_id}
     if loader is not None:
         raw["loader"] = loader

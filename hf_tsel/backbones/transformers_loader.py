@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ def load_transformers(
     from transformers import AutoImageProcessor, AutoModel
 
     source, revision, config = _resolve(entry, allow_pickle)
+    if "architecture" in config and "model_type" not in config:  # a timm repo outside the timm/ org
+        from .timm_loader import load_timm
+
+        return load_timm(replace(entry, loader="timm"), device=device, allow_pickle=allow_pickle,
+                         trust_remote_code=trust_remote_code)
     if "auto_map" in config and not trust_remote_code:
         raise BackboneLoadError(
             entry.name, "remote_code",

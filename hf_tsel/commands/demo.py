@@ -7,11 +7,11 @@ Datasets: scikit-learn's ``digits`` (always installed) or Fashion-MNIST from the
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
 import numpy as np
 
+from ..data import read_idx
 from ..defaults import DEFAULT_METRICS
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
@@ -34,14 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (MNIST format): big-endian int32 magic and dimensions, then uint8 data."""
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's 8x8 digits (values 0..16) as uint8 greyscale images."""
@@ -61,7 +53,7 @@ def fashion_mnist_arrays(split: str, root: Path = FASHION_MNIST_DIR) -> tuple[np
     if not images_file.is_file() or not labels_file.is_file():
         raise UserError(f"Fashion-MNIST was not found in {root}; install it with `apt-get install dataset-fashion-mnist` "
                         "or run the demo on --dataset digits")
-    return _read_idx(images_file), _read_idx(labels_file), FASHION_MNIST_CLASSES
+    return read_idx(images_file), read_idx(labels_file), FASHION_MNIST_CLASSES
 
 
 def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):

@@ -15,7 +15,6 @@ seeded, class-stratified, disjoint train/test sample as ``datasets.Dataset`` obj
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..cli import UserError
+from ..data import read_idx
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -52,13 +52,6 @@ def _split_pool(images: np.ndarray, labels: np.ndarray, train_per_class: int, te
     return OfflineSplit(images[train], labels[train]), OfflineSplit(images[test], labels[test])
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
 
 def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
@@ -67,8 +60,8 @@ def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
     rng = np.random.default_rng(seed)
     splits = []
     for prefix, per_class in (("train", train_per_class), ("t10k", test_per_class)):
-        images = _read_idx(FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz")
-        labels = _read_idx(FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+        images = read_idx(FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
         rows = _sample(labels, per_class, rng)
         splits.append(OfflineSplit(images[rows], labels[rows]))
     return splits[0], splits[1], FASHION_CLASSES
