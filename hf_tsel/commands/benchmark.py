@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     paper.add_argument("--metrics", help="comma-separated metrics (default: every paper method we implement)")
     paper.add_argument("--samples-per-class", type=int, help="stratified sample of the train split")
     paper.add_argument("--max-samples", type=int, help="at most N images in total")
-    paper.add_argument("--paper-results", help="folder laid out like hf_tsel/data/paper_results (default: bundled)")
+    paper.add_argument("--paper-results", help="folder laid out like hf_tsel/resources/paper_results (default: bundled)")
     paper.add_argument("--device", help="cpu or cuda (default: auto)")
     paper.add_argument("--batch-size", type=int, default=64)
     paper.add_argument("--cache-dir", help="feature cache folder")

@@ -1,6 +1,6 @@
 """Published ground truth and weighted-tau figures of the seed papers, mapped onto the bundled zoos.
 
-The tables ship as package data (``hf_tsel/data/paper_results``); ``benchmarks.yaml`` there maps
+The tables ship as package data (``hf_tsel/resources/paper_results``); ``benchmarks.yaml`` there maps
 paper model names to zoo entries, paper method names to registry metrics and dataset keys to
 Hub datasets. ``paper_results_dir`` (or ``$HF_TSEL_PAPER_RESULTS``) points at another folder with
 the same layout, e.g. to inject the ground truth of a custom zoo.
@@ -23,7 +23,7 @@ import yaml
 
 from ..cli import UserError
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "data" / "paper_results"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "resources" / "paper_results"
 MAPPING_FILE = "benchmarks.yaml"
 
 

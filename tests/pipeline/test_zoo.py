@@ -11,7 +11,7 @@ import pytest
 import hf_tsel
 from hf_tsel.zoo import LOADERS, ZooEntry, ZooError, entry_for_model, list_zoos, load_zoo, zoo_metadata
 
-PAPER_RESULTS = Path(hf_tsel.__file__).parent / "data" / "paper_results"
+PAPER_RESULTS = Path(hf_tsel.__file__).parent / "resources" / "paper_results"
 
 
 def _write(tmp_path, text: str) -> Path:

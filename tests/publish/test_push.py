@@ -30,7 +30,7 @@ def read_published(hub: FakeHub, tmp_path, repo: str = REPO) -> pd.DataFrame:
 
 def test_field_docs_cover_the_schema_and_match_the_readme():
     assert tuple(FIELD_DOCS) == RESULT_FIELDS
-    readme = (REPO_ROOT / "docs" / "readme" / "publish.md").read_text()
+    readme = (REPO_ROOT / "docs" / "publish.md").read_text()
     rows = [line.strip("|").split(" | ") for line in readme.splitlines() if line.startswith("| `")]
     assert {name.strip("` "): (kind.strip(), text.strip()) for name, kind, text in rows} == FIELD_DOCS
 
