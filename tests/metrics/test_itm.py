@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -9,13 +11,12 @@ import torch
 from hf_tsel.metrics import MetricInputError, score
 from hf_tsel.metrics.itm import adaptive_rate, dca_target, mean_centre_distance, stratified_split
 
+from .synthetic import one_hot_blobs
+
 FAST = dict(iterations=100, eval_every=50)
 
 
-def _data(separation: float, seed: int = 0, n_per_class: int = 40, classes: int = 4, dim: int = 16):
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(classes), n_per_class)
-    return rng.normal(size=(len(labels), dim)) + separation * np.eye(dim)[labels], labels
+_data = functools.partial(one_hot_blobs, n_per_class=40, classes=4, dim=16)
 
 
 def test_same_seed_same_score_other_seed_other_score():

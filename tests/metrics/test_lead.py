@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -12,6 +13,8 @@ from scipy.integrate import solve_ivp
 from hf_tsel.metrics import MetricInputError, score
 from hf_tsel.metrics.lead import (evolve_logits, head_ntk, head_ntk_diagonal, init_mlp_head,
                                   ovr_svm_probabilities)
+
+from .synthetic import one_hot_blobs
 
 SMALL = dict(hidden=(32, 48))
 
@@ -58,10 +61,7 @@ def test_closed_form_equals_numerical_integration():
     np.testing.assert_allclose(closed.numpy(), solution, rtol=1e-7, atol=1e-9)
 
 
-def _data(separation: float, seed: int = 0, n_per_class: int = 30, classes: int = 4, dim: int = 12):
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(classes), n_per_class)
-    return rng.normal(size=(len(labels), dim)) + separation * np.eye(dim)[labels], labels
+_data = functools.partial(one_hot_blobs, n_per_class=30, classes=4, dim=12)
 
 
 def test_t_zero_scores_the_initial_svm_probabilities():
