@@ -27,7 +27,7 @@ from PIL import Image
 from .cli import UserError
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
-           "from_arrays", "read_idx"]
+           "from_arrays"]
 
 logger = logging.getLogger(__name__)
 
@@ -425,14 +425,3 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
     info = datasets.DatasetInfo(dataset_name=name, features=features)
     return datasets.Dataset.from_dict({"image": encoded, "label": np.asarray(labels).tolist()}, features=features,
                                       info=info)
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (the MNIST format, gzip-compressed): big-endian int32 magic and dimensions, then uint8 data."""
-    import gzip
-
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)

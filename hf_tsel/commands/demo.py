@@ -7,17 +7,11 @@ Datasets: scikit-learn's ``digits`` (always installed) or Fashion-MNIST from the
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
-
-from ..data import read_idx
 from ..defaults import DEFAULT_METRICS
+from ..packaged_data import digits_arrays, fashion_mnist_arrays
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                         "Ankle boot"]
 DEMO_METRICS = DEFAULT_METRICS
 
 
@@ -34,26 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-
-def digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """scikit-learn's 8x8 digits (values 0..16) as uint8 greyscale images."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
-    return images, digits.target, [str(d) for d in range(10)]
-
-
-def fashion_mnist_arrays(split: str, root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Fashion-MNIST (28x28 greyscale) from the Debian package's IDX files."""
-    from ..cli import UserError
-
-    prefix = "train" if split == "train" else "t10k"
-    images_file, labels_file = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images_file.is_file() or not labels_file.is_file():
-        raise UserError(f"Fashion-MNIST was not found in {root}; install it with `apt-get install dataset-fashion-mnist` "
-                        "or run the demo on --dataset digits")
-    return read_idx(images_file), read_idx(labels_file), FASHION_MNIST_CLASSES
 
 
 def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):

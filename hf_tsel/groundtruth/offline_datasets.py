@@ -16,15 +16,13 @@ seeded, class-stratified, disjoint train/test sample as ``datasets.Dataset`` obj
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..cli import UserError
-from ..data import read_idx
+from ..packaged_data import digits_arrays, fashion_mnist_arrays
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
 
@@ -54,14 +52,10 @@ def _split_pool(images: np.ndarray, labels: np.ndarray, train_per_class: int, te
 
 
 def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
-    if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
-        raise UserError(f"Fashion-MNIST is not installed at {FASHION_MNIST_DIR}; "
-                        "run `apt-get install dataset-fashion-mnist` (Debian/Ubuntu)")
     rng = np.random.default_rng(seed)
     splits = []
-    for prefix, per_class in (("train", train_per_class), ("t10k", test_per_class)):
-        images = read_idx(FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz")
-        labels = read_idx(FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        images, labels, _ = fashion_mnist_arrays(split)
         rows = _sample(labels, per_class, rng)
         splits.append(OfflineSplit(images[rows], labels[rows]))
     return splits[0], splits[1], FASHION_CLASSES
@@ -79,12 +73,8 @@ def mnist_5k(train_per_class: int, test_per_class: int, seed: int):
 
 
 def sklearn_digits(train_per_class: int, test_per_class: int, seed: int):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
-    return (*_split_pool(images, digits.target.astype(np.int64), train_per_class, test_per_class, seed),
-            [str(d) for d in range(10)])
+    images, labels, class_names = digits_arrays()
+    return (*_split_pool(images, labels, train_per_class, test_per_class, seed), class_names)
 
 
 def skimage_textures(train_per_class: int, test_per_class: int, seed: int, patch: int = 32):

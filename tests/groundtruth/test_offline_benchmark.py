@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hf_tsel.groundtruth.offline_datasets import FASHION_MNIST_DIR, OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.packaged_data import FASHION_MNIST_DIR
 
 
 @pytest.mark.parametrize("name", sorted(set(OFFLINE_DATASETS) - {"fashion-mnist"}))
