@@ -10,7 +10,7 @@ import scipy.linalg
 import scipy.linalg.blas
 import torch
 
-__all__ = ["one_hot", "class_counts", "class_means", "gram", "covariance", "within_class_covariance", "pca",
+__all__ = ["one_hot", "class_counts", "class_means", "gram", "covariance", "within_class_covariance",
            "top_principal_components", "minmax"]
 
 
@@ -43,35 +43,13 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def covariance(features: torch.Tensor, *, ddof: int = 1) -> torch.Tensor:
     """``[D, D]`` sample covariance (``ddof=1`` as ``np.cov``; ``ddof=0`` for the population one)."""
     centred = features - features.mean(dim=0)
-    return centred.T @ centred / (len(features) - ddof)
+    return gram(centred) / (len(features) - ddof)
 
 
 def within_class_covariance(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Prior-weighted within-class scatter ``sum_c (n_c/N) Cov_c`` with population covariances (LDA's ``S_w``)."""
     centred = features - class_means(features, labels, num_classes)[labels]
     return gram(centred) / len(features)
-
-
-def pca(features: torch.Tensor, n_components: int | float) -> torch.Tensor:
-    """Project centred ``features`` onto their leading principal components (exact SVD).
-
-    ``n_components`` is a count, or a fraction in (0, 1) of the variance to keep (the smallest
-    number of components whose explained variance reaches it, as scikit-learn's ``PCA(0.8)``).
-    Signs follow scikit-learn's ``svd_flip`` convention so results are reproducible.
-    """
-    centred = features - features.mean(dim=0)
-    u, s, vh = torch.linalg.svd(centred, full_matrices=False)
-    if isinstance(n_components, float) and 0 < n_components < 1:
-        ratio = torch.cumsum(s**2, 0) / torch.sum(s**2)
-        k = int(torch.searchsorted(ratio, torch.tensor(n_components, dtype=ratio.dtype, device=ratio.device),
-                                   right=True)) + 1
-    else:
-        k = int(n_components)
-    k = min(k, len(s))
-    # svd_flip (u-based): the largest-magnitude entry of each left singular vector is positive.
-    signs = torch.sign(u[torch.argmax(u.abs(), dim=0), torch.arange(u.shape[1], device=u.device)])
-    signs[signs == 0] = 1
-    return (u[:, :k] * signs[:k]) * s[:k]
 
 
 def _leading_eigenpairs(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +68,7 @@ def _leading_eigenpairs(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch
 def top_principal_components(features: torch.Tensor, n_components: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores ``[N, k]`` and explained variances ``[k]`` (``ddof=1``) of the ``k`` leading principal components.
 
-    The same projection as :func:`pca` with a count, computed from the smaller Gram matrix
+    The exact PCA projection, computed from the smaller Gram matrix
     (``D x D`` or ``N x N``) with a partial eigensolver: much faster than a full SVD when ``k`` is
     small (e.g. PCA-32/64 of 2048-d features). ``k`` is capped at ``min(N, D)``. Signs follow
     scikit-learn >= 1.5 (``svd_flip(u_based_decision=False)``: the largest-magnitude loading of each

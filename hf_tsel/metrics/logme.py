@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ._common import one_hot
+from ._common import gram, one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
@@ -33,10 +33,9 @@ def _eigh_gram(matrix: torch.Tensor, precision: str) -> tuple[torch.Tensor, torc
     """Eigenpairs of ``matrixᵀ matrix``, computed in float32 when ``precision`` asks for it."""
     n_rows, n_cols = matrix.shape
     if precision == "float32" or (precision == "auto" and n_rows * n_cols * n_cols > _FLOAT32_GRAM_WORK):
-        low = matrix.to(torch.float32)
-        eigenvalues, vectors = torch.linalg.eigh(low.T @ low)
+        eigenvalues, vectors = torch.linalg.eigh(gram(matrix.to(torch.float32)))
         return eigenvalues.to(matrix.dtype), vectors.to(matrix.dtype)
-    return torch.linalg.eigh(matrix.T @ matrix)
+    return torch.linalg.eigh(gram(matrix))
 
 
 def _spectrum(features: torch.Tensor, targets: torch.Tensor,

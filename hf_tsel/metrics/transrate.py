@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import class_counts
+from ._common import class_counts, gram
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
@@ -13,7 +13,7 @@ __all__ = ["transrate", "transrate_official", "coding_rate"]
 
 def _smaller_gram(matrix: torch.Tensor) -> torch.Tensor:
     """``AᵀA`` or ``AAᵀ``, whichever is smaller; both have the same non-zero eigenvalues."""
-    return matrix.T @ matrix if matrix.shape[0] >= matrix.shape[1] else matrix @ matrix.T
+    return gram(matrix) if matrix.shape[0] >= matrix.shape[1] else gram(matrix.T)
 
 
 def coding_rate(features: torch.Tensor, eps: float) -> torch.Tensor:
