@@ -9,25 +9,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+import tempfile
+import traceback
+from datetime import datetime, timezone
 
 from . import __version__, commands
+from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, HfTselError
 
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback, exit code 2."""
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-tsel", description="Rank pre-trained vision backbones by transferability.")
     parser.add_argument("--version", action="version", version=f"hf-tsel {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not module.name.startswith("_"):
             importlib.import_module(f"{commands.__name__}.{module.name}").register(subparsers)
     return parser
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback to a file and return its path (or why it could not)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"hf-tsel-crash-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        return path
+    except OSError as exc:  # a crash report must never cause a second crash
+        return f"(not saved: {exc})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,19 +51,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("Interrupted. Work finished so far is cached; run the same command again to resume.", file=sys.stderr)
         return 130
-    except UserError as exc:
+    except HfTselError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 (last resort: a bug must still end in one readable line)
+        if args.verbose:
+            traceback.print_exc()
+        where = _save_traceback()
+        summary = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"internal error: {type(exc).__name__}: {summary}\n"
+              f"This is a bug in hf-tsel; the traceback was saved to {where}. Re-run with -v to print it.",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":
-    # `python -m hf_tsel.cli`: run the package's module, whose UserError is the class the commands raise.
-    from hf_tsel.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .cli import UserError
+from .errors import DataError
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
            "from_arrays"]
@@ -35,10 +35,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _LABEL_NAMES = ("label", "labels", "fine_label", "class", "target", "category", "y")
 _SCRIPT_ERROR = "Dataset scripts are no longer supported"
 PARQUET_REVISION = "refs/convert/parquet"
-
-
-class DataError(UserError, ValueError):
-    """The dataset cannot be used as asked; the message says what was wrong and what to do."""
 
 
 class CorruptImageError(ValueError):

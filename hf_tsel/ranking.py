@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .cli import UserError
+from .errors import UserError
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec

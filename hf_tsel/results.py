@@ -5,6 +5,8 @@ schema, so a results file from ``hf-tsel rank --output`` can be pushed or compar
 
 Example:
     >>> import pandas as pd
+
+from .errors import ResultsError
     >>> df = pd.DataFrame([empty_record(dataset="d", split="train", model="m", metric="logme", score=1.0)])
     >>> validate_results(df)["rank"].tolist()
     [1]
@@ -55,10 +57,6 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
 }
 RESULT_FIELDS: tuple[str, ...] = tuple(_SCHEMA)
 _GROUP = ["dataset", "config", "split", "metric"]
-
-
-class ResultsError(ValueError):
-    """A results table or file does not follow the schema; the message names the problem."""
 
 
 def empty_record(**values: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from .cli import UserError
+from .errors import UserError, ZooError
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
@@ -41,10 +41,6 @@ PREPROCESSING_KEYS = frozenset(
 _SOURCE_ROOT_ZOOS = Path(__file__).resolve().parent.parent / "model_zoos"  # source checkout / editable install
 # wheel installs (pyproject data-files): into the environment, or the user base with `pip install --user`
 _INSTALLED_ZOOS = [Path(base) / "share" / "hf-tsel" / "model_zoos" for base in (sys.prefix, site.getuserbase())]
-
-
-class ZooError(UserError, ValueError):
-    """A zoo file or model entry is invalid; the message says which entry and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..errors import ModelLoadError
 from ..zoo import ZooEntry
 from .preprocess import ImageTransform
 
 LOAD_ERROR_KINDS = ("not_found", "gated", "private", "pickle_only", "remote_code", "network", "invalid")
 
 
-class BackboneLoadError(Exception):
+class BackboneLoadError(ModelLoadError):
     """A backbone could not be loaded; ``kind`` says why and ``str(err)`` what to do.
 
     ``kind`` is one of ``not_found``, ``gated``, ``private``, ``pickle_only``, ``remote_code``,

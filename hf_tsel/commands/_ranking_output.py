@@ -31,7 +31,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
 
 def check_outputs(paths: list[str]) -> None:
     """Fail before any work if an output suffix is not supported."""
-    from ..cli import UserError
+    from ..errors import UserError
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
@@ -100,7 +100,7 @@ def print_leaderboard(df: pd.DataFrame) -> None:
 def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
     from ..results import write_results
 
-    from ..cli import UserError
+    from ..errors import UserError
 
     for path in paths:
         try:

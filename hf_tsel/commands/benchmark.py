@@ -55,7 +55,7 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
 
 
 def run_paper(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ..evaluation import weighted_kendall_tau
     from ..groundtruth.paper import comparison_table, load_paper_benchmark, paper_accuracies
     from ..metrics import MetricInputError, get_metric

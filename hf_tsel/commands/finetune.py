@@ -89,7 +89,7 @@ def _linear_probe_rows(args: argparse.Namespace, zoo: str | Path) -> list[dict]:
 def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
     from accelerate import Accelerator
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..data import load_image_dataset
     from ..groundtruth.finetune import GRIDS, FinetuneConfig, Grid, finetune
     from ..groundtruth.trainable import PreprocessedImages, trainable_backbone
@@ -133,7 +133,7 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..groundtruth.table import attach_ground_truth, upsert_ground_truth
     from ..ranking import DEFAULT_ZOO, resolve_models
 

@@ -42,7 +42,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..publish.leaderboard import RESULTS_PATH_ENV, RESULTS_REPO_ENV
     from ..publish.space import default_app_dir
 

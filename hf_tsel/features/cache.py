@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cli import UserError
+from ..errors import CacheError
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
 
@@ -36,10 +36,6 @@ _MANIFEST_FILE = "manifest.json"
 _CHUNKS_DIR = "chunks"
 # ZooEntry fields that only label a model; they do not change its features.
 _DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes"}
-
-
-class CacheError(UserError, OSError):
-    """The cache folder cannot be written (full disk, no permission); the message says what to do."""
 
 
 def default_cache_dir() -> Path:

@@ -61,7 +61,7 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    from ..cli import UserError
+    from ..errors import UserError
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is visible; drop --device or use --device cpu")

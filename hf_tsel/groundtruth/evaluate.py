@@ -8,7 +8,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..cli import UserError
+from ..errors import UserError
 
 SCORE_COLUMNS = ("dataset", "model", "metric", "score")
 MEASURES = ("weighted_kendall_tau", "kendall_tau", "spearman_rho", "pearson_r", "rel@1", "rel@3", "top1_regret")

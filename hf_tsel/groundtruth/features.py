@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
+from ..errors import UserError
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ..cli import UserError
+from ..errors import UserError
 
 TRAIN_LAYERS = ("all", "last")
 SELECTIONS = ("best-epoch", "last-epoch")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
-from ..cli import UserError
+from ..errors import UserError
 from .evaluate import evaluation_table
 from .finetune import FinetuneConfig, Grid, finetune
 from .linear_probe import linear_probe

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cli import UserError
+from ..errors import UserError
 from ..packaged_data import digits_arrays, fashion_mnist_arrays
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..cli import UserError
+from ..errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "resources" / "paper_results"
 MAPPING_FILE = "benchmarks.yaml"

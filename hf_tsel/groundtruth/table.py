@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from ..cli import UserError
+from ..errors import UserError
 
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
 GT_DETAIL_FIELDS: tuple[str, ...] = ("num_train", "num_test", "hyperparameters", "seconds", "source")

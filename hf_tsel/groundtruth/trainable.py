@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..cli import UserError
+from ..errors import UserError
 
 
 def _not_trainable(entry: Any) -> UserError:

@@ -15,15 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MetricInputError
+
 __all__ = ["MetricInputError", "MetricInputs", "prepare_inputs", "resolve_device", "as_tensor"]
-
-
-class MetricInputError(ValueError):
-    """Raised when the inputs of a metric are unusable; the message says what to do."""
-
-    def __init__(self, metric: str, problem: str, fix: str):
-        self.metric, self.problem, self.fix = metric, problem, fix
-        super().__init__(f"[{metric}] {problem} Fix: {fix}")
 
 
 @dataclass(frozen=True)

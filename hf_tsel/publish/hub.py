@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cli import UserError
+from ..errors import PublishError
 from ..results import ResultsError, write_results
 from .card import RESULTS_PATH_IN_REPO, render_card
 from .schema import MergeOutcome, load_records, merge_results, same_records
@@ -34,8 +34,7 @@ _LOCAL_RUN_KEYS = ("cache_dir",)  # paths on the pusher's machine stay private
 _CONFLICT_STATUSES = (409, 412)
 
 
-class PushError(UserError):
-    """Publishing failed; the message says why and what to run to retry."""
+PushError = PublishError  # the name this module has always exported
 
 
 @dataclass
