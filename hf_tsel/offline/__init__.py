@@ -1,0 +1,1 @@
+"""Everything that works without the Hub: packaged pretrained models, packaged datasets and the offline benchmarks."""
