@@ -190,8 +190,13 @@ def _evaluate(model: nn.Module, loader, accelerator) -> float:
 
 def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set,
                      test_set, config: FinetuneConfig, lr: float, wd: float, seed: int, point_dir: Path, *,
-                     accelerator=None, on_epoch_end: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Train one (lr, weight decay, seed) point, resuming from ``point_dir/last.pt`` if present."""
+                     accelerator=None, on_epoch_end: Callable[[dict], None] | None = None,
+                     validation_set=None) -> dict[str, Any]:
+    """Train one (lr, weight decay, seed) point, resuming from ``point_dir/last.pt`` if present.
+
+    With a ``validation_set`` the epoch is selected on it (``best-epoch``) and the result also
+    holds ``validation_accuracy``; ``accuracy`` is then the test accuracy at the selected epoch.
+    """
     from accelerate import Accelerator
 
     result_path = point_dir / "result.json"
@@ -208,6 +213,7 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     history: list[float] = []
+    validation_history: list[float | None] = []
     checkpoint_path = point_dir / "last.pt"
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -215,8 +221,11 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = list(state["history"])
+        validation_history = list(state.get("validation_history", []))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     test_loader = accelerator.prepare(torch.utils.data.DataLoader(test_set, batch_size=config.batch_size))
+    validation_loader = None if validation_set is None else accelerator.prepare(
+        torch.utils.data.DataLoader(validation_set, batch_size=config.batch_size))
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
     for epoch in range(len(history), config.epochs):
@@ -240,15 +249,23 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         # "last-epoch" selection only needs the final evaluation; skipped epochs are recorded as None.
         evaluate = config.selection == "best-epoch" or epoch == config.epochs - 1
         history.append(_evaluate(model, test_loader, accelerator) if evaluate else None)
+        if validation_loader is not None:
+            validation_history.append(_evaluate(model, validation_loader, accelerator) if evaluate else None)
         if accelerator.is_main_process:
             _atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "history": history}, checkpoint_path)
+                          "scheduler": scheduler.state_dict(), "history": history,
+                          "validation_history": validation_history}, checkpoint_path)
         accelerator.wait_for_everyone()
         if on_epoch_end:
             on_epoch_end({"lr": lr, "weight_decay": wd, "seed": seed, "epoch": epoch + 1, "accuracy": history[-1]})
-    accuracy = max(a for a in history if a is not None) if config.selection == "best-epoch" else history[-1]
-    result = {"lr": lr, "weight_decay": wd, "seed": seed, "accuracy": accuracy, "history": history,
+    selector = validation_history if validation_loader is not None else history
+    chosen = len(history) - 1
+    if config.selection == "best-epoch":  # the first epoch with the best selection accuracy
+        chosen = max((i for i, a in enumerate(selector) if a is not None), key=lambda i: (selector[i], -i))
+    result = {"lr": lr, "weight_decay": wd, "seed": seed, "accuracy": history[chosen], "history": history,
               "seconds": time.perf_counter() - started}
+    if validation_loader is not None:
+        result.update(validation_accuracy=validation_history[chosen], validation_history=validation_history)
     if accelerator.is_main_process:
         result_path.write_text(json.dumps(result, indent=1))
         checkpoint_path.unlink(missing_ok=True)  # a finished point needs only its result
@@ -270,11 +287,13 @@ def _check_run_dir(run_dir: Path, config: FinetuneConfig) -> None:
 
 def finetune(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set, test_set,
              config: FinetuneConfig, run_dir: str | Path, *, accelerator=None,
-             on_epoch_end: Callable[[dict], None] | None = None) -> FinetuneResult:
+             on_epoch_end: Callable[[dict], None] | None = None, validation_set=None) -> FinetuneResult:
     """Grid-search fine-tuning of one model; returns the best grid point (accuracy averaged over seeds).
 
     ``build_backbone()`` must return a freshly loaded pretrained module mapping images to ``[B, D]``
-    features; the datasets yield ``(image tensor, label)`` pairs already preprocessed for it.
+    features; the datasets yield ``(image tensor, label)`` pairs already preprocessed for it. With a
+    ``validation_set`` the epoch and grid point are chosen on it and the test accuracy of that choice
+    is reported; without one they are chosen on the test accuracy itself (the seed papers' protocol).
     """
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
@@ -284,16 +303,18 @@ def finetune(build_backbone: Callable[[], nn.Module], feature_dim: int, num_clas
             point_dir = run_dir / f"lr{lr:g}_wd{wd:g}_seed{seed}"
             points.append(train_grid_point(build_backbone, feature_dim, num_classes, train_set, test_set, config,
                                            lr, wd, seed, point_dir, accelerator=accelerator,
-                                           on_epoch_end=on_epoch_end))
+                                           on_epoch_end=on_epoch_end, validation_set=validation_set))
     return summarise_points(points)
 
 
 def summarise_points(points: Sequence[dict[str, Any]]) -> FinetuneResult:
-    """Average each (lr, wd) over seeds and keep the best; ties go to the first grid point."""
+    """Average each (lr, wd) over seeds and keep the best (on validation accuracy when the points have one);
+    ties go to the first grid point."""
     by_setting: dict[tuple[float, float], list[dict[str, Any]]] = {}
     for point in points:
         by_setting.setdefault((point["lr"], point["weight_decay"]), []).append(point)
-    best_key = max(by_setting, key=lambda k: sum(p["accuracy"] for p in by_setting[k]) / len(by_setting[k]))
+    selector = "validation_accuracy" if all("validation_accuracy" in p for p in points) else "accuracy"
+    best_key = max(by_setting, key=lambda k: sum(p[selector] for p in by_setting[k]) / len(by_setting[k]))
     best = by_setting[best_key]
     return FinetuneResult(accuracy=sum(p["accuracy"] for p in best) / len(best), learning_rate=best_key[0],
                           weight_decay=best_key[1], points=list(points),
