@@ -6,7 +6,7 @@ A zoo file looks like::
     description: what the zoo is for
     models:
       - name: resnet50-tv              # unique display name
-        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>" or a local folder/file
+        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>", a local folder/file or $HF_TSEL_HOME/<path>
         loader: timm                   # timm | transformers | checkpoint | onnx
         family: supervised-cnn
         pretraining: supervised
@@ -72,6 +72,7 @@ class ZooEntry:
 
 
 _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
+HOME_PLACEHOLDER = "$HF_TSEL_HOME"  # hub_id prefix for models built into the tool's home (the zoo benchmark)
 _ZOO_FIELDS = {"name", "description", "models", "gaps"}
 
 
@@ -146,7 +147,8 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
 def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None = None) -> ZooEntry:
     """Validate one YAML mapping and turn it into a :class:`ZooEntry`.
 
-    ``./`` and ``../`` paths in ``hub_id`` are relative to ``base_dir`` (the zoo file's folder).
+    ``./`` and ``../`` paths in ``hub_id`` are relative to ``base_dir`` (the zoo file's folder);
+    ``$HF_TSEL_HOME/...`` paths are relative to the tool's home (``$HF_TSEL_HOME`` or ``~/.cache/hf-tsel``).
     """
     if isinstance(raw, str):
         return entry_for_model(raw)  # a bare "ORG/NAME" line in a zoo file
@@ -159,6 +161,10 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if not isinstance(hub_id, str) or not hub_id.strip():
         raise ZooError(f"{where}: missing 'hub_id' (a Hub repo such as 'timm/resnet50.tv_in1k' or a local path)")
     values = dict(raw)
+    if hub_id.startswith(HOME_PLACEHOLDER + "/"):
+        from .offline_models import default_cache_dir
+
+        values["hub_id"] = hub_id = str(default_cache_dir() / hub_id[len(HOME_PLACEHOLDER) + 1:])
     if base_dir is not None and hub_id.startswith(("./", "../")):
         values["hub_id"] = hub_id = str((base_dir / hub_id).resolve())
     if "loader" not in values:

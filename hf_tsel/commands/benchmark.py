@@ -1,4 +1,4 @@
-"""``hf-tsel benchmark``: reproduce the seed papers' tables, or run the offline ranking benchmark."""
+"""``hf-tsel benchmark``: reproduce the seed papers' tables, or run the offline or the zoo ranking benchmark."""
 
 from __future__ import annotations
 
@@ -47,6 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     offline.add_argument("--cache-dir", help="feature cache folder (default: the shared one)")
     offline.add_argument("--results-dir", default="benchmarks/results", help="where the csv / md tables go")
     offline.set_defaults(func=run_offline)
+
+    zoo = kinds.add_parser(
+        "zoo", help="dozens of small models trained here x offline target tasks, with measured ground truth",
+        description="Builds (or reuses) the zoo benchmark's models under --work-dir, extracts features through the "
+                    "normal rank path, scores every registry metric and measures linear-probe and full fine-tune "
+                    "ground truth on every target task; writes zoo_*.csv and zoo_summary.md. Everything is cached, "
+                    "so a re-run only computes what is missing (see docs/groundtruth.md).")
+    zoo.add_argument("--tiny", action="store_true", help="3 models x 2 tasks, few hundred images, 1 epoch (smoke test)")
+    zoo.add_argument("--tasks", help="comma-separated target tasks (default: all)")
+    zoo.add_argument("--metrics", help="comma-separated metrics (default: every registered metric, see docs)")
+    zoo.add_argument("--threads", type=int, default=1, help="torch / BLAS threads (default 1: fastest on a busy CPU)")
+    zoo.add_argument("--work-dir", help="models, features and ground-truth cache (default $HF_TSEL_HOME/zoo-benchmark)")
+    zoo.add_argument("--results-dir", default="benchmarks/results", help="where the csv / md tables go")
+    zoo.add_argument("--export-zoo", help="also write the zoo YAML with $HF_TSEL_HOME-relative model paths here "
+                                          "(e.g. model_zoos/zoo-benchmark.yaml)")
+    zoo.set_defaults(func=run_zoo)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -139,4 +155,23 @@ def run_offline(args: argparse.Namespace) -> int:
     summary_path.write_text(summary)
     print(summary)
     print(f"wrote {', '.join(str(p) for p in [*paths, summary_path])} in {result.seconds:.0f}s")
+    return 0
+
+
+def run_zoo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..offline.zoo.benchmark import (ZooBenchmarkConfig, default_work_dir, portable_zoo_yaml, run_zoo_benchmark,
+                                         tiny_config, write_results)
+
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir() / ("tiny" if args.tiny else "")
+    config = tiny_config(work_dir) if args.tiny else ZooBenchmarkConfig(work_dir=work_dir)
+    config = replace(config, threads=args.threads, metrics=_csv_list(args.metrics),
+                     tasks=_csv_list(args.tasks) or config.tasks)
+    result = run_zoo_benchmark(config, log=lambda message: print(message, flush=True))
+    paths = write_results(result, args.results_dir)
+    if args.export_zoo:
+        Path(args.export_zoo).write_text(portable_zoo_yaml(result))
+        paths.append(Path(args.export_zoo))
+    print(f"wrote {', '.join(str(p) for p in paths)} in {result.timings['total']:.0f}s")
     return 0

@@ -30,12 +30,12 @@ from ...data import from_arrays
 from ...groundtruth.evaluate import evaluation_table
 from ...groundtruth.offline_benchmark import JsonStore, _probe_dataset, _score_dataset, _signature
 from ...groundtruth.table import ground_truth_frame
-from .models import ARCHITECTURES, MODEL_INFO, RECIPES, build_recipe
+from ...zoo import HOME_PLACEHOLDER
+from .models import MODEL_INFO, RECIPES, build_recipe
 from .tasks import TARGET_TASKS
 
 PROTOCOLS = ("linear-probe", "full")
 ZOO_FILE = "zoo.yaml"
-HOME_PLACEHOLDER = "$HF_TSEL_HOME"
 
 
 @dataclass
@@ -248,3 +248,35 @@ def _run(config: ZooBenchmarkConfig, metrics: list[str], log: Callable[[str], No
     evaluation = evaluation_table(scores_df, gt_df)
     timings["total"] = time.perf_counter() - started
     return ZooBenchmarkResult(models, scores_df, gt_df, evaluation, timings, zoo_path)
+
+
+def write_results(result: ZooBenchmarkResult, out_dir: str | Path, *, seed: int = 0) -> list[Path]:
+    """``zoo_scores.csv``, ``zoo_ground_truth.csv``, ``zoo_evaluation.csv``, ``zoo_models.csv``,
+    ``zoo_pairwise.csv`` (metric differences per protocol) and ``zoo_summary.md`` in ``out_dir``."""
+    from .summary import markdown_summary, paired_differences
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"zoo_{name}" for name in
+             ("scores.csv", "ground_truth.csv", "evaluation.csv", "models.csv", "pairwise.csv", "summary.md")}
+    result.scores[["dataset", "model", "metric", "score"]].sort_values(["dataset", "metric", "model"]).to_csv(
+        paths["scores.csv"], index=False, float_format="%.6g")
+    result.ground_truth[["dataset", "model", "protocol", "accuracy"]].sort_values(
+        ["dataset", "protocol", "model"]).to_csv(paths["ground_truth.csv"], index=False, float_format="%.4f")
+    result.evaluation.sort_values(["protocol", "metric", "dataset"]).to_csv(paths["evaluation.csv"], index=False,
+                                                                          float_format="%.4f")
+    result.models.to_csv(paths["models.csv"], index=False)
+    protocols = sorted(result.evaluation["protocol"].unique())
+    pd.concat([paired_differences(result.evaluation, p, seed=seed).assign(protocol=p) for p in protocols]).to_csv(
+        paths["pairwise.csv"], index=False, float_format="%.4f")
+    skipped = {m: why for m, why in SKIPPED_METRICS.items() if m not in set(result.scores["metric"])}
+    paths["summary.md"].write_text(markdown_summary(result.models, result.ground_truth, result.evaluation,
+                                                    result.timings, skipped=skipped, seed=seed))
+    return list(paths.values())
+
+
+def portable_zoo_yaml(result: ZooBenchmarkResult) -> str:
+    """The zoo YAML with ``$HF_TSEL_HOME/zoo-benchmark/models/<name>`` ids (``model_zoos/zoo-benchmark.yaml``)."""
+    infos = [json.loads((result.zoo_path.parent / "models" / name / MODEL_INFO).read_text())
+             for name in result.models["model"]]
+    return zoo_yaml(infos, f"{HOME_PLACEHOLDER}/zoo-benchmark/models")

@@ -38,6 +38,7 @@ INPUT_SIZE = 32
 DATA_CONFIG = {"input_size": (3, INPUT_SIZE, INPUT_SIZE), "crop_pct": 1.0, "interpolation": "bilinear",
                "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 MODEL_INFO = "hf_tsel_zoo.json"
+BUILDER_VERSION = 2  # bump when the training code changes: built models with another version are rebuilt
 
 # name -> (timm architecture, family, constructor arguments)
 ARCHITECTURES: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -77,7 +78,7 @@ def _full_recipes() -> list[Recipe]:
     recipes = []
     for arch in ("resnet-xxs", "resnet-xs", "resnet-s", "repvgg-xs", "mobilenetv3-s", "lcnet-xs", "efficientnet-xxs",
                  "vit-xs"):
-        recipes.append(Recipe(f"{arch}-fmnist10", arch, "supervised", "fmnist10", 200, 3, early=0.1))
+        recipes.append(Recipe(f"{arch}-fmnist10", arch, "supervised", "fmnist10", 200, 3, early=0.3))
     recipes.append(Recipe("resnet-m-fmnist10", "resnet-m", "supervised", "fmnist10", 200, 3))
     for arch in ("resnet-xs", "vit-xs", "lcnet-xs"):
         recipes.append(Recipe(f"{arch}-fmnist-tops5", arch, "supervised", "fmnist-tops5", 400, 3))
@@ -131,6 +132,28 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     with torch.no_grad():
         predictions = torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
     return float((predictions == labels).float().mean())
+
+
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> None:
+    """Replace batch-norm running statistics by exact averages over ``images`` (the current weights').
+
+    Mid-training running statistics lag behind weights that change fast, which makes an early
+    checkpoint look untrained in eval mode; recomputing them is cheap (forward passes only).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
 
 
 def _train(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor,
@@ -193,7 +216,7 @@ def build_recipe(recipe: Recipe, models_dir: Path, *, log=print) -> list[dict[st
     folders = [models_dir / name for name in recipe.model_names()]
     if all((folder / MODEL_INFO).is_file() for folder in folders):
         infos = [json.loads((folder / MODEL_INFO).read_text()) for folder in folders]
-        if all(info["recipe"] == asdict(recipe) for info in infos):
+        if all(info["recipe"] == asdict(recipe) and info.get("builder") == BUILDER_VERSION for info in infos):
             return infos
     started = time.perf_counter()
     num_classes = len(SOURCE_CLASSES[recipe.source]) if recipe.method == "supervised" else 4
@@ -201,7 +224,7 @@ def build_recipe(recipe: Recipe, models_dir: Path, *, log=print) -> list[dict[st
     held_out = _source_data(recipe, held_out=True)
     held_images, held_labels = preprocess(held_out.images), torch.as_tensor(held_out.labels)
     timm_name, family, kwargs = ARCHITECTURES[recipe.architecture]
-    base = {"recipe": asdict(recipe), "timm_architecture": timm_name, "family": family, "model_args": kwargs}
+    base = {"recipe": asdict(recipe), "builder": BUILDER_VERSION, "timm_architecture": timm_name, "family": family, "model_args": kwargs}
 
     def source_accuracy(m: nn.Module) -> float:
         # supervised: its own head on held-out source images; random: an untrained 10-way head (chance level)
@@ -223,12 +246,17 @@ def build_recipe(recipe: Recipe, models_dir: Path, *, log=print) -> list[dict[st
         train = _source_data(recipe, held_out=False)
         images, labels = preprocess(train.images), torch.as_tensor(train.labels)
 
+        calibration = images[:512]
+
         def save_early(m: nn.Module) -> None:
             import copy
 
-            save(copy.deepcopy(m), f"{recipe.name}-early", "early", recipe.early)
+            early = copy.deepcopy(m)
+            recalibrate_batchnorm(early, calibration)
+            save(early, f"{recipe.name}-early", "early", recipe.early)
 
         _train(model, recipe, images, labels, save_early)
+        recalibrate_batchnorm(model, calibration)
         save(model, recipe.name, "final", 1.0)
     infos = [json.loads((folder / MODEL_INFO).read_text()) for folder in folders]
     log(f"  built {', '.join(recipe.model_names())} in {time.perf_counter() - started:.0f}s "
