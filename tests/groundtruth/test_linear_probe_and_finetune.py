@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.groundtruth.finetune import (GRIDS, FinetuneConfig, Grid, finetune, last_stage_parameter_names,
                                           summarise_points)
 from hf_tsel.groundtruth.linear_probe import linear_probe
@@ -139,6 +139,23 @@ def test_summary_averages_seeds_before_choosing():
               {"lr": 0.01, "weight_decay": 0.0, "seed": 1, "accuracy": 0.6}]
     best = summarise_points(points)
     assert (best.learning_rate, best.accuracy) == (0.01, pytest.approx(0.6))
+
+
+def test_summary_selects_on_validation_accuracy_when_present():
+    points = [{"lr": 0.1, "weight_decay": 0.0, "seed": 0, "accuracy": 0.9, "validation_accuracy": 0.5},
+              {"lr": 0.01, "weight_decay": 0.0, "seed": 0, "accuracy": 0.7, "validation_accuracy": 0.8}]
+    best = summarise_points(points)
+    assert (best.learning_rate, best.accuracy) == (0.01, pytest.approx(0.7))  # the test accuracy of the choice
+
+
+def test_validation_set_chooses_the_epoch_and_test_accuracy_is_reported(tmp_path):
+    config = FinetuneConfig(grid=TINY_GRID, epochs=3, batch_size=8, augment=False)
+    result = finetune(_tiny_backbone, 8, 3, _TinyImages(48, 0), _TinyImages(24, 1), config, tmp_path,
+                      validation_set=_TinyImages(12, 2))
+    for point in result.points:
+        chosen = point["validation_history"].index(max(point["validation_history"]))
+        assert point["accuracy"] == point["history"][chosen]
+        assert point["validation_accuracy"] == max(point["validation_history"])
 
 
 @pytest.mark.gpu

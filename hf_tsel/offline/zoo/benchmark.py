@@ -32,7 +32,7 @@ from ...groundtruth.offline_benchmark import JsonStore, _probe_dataset, _score_d
 from ...groundtruth.table import ground_truth_frame
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, build_recipe
-from .tasks import TARGET_TASKS
+from .tasks import DEFAULT_TASKS, TARGET_TASKS
 
 PROTOCOLS = ("linear-probe", "full")
 ZOO_FILE = "zoo.yaml"
@@ -43,10 +43,10 @@ class ZooBenchmarkConfig:
     """What to build, score and measure; :func:`tiny_config` is the 3-model x 2-task smoke configuration."""
 
     recipes: str = "full"  # key of models.RECIPES
-    tasks: tuple[str, ...] = tuple(TARGET_TASKS)
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     task_scale: float = 1.0  # multiplies every task's images per class
     metrics: tuple[str, ...] | None = None  # None: every registered metric, transforms included
-    finetune_lrs: tuple[float, ...] = (0.01, 0.05)
+    finetune_lrs: tuple[float, ...] = (0.02, 0.1)
     finetune_epochs: int = 3
     finetune_batch_size: int = 16
     validation_fraction: float = 0.2

@@ -82,15 +82,14 @@ def _full_recipes() -> list[Recipe]:
     recipes.append(Recipe("resnet-m-fmnist10", "resnet-m", "supervised", "fmnist10", 200, 3))
     for arch in ("resnet-xs", "vit-xs", "lcnet-xs"):
         recipes.append(Recipe(f"{arch}-fmnist-tops5", arch, "supervised", "fmnist-tops5", 400, 3))
-    for arch in ("resnet-xs", "repvgg-xs", "efficientnet-xxs"):
+    for arch in ("resnet-xs", "repvgg-xs"):
         recipes.append(Recipe(f"{arch}-fmnist-rest5", arch, "supervised", "fmnist-rest5", 400, 3))
     for arch in ("resnet-xs", "vit-xs", "mobilenetv3-s"):
         recipes.append(Recipe(f"{arch}-mnist10", arch, "supervised", "mnist10", 200, 4))
-    for arch in ("resnet-xs", "resnet-s"):
-        recipes.append(Recipe(f"{arch}-fmnist10-small", arch, "supervised", "fmnist10", 30, 10))
+    recipes.append(Recipe("resnet-xs-fmnist10-small", "resnet-xs", "supervised", "fmnist10", 30, 10))
     for arch in ("resnet-xs", "repvgg-xs", "vit-xs"):
         recipes.append(Recipe(f"{arch}-rotation", arch, "rotation", "fmnist10", 200, 3))
-    for arch in ("resnet-xs", "vit-xs", "mobilenetv3-s", "lcnet-xs"):
+    for arch in ("resnet-xs", "vit-xs", "mobilenetv3-s"):
         recipes.append(Recipe(f"{arch}-random", arch, "random", seed=1))
     return recipes
 
