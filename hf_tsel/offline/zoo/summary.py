@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ...evaluation import kendall_tau, spearman_rho, weighted_kendall_tau
+from ...groundtruth.offline_benchmark import _markdown
 
 BOOTSTRAP_SAMPLES = 2000
 LEVEL = 0.95
@@ -91,18 +92,6 @@ def protocol_agreement(ground_truth: pd.DataFrame, first: str = "linear-probe", 
     return pd.DataFrame(rows)
 
 
-def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "-" if math.isnan(value) else f"{value:.{digits}f}"
-        return str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows]) + "\n"
-
-
 def _significance_text(table: pd.DataFrame, pairs: pd.DataFrame) -> str:
     if table.empty or pairs.empty:
         return "Too few tasks for paired comparisons.\n"
@@ -151,5 +140,5 @@ def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluatio
         parts.append("\n".join(f"* `{name}`: {why}" for name, why in skipped.items()) + "\n")
     parts.append("## Time\n")
     parts.append("Measured on a 2-core CPU shared with other jobs (load ~11), one thread:\n")
-    parts.append(_markdown(pd.DataFrame([{"step": k, "seconds": round(v)} for k, v in timings.items()]), 0))
+    parts.append(_markdown(pd.DataFrame([{"step": k, "seconds": round(v)} for k, v in timings.items()])))
     return "\n".join(parts)
