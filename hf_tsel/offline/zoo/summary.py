@@ -92,6 +92,21 @@ def protocol_agreement(ground_truth: pd.DataFrame, first: str = "linear-probe", 
     return pd.DataFrame(rows)
 
 
+def headline_table(evaluation: pd.DataFrame, protocols: Sequence[str] = ("full", "linear-probe"), *,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per metric: mean weighted tau [95% CI] and mean top-1 regret under each protocol."""
+    columns = {}
+    for protocol in protocols:
+        table = metric_table(evaluation, protocol, seed=seed).set_index("metric")
+        columns[f"τw {protocol} [95% CI]"] = table.apply(
+            lambda r: "-" if math.isnan(r["mean_tau"]) else f"{r['mean_tau']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
+            axis=1)
+        columns[f"regret {protocol}"] = table["mean_top1_regret"]
+    frame = pd.DataFrame(columns)
+    order = metric_table(evaluation, protocols[0], seed=seed, samples=1)["metric"]
+    return frame.reindex(order).rename_axis("metric").reset_index()
+
+
 def _significance_text(table: pd.DataFrame, pairs: pd.DataFrame) -> str:
     if table.empty or pairs.empty:
         return "Too few tasks for paired comparisons.\n"
@@ -114,6 +129,9 @@ def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluatio
              "Produced by `hf-tsel benchmark zoo` (see docs/groundtruth.md). Weighted tau: weighted Kendall tau "
              "between metric scores and ground-truth accuracies over all models of a task; CI: "
              f"{LEVEL:.0%} percentile bootstrap over tasks; regret: best accuracy minus that of the top-scored model.\n"]
+    parts.append("## Headline\n")
+    parts.append(_markdown(headline_table(evaluation, [p for p in protocols if p in set(evaluation["protocol"])],
+                                          seed=seed)))
     for protocol in protocols:
         if protocol not in set(evaluation["protocol"]):
             continue

