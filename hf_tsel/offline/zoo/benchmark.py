@@ -16,6 +16,7 @@ crash loses at most the step in progress):
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -91,7 +92,9 @@ def build_zoo(config: ZooBenchmarkConfig, log: Callable[[str], None] = print) ->
     for recipe in RECIPES[config.recipes]:
         infos += build_recipe(recipe, models_dir, log=log)
     zoo_path = config.work_dir / ZOO_FILE
-    zoo_path.write_text(zoo_yaml(infos, "./models"))
+    staging = zoo_path.with_suffix(f".{os.getpid()}.tmp")  # atomic: a parallel run may be reading it
+    staging.write_text(zoo_yaml(infos, "./models"))
+    staging.replace(zoo_path)
     return zoo_path, model_table(infos)
 
 
