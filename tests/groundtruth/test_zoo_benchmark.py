@@ -56,9 +56,9 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     metrics = ("logme", "leep", "etran", "ped+logme")
     config = replace(tiny_config(tmp_path / "work"), metrics=metrics)
     messages: list[str] = []
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: wall time on a shared machine depends on the other jobs
     result = run_zoo_benchmark(config, log=messages.append)
-    first_run = time.perf_counter() - started
+    first_run = time.process_time() - started
 
     names = ["resnet-xxs-fmnist10", "efficientnet-xxs-rotation", "resnet-xxs-random"]
     entries = load_zoo(result.zoo_path)
@@ -93,7 +93,7 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     cached = run_zoo_benchmark(config, log=messages.append)
     assert not [m for m in messages if "built" in m or "scored" in m or "fine-tuned" in m or "probe of" in m]
     pd.testing.assert_frame_equal(cached.ground_truth, result.ground_truth)
-    assert first_run < 120, f"the tiny configuration took {first_run:.0f}s"
+    assert first_run < 60, f"the tiny configuration took {first_run:.0f} CPU seconds"
 
 
 def _evaluation(taus: dict[str, list[float]]) -> pd.DataFrame:
