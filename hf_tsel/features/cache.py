@@ -35,7 +35,7 @@ _FEATURES_FILE = "features.safetensors"
 _MANIFEST_FILE = "manifest.json"
 _CHUNKS_DIR = "chunks"
 # ZooEntry fields that only label a model; they do not change its features.
-_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes"}
+_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata"}
 
 
 def default_cache_dir() -> Path:
