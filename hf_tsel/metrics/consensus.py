@@ -103,8 +103,11 @@ def _member_scores(member: str, features: Mapping[str, Any], labels: Any, *, sou
 def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
                      source_probs: Mapping[str, Any] | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
                      members: Sequence[str] | None = None, rule: str = CONSENSUS_RULE, seed: int = 0,
-                     device: Any = None) -> ConsensusResult:
+                     device: Any = None, known: Mapping[str, Mapping[str, float]] | None = None) -> ConsensusResult:
     """The consensus of ``features_by_model`` (validated like every metric), members and drops included.
+
+    ``known``: member scores already computed on the same inputs and seed (e.g. by a ranking run
+    that also asked for LogME), ``{member: {model: score}}``; they are reused, not recomputed.
 
     Example:
         >>> import numpy as np
@@ -129,8 +132,10 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
         if problem:
             dropped[member] = problem
     kept = tuple(m for m in members if m not in dropped)
-    member_scores = {m: _member_scores(m, features_by_model, labels, source_probs=source_probs, priors=priors,
-                                       seed=seed, device=device) for m in kept}
+    known = {m: dict(v) for m, v in (known or {}).items() if set(v) >= set(features_by_model)}
+    member_scores = {m: {model: known[m][model] for model in features_by_model} if m in known else
+                     _member_scores(m, features_by_model, labels, source_probs=source_probs, priors=priors,
+                                    seed=seed, device=device) for m in kept}
     models = list(features_by_model)
     return ConsensusResult(combine(member_scores, models, rule), rule, kept, member_scores, dropped)
 

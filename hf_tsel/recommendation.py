@@ -29,8 +29,9 @@ Example:
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -38,17 +39,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .defaults import DEFAULT_N_BOOT
 from .metrics import MetricInputs, get_metric
 from .metrics._validation import as_tensor, prepare_inputs, resolve_device
 from .metrics.consensus import CONSENSUS_RULE, combine, consensus_scores
 
-__all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indices", "recommendation_line",
-           "sample_size_advice"]
+__all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indices", "consensus_records",
+           "recommendation_line", "sample_size_advice"]
 
-DEFAULT_N_BOOT = 200
 # Weight of the uniform forecast in p_top1 (p = (1 - w) * bootstrap share + w / M). Fitted by
 # benchmarks/consensus_calibration.py (leave-one-dataset-out Brier score on the offline benchmark).
-CALIBRATION_SHRINK = 0.3
+CALIBRATION_SHRINK = 0.0
 PROJECTION_DIM = 64
 _INTERVAL = (5, 95)
 
@@ -140,7 +141,8 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
               priors: Mapping[str, Mapping[str, Any]] | None = None, members: Sequence[str] | None = None,
               rule: str = CONSENSUS_RULE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
               calibration: float = CALIBRATION_SHRINK, projection_dim: int = PROJECTION_DIM,
-              device: str | torch.device | None = None) -> pd.DataFrame:
+              device: str | torch.device | None = None,
+              known: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """Rank models by consensus with ``p_top1`` (probability of being the best) and a 90 % rank interval.
 
     Args:
@@ -153,6 +155,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         seed: seed of the bootstrap, the projection and stochastic members.
         calibration: weight of the uniform forecast mixed into ``p_top1`` (0: raw bootstrap share).
         projection_dim: width of the projection the feature members are resampled on.
+        known: member scores already computed on these inputs, ``{member: {model: score}}`` (reused).
 
     Returns:
         One row per model, best first: ``model, score, rank, p_top1, rank_low, rank_high``.
@@ -165,7 +168,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         raise MetricInputError("recommend", f"n_boot must be >= 0 and calibration in [0, 1], got {n_boot}, {calibration}.",
                                f"use e.g. n_boot={DEFAULT_N_BOOT}, calibration={CALIBRATION_SHRINK}.")
     result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
-                              rule=rule, seed=seed, device=device)
+                              rule=rule, seed=seed, device=device, known=known)
     models = list(features_by_model)
     target = resolve_device(device, *features_by_model.values())
     checked = {m: prepare_inputs("recommend", f, labels, needs_features=True, needs_source_probs=False, device=target)
@@ -247,3 +250,58 @@ def recommendation_line(table: pd.DataFrame, agreeing: int | None = None, voting
     if voting:
         line += f" {agreeing} of {voting} metrics agree."
     return line
+
+
+def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Sequence[Mapping[str, Any]], *,
+                      seed: int = 0, device: Any = None, n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], dict]:
+    """``consensus`` result records (with ``p_top1``, ``rank_low``, ``rank_high``) of a ranking run, and a summary.
+
+    ``outcomes``: the run's :class:`hf_tsel.ranking.ModelOutcome` list; ``scored``: its per-metric
+    records, whose member scores are reused. The summary (``run["recommendation"]``) holds the
+    recommendation line, members, dropped members and the sample-size advice.
+    """
+    ready = [o for o in outcomes if o.features is not None]
+    if len(ready) < 2:
+        note = "not applicable: the consensus compares at least 2 models with features"
+        return [{"model": o.entry.name, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0}
+                for o in ready], {}
+    common = ready[0].features.positions
+    for o in ready[1:]:
+        common = np.intersect1d(common, o.features.positions)
+    rows = {o.entry.name: np.searchsorted(o.features.positions, common) for o in ready}
+    features = {o.entry.name: o.features.features[rows[o.entry.name]] for o in ready}
+    probs = {o.entry.name: torch.softmax(o.features.source_logits[rows[o.entry.name]].double(), dim=1)
+             for o in ready if o.features.source_logits is not None}
+    known: dict[str, dict[str, float]] = {}
+    same_samples = all(len(r) == len(o.features.positions) for r, o in zip(rows.values(), ready))
+    for record in scored if same_samples else ():
+        if not math.isnan(record["score"]):
+            known.setdefault(record["metric"], {})[record["model"]] = record["score"]
+    start = time.perf_counter()
+    try:
+        table = recommend(features, labels[common], source_probs=probs, priors={o.entry.name: o.entry.metadata for o in ready},
+                          n_boot=n_boot, seed=seed, device=device, known=known)
+    except Exception as exc:  # noqa: BLE001 (the per-metric scores must survive a consensus failure)
+        note = f"failed: {exc}"
+        return [{"model": m, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0} for m in features], {}
+    seconds = (time.perf_counter() - start) / len(table)
+    records = [{"model": r.model, "metric": "consensus", "score": r.score, "note": None, "seconds": seconds,
+                "p_top1": None if math.isnan(r.p_top1) else r.p_top1,
+                "rank_low": None if math.isnan(r.rank_low) else int(r.rank_low),
+                "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high)} for r in table.itertuples()]
+    agreeing, voting = _agreement(table, scored)
+    summary = {"line": recommendation_line(table, agreeing, voting), "members": table.attrs["members"],
+               "dropped": table.attrs["dropped"], "advice": sample_size_advice(table), "n_boot": n_boot,
+               "rule": table.attrs["rule"]}
+    return records, summary
+
+
+def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """How many of the run's metrics (with a score for every model) put the consensus #1 first."""
+    by_metric: dict[str, dict[str, float]] = {}
+    for record in scored:
+        by_metric.setdefault(record["metric"], {})[record["model"]] = record["score"]
+    models, best = set(table["model"]), table["model"].iloc[0]
+    votes = [max(v, key=v.get) == best for metric, v in by_metric.items() if not metric.startswith("prior:")
+             and set(v) >= models and not any(math.isnan(v[m]) for m in models)]
+    return sum(votes), len(votes)
