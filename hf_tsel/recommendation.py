@@ -261,10 +261,8 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
     recommendation line, members, dropped members and the sample-size advice.
     """
     ready = [o for o in outcomes if o.features is not None]
-    if len(ready) < 2:
-        note = "not applicable: the consensus compares at least 2 models with features"
-        return [{"model": o.entry.name, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0}
-                for o in ready], {}
+    if len(ready) < 2:  # nothing to recommend between
+        return [], {}
     common = ready[0].features.positions
     for o in ready[1:]:
         common = np.intersect1d(common, o.features.positions)
