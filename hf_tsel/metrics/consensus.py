@@ -133,10 +133,20 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
             dropped[member] = problem
     kept = tuple(m for m in members if m not in dropped)
     known = {m: dict(v) for m, v in (known or {}).items() if set(v) >= set(features_by_model)}
-    member_scores = {m: {model: known[m][model] for model in features_by_model} if m in known else
-                     _member_scores(m, features_by_model, labels, source_probs=source_probs, priors=priors,
-                                    seed=seed, device=device) for m in kept}
+    member_scores = {}
+    for member in kept:
+        if member in known:
+            member_scores[member] = {model: known[member][model] for model in features_by_model}
+            continue
+        try:
+            member_scores[member] = _member_scores(member, features_by_model, labels, source_probs=source_probs,
+                                                   priors=priors, seed=seed, device=device)
+        except MetricInputError as exc:
+            if exc.metric == "consensus" or not exc.problem.startswith("the score"):
+                raise  # bad input: the user must fix it
+            dropped[member] = f"failed: {exc.problem}"  # e.g. a non-finite score on one model's features
     models = list(features_by_model)
+    kept = tuple(m for m in kept if m in member_scores)
     return ConsensusResult(combine(member_scores, models, rule), rule, kept, member_scores, dropped)
 
 
