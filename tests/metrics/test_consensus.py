@@ -114,3 +114,25 @@ def test_recommendation_line():
                           "rank_low": [1, 1], "rank_high": [2, 2]})
     assert recommendation_line(table, 4, 5) == ("Fine-tune x: consensus #1, P(best) 0.74; runner-up y 0.26. "
                                                 "4 of 5 metrics agree.")
+
+
+def test_recommend_on_torch_inputs_matches_numpy(zoo):
+    features, labels = zoo
+    as_torch = {m: torch.from_numpy(f).float() for m, f in features.items()}
+    numpy_table = recommend(features, labels, n_boot=20)
+    torch_table = recommend(as_torch, torch.from_numpy(labels), n_boot=20)
+    assert torch_table["model"].tolist() == numpy_table["model"].tolist()
+    assert torch_table["p_top1"].to_numpy() == pytest.approx(numpy_table["p_top1"].to_numpy(), abs=0.05)
+
+
+def test_results_files_of_schema_1_0_still_load(tmp_path):
+    import json
+
+    from hf_tsel.results import RESULTS_SCHEMA_VERSION, empty_record, read_results
+
+    record = {k: v for k, v in empty_record(dataset="d", split="train", model="m", metric="logme", score=1.0).items()
+              if k not in ("p_top1", "rank_low", "rank_high")}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": "1.0", "run": {}, "records": [{**record, "schema_version": "1.0"}]}))
+    table, _ = read_results(path)
+    assert table["schema_version"].tolist() == [RESULTS_SCHEMA_VERSION] and table["p_top1"].isna().all()
