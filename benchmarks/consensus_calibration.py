@@ -107,10 +107,12 @@ def run(gt_path: Path, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             zoo = {m: features[m] for m in models}
             acc = np.array([accuracy[m] for m in models])
             base = {"dataset": dataset, "protocol": protocol}
+            full = consensus_scores(zoo, labels, priors=metadata)
             for method in ("consensus", *CONSENSUS_MEMBERS):
                 start = time.perf_counter()
                 table = recommend(zoo, labels, priors=metadata, members=None if method == "consensus" else [method],
-                                  n_boot=n_boot, calibration=0.0).set_index("model").loc[models]
+                                  n_boot=n_boot, calibration=0.0, known=full.member_scores)
+                table = table.set_index("model").loc[models]
                 seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - start
                 score = table["score"].to_numpy()
                 rows.append({**base, "method": method, "tau": weighted_kendall_tau(score, acc),
@@ -124,7 +126,6 @@ def run(gt_path: Path, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             uniform = np.full(len(models), 1 / len(models))
             rows.append({**base, "method": "random", "tau": 0.0, "regret": float(acc.max() - acc.mean()),
                          "shares": uniform, "argmax": uniform, "accuracy": acc})
-            full = consensus_scores(zoo, labels, priors=metadata)
             logme = full.member_scores["logme"]
             stable.append({**base, "method": "consensus",
                            "moves": _consensus_stability(full, zoo, labels, accuracy, models)})
