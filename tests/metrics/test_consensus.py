@@ -136,3 +136,11 @@ def test_results_files_of_schema_1_0_still_load(tmp_path):
     path.write_text(json.dumps({"schema_version": "1.0", "run": {}, "records": [{**record, "schema_version": "1.0"}]}))
     table, _ = read_results(path)
     assert table["schema_version"].tolist() == [RESULTS_SCHEMA_VERSION] and table["p_top1"].isna().all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_consensus_and_recommend_on_cuda(zoo):
+    features, labels = zoo
+    on_gpu = {m: torch.from_numpy(f).cuda() for m, f in features.items()}
+    assert score_zoo("consensus", on_gpu, labels) == pytest.approx(score_zoo("consensus", features, labels), abs=1e-6)
+    assert recommend(on_gpu, labels, n_boot=10)["model"].tolist() == ["strong", "weak", "none"]
