@@ -49,7 +49,7 @@ __all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indic
 
 # Weight of the uniform forecast in p_top1 (p = (1 - w) * bootstrap share + w / M). Fitted by
 # benchmarks/consensus_calibration.py (leave-one-dataset-out Brier score on the offline benchmark).
-CALIBRATION_SHRINK = 0.0
+CALIBRATION_SHRINK = 0.1
 PROJECTION_DIM = 64
 _INTERVAL = (5, 95)
 
