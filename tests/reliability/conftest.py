@@ -1,0 +1,41 @@
+"""Fixtures of the reliability suite: the pipeline suite's tiny offline models, plus helpers.
+
+Every test here feeds one bad input or fault to the CLI (in-process, ``hf_tsel.cli.main``) and
+checks the exit code, that the one-line message names the problem, that no traceback was
+printed, and that nothing else was lost.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pipeline.conftest import hub_cache, hub_env, offline_hub  # noqa: F401 (fixtures)
+from tests.pipeline.data_fixtures import fake_models, image_dataset, write_hub_dataset  # noqa: F401 (fixtures)
+
+DATASET = "hf-tsel-test/reliability-images"
+
+
+@pytest.fixture
+def hub(offline_hub, tmp_path, monkeypatch):
+    """Offline Hub cache with a tiny dataset repo; every cache inside the test folder."""
+    import datasets
+
+    if not (offline_hub.hub_dir / f"datasets--{DATASET.replace('/', '--')}").exists():
+        write_hub_dataset(offline_hub.hub_dir, DATASET, {"train": image_dataset(per_class=4)})
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "home"))
+    return offline_hub
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(args) -> (exit code, stdout, stderr)``; fails the test on any traceback."""
+    from hf_tsel.cli import main
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out, captured.err
+        return code, captured.out, captured.err
+
+    return run
