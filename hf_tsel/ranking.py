@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .errors import UserError
+from .errors import HfTselError, UserError
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
@@ -228,6 +228,17 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                         num_corrupt=result.num_corrupt)
 
 
+def _guarded(entry: Any, report: _Progress, work: Callable[[], ModelOutcome]) -> ModelOutcome:
+    """``work()``, or a failed outcome with a one-line reason: one bad model must not end a zoo run."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 (any resolve/download/load/forward failure; Ctrl-C still stops the run)
+        logger.debug("model %s failed", entry.name, exc_info=exc)
+        reason = " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+        report.say(f"[{entry.name}] failed: {reason}")
+        return ModelOutcome(entry, "failed", error=reason)
+
+
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
     from .metrics import MetricInputError
@@ -339,9 +350,9 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     tick = time.perf_counter()
     load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     writes = _CacheWrites(cache)
-    outcomes = [_features_for(entry, data, cache=cache, writes=writes, accelerator=accelerator,
-                              load_options=load_options, batch_size=batch_size, num_workers=num_workers,
-                              chunk_size=chunk_size, report=report) for entry in entries]
+    outcomes = [_guarded(entry, report, lambda entry=entry: _features_for(
+        entry, data, cache=cache, writes=writes, accelerator=accelerator, load_options=load_options,
+        batch_size=batch_size, num_workers=num_workers, chunk_size=chunk_size, report=report)) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
     metric_device = accelerator.device
     if not accelerator.is_main_process:

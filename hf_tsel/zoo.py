@@ -128,6 +128,11 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = zoo_path(name_or_path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not a UTF-8 text file (is it a zoo YAML at all?)",
+                       fix="pass a zoo YAML file saved as UTF-8, or a bundled zoo name (`hf-tsel zoo list`).") from None
+    except OSError as exc:
+        raise ZooError(f"cannot read the zoo file {path} ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ZooError(f"{path} is not valid YAML: {exc}") from None
     if isinstance(document, list):
@@ -180,6 +185,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     bad_pre = sorted(set(values.get("preprocessing", {})) - PREPROCESSING_KEYS)
     if bad_pre:
         raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
+    _check_preprocessing(values.get("preprocessing", {}), where)
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
     if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
@@ -187,6 +193,17 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
     return ZooEntry(**values)
+
+
+def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:
+    """Build the preprocessing overrides once, so a bad value is reported before any model downloads."""
+    from .backbones.preprocess import ImageTransform  # lazy: backbones imports this module
+
+    try:
+        ImageTransform(**preprocessing)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"{where}: invalid preprocessing {preprocessing}: {exc}",
+                       fix="correct the 'preprocessing' mapping of this entry in the zoo file.") from None
 
 
 def guess_loader(model_id: str) -> str:

@@ -7,6 +7,8 @@ import math
 import os
 import warnings
 from pathlib import Path
+
+import numpy as np
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -112,13 +114,24 @@ def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
 
 
 def exit_code(df: pd.DataFrame) -> int:
-    """0 if at least one model was scored; 1 (with a message) if every model failed to load."""
+    """0 if every model was scored; 3 if some failed; 2 (with a message) if no model got a finite score."""
     import sys
 
+    from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
+
     models = df.attrs.get("run", {}).get("models", [])
-    if models and all(m["status"] == "failed" for m in models):
-        print(f"error: none of the {len(models)} model(s) could be loaded; see the messages above", file=sys.stderr)
-        return 1
+    failed = [m["name"] for m in models if m["status"] == "failed"]
+    scores = df["score"].astype(float)
+    if not np.isfinite(scores).any():
+        why = (f"all {len(models)} model(s) failed" if len(failed) == len(models) else
+               f"{len(failed)} of {len(models)} model(s) failed, every metric gave NaN for the others")
+        print(f"error: no model got a score ({why}). Fix the problems listed above (model errors, metric notes) "
+              "and run again.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if failed:
+        print(f"warning: {len(failed)} of {len(models)} models failed ({', '.join(failed[:10])}); the others are "
+              "ranked. See the reasons above.", file=sys.stderr)
+        return EXIT_PARTIAL_FAILURE
     return 0
 
 

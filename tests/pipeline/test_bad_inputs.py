@@ -97,7 +97,7 @@ def test_missing_model_is_reported_and_skipped(hub, capsys, tmp_path):
     zoo = write_tiny_zoo(tmp_path / "zoo.yaml", hub, ["timm_cnn", "missing"])
     code, out, err = _run(["rank", DATASET, "--zoo", str(zoo), "--metrics", "logme",
                            "-o", str(tmp_path / "r.csv")], capsys)
-    assert code == 0 and "failed" in out and "not_found" in out
+    assert code == 3 and "failed" in out and "not_found" in out and "1 of 2 models failed" in err
     from hf_tsel.results import read_results
 
     df, _ = read_results(tmp_path / "r.csv")
@@ -108,7 +108,7 @@ def test_pickle_only_checkpoint_needs_opt_in(hub, capsys, tmp_path):
     args = ["rank", DATASET, "--model", hub.ids["pickle_only"], "--loader", "timm", "--metrics", "logme",
             "--cache-dir", str(tmp_path / "c")]
     code, out, err = _run(args, capsys)
-    assert code == 1 and "pickle_only" in out and "--allow-pickle" in out and "none of the 1 model" in err
+    assert code == 2 and "pickle_only" in out and "--allow-pickle" in out and "no model got a score" in err
     code, out, _ = _run([*args, "--allow-pickle"], capsys)
     assert code == 0 and "extracted" in out
 
