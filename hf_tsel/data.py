@@ -98,7 +98,27 @@ class ImageDataset:
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
-        return image.convert("RGB")
+        return _to_8bit(image).convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit integer and float greyscale images to 8 bits (``convert`` would clip them to white).
+
+    ``I;16*`` and ``I`` (Pillow's mode for 16-bit PNGs) are read as 16-bit data when their values
+    fit in 0..65535; ``F`` as 0..1 when they fit. Other ranges are stretched from their minimum to
+    their maximum.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    array = np.asarray(image, dtype=np.float64)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0 and high <= 1:
+        array = array * 255
+    elif low >= 0 and high <= 65535:
+        array = array / 257
+    else:
+        array = (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
 
 
 def _is_hub_id(source: str) -> bool:
@@ -126,7 +146,12 @@ def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
     if (path / "dataset_dict.json").is_file():
         return _select_split(datasets.load_from_disk(str(path)), split, str(path)), f"disk:{path}"
     if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
-        return datasets.load_from_disk(str(path)), f"disk:{path}"
+        dataset = datasets.load_from_disk(str(path))
+        if split not in ("train", str(dataset.split)):
+            raise DataError(f"{path} holds a single saved Dataset, which has no splits; --split {split!r} cannot be "
+                            "applied.", fix="drop --split, or save a DatasetDict (dataset_dict.save_to_disk) to "
+                            "choose among splits.")
+        return dataset, f"disk:{path}"
     try:
         return datasets.load_dataset(str(path), config, split=split), f"local:{path}"
     except ValueError as exc:

@@ -66,7 +66,11 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     from .metrics import MetricInputError, get_metric
 
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise UserError("the metric list is empty (--metrics \"\")",
+                            fix="name at least one metric (see `hf-tsel metrics`), or leave out --metrics for the "
+                                "defaults.")
     names = list(names or DEFAULT_METRICS)
     specs, seen = [], set()
     for name in names:
@@ -239,6 +243,37 @@ def _guarded(entry: Any, report: _Progress, work: Callable[[], ModelOutcome]) ->
         return ModelOutcome(entry, "failed", error=reason)
 
 
+def _drop_thin_classes(outcomes: Sequence[ModelOutcome], data: ImageDataset) -> None:
+    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+
+    Metrics need every class present twice; scoring the classes that remain (and recording how
+    many) beats both a crash and a silent score on fewer classes than the run reports.
+    """
+    names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
+    notes = set()
+    for o in outcomes:
+        if o.features is None:
+            continue
+        labels = data.labels[o.features.positions]
+        counts = np.bincount(labels, minlength=len(names))
+        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        if not len(thin):
+            continue
+        keep = torch.from_numpy(~np.isin(labels, thin))
+        f = o.features
+        o.features = CachedFeatures(f.features[keep], f.positions[keep.numpy()],
+                                    None if f.source_logits is None else f.source_logits[keep], f.manifest)
+        remaining = len(np.unique(labels[keep.numpy()]))
+        lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
+                                                    f"has {counts[c]} readable image") for c in thin)
+        notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
+                  "classes")
+        if remaining < 2:
+            o.features, o.status, o.error = None, "failed", "fewer than 2 classes have 2 or more readable images"
+    for note in sorted(notes):
+        warnings.warn(note, stacklevel=3)
+
+
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
     from .metrics import MetricInputError
@@ -354,6 +389,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         entry, data, cache=cache, writes=writes, accelerator=accelerator, load_options=load_options,
         batch_size=batch_size, num_workers=num_workers, chunk_size=chunk_size, report=report)) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
+    _drop_thin_classes(outcomes, data)
     metric_device = accelerator.device
     if not accelerator.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
@@ -373,8 +409,10 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
     run_id = uuid.uuid4().hex[:12]
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     by_name = {o.entry.name: o for o in outcomes}
+    used = [data.labels[o.features.positions] for o in outcomes if o.features is not None]
+    num_classes = len(np.unique(np.concatenate(used))) if used else data.num_classes  # after undecodable images
     common = dict(dataset=data.name, config=data.config, split=data.split, dataset_revision=data.revision or data.fingerprint,
-                  num_classes=data.num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
+                  num_classes=num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
                   hardware=hardware, run_id=run_id)
     rows = []
     for item in scored:
@@ -392,7 +430,7 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
         "run_id": run_id, "tool_version": __version__, "timestamp": timestamp, "dataset": data.name,
         "config": data.config, "split": data.split, "dataset_revision": data.revision,
         "dataset_fingerprint": data.fingerprint, "image_column": data.image_column, "label_column": data.label_column,
-        "num_samples": data.num_samples, "num_classes": data.num_classes, "class_names": data.class_names,
+        "num_samples": data.num_samples, "num_classes": num_classes, "class_names": data.class_names,
         "seed": seed, "zoo": str(zoo) if zoo else None, "metrics": [s.name for s in specs], "hardware": hardware,
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "models": [o.as_dict() for o in outcomes],

@@ -28,16 +28,23 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
                         help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output files that already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the table")
 
 
-def check_outputs(paths: list[str]) -> None:
-    """Fail before any work if an output suffix is not supported."""
+def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
+    """Fail before any work if an output file cannot (or, without ``overwrite``, must not) be written."""
     from ..errors import UserError
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
+        if Path(path).expanduser().is_dir():
+            raise UserError(f"the output path {path!r} is a folder", fix="pass a file name inside it, e.g. "
+                            f"{str(Path(path) / 'results.json')!r}.")
+        if Path(path).expanduser().exists() and not overwrite:
+            raise UserError(f"the output file {path!r} already exists", fix="pass --overwrite to replace it, or "
+                            "choose another file name.")
         folder = Path(path).expanduser().resolve().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -123,8 +130,12 @@ def exit_code(df: pd.DataFrame) -> int:
     failed = [m["name"] for m in models if m["status"] == "failed"]
     scores = df["score"].astype(float)
     if not np.isfinite(scores).any():
-        why = (f"all {len(models)} model(s) failed" if len(failed) == len(models) else
-               f"{len(failed)} of {len(models)} model(s) failed, every metric gave NaN for the others")
+        if len(failed) == len(models):
+            why = f"all {len(models)} model(s) failed"
+        elif failed:
+            why = f"{len(failed)} of {len(models)} model(s) failed and the others got only NaN scores"
+        else:
+            why = f"every score of the {len(models)} model(s) is NaN or not applicable"
         print(f"error: no model got a score ({why}). Fix the problems listed above (model errors, metric notes) "
               "and run again.", file=sys.stderr)
         return EXIT_USER_ERROR

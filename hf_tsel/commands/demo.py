@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..offline_models import prepare_offline_zoo
     from ..ranking import rank, resolve_metrics
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     metrics = args.metrics or ",".join(DEMO_METRICS)
     resolve_metrics(metrics)  # fail on a typo before converting models or reading data

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..ranking import rank
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     df = rank(args.dataset, zoo=args.zoo, models=args.models, metrics=args.metrics, split=args.split,
               config=args.config, revision=args.revision, image_column=args.image_column,
