@@ -7,9 +7,9 @@ import math
 import os
 import warnings
 from pathlib import Path
-
-import numpy as np
 from typing import TYPE_CHECKING, Any
+
+from ._args import non_negative_int, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
@@ -123,6 +123,8 @@ def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
 def exit_code(df: pd.DataFrame) -> int:
     """0 if every model was scored; 3 if some failed; 2 (with a message) if no model got a finite score."""
     import sys
+
+    import numpy as np
 
     from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 

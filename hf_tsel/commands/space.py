@@ -6,6 +6,7 @@ import argparse
 import os
 import runpy
 
+from ._args import port_number
 from .push import repo_id_type
 
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deploy.set_defaults(func=run_deploy)
     serve = actions.add_parser("serve", help="run the leaderboard app locally on 127.0.0.1")
     serve.add_argument("results", metavar="RESULTS", help="results file or folder, or a Hub dataset repo id")
-    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     serve.add_argument("--app-dir", help="folder with the app (default: spaces_app/ of this checkout)")
     serve.set_defaults(func=run_serve)
 
