@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -121,6 +122,12 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
 
 
+def _looks_like_path(source: str) -> bool:
+    """A local path, never a Hub id: starts with ``/``, ``./``, ``../`` or ``~``, or has two or more separators."""
+    separators = source.count("/") + (source.count(os.sep) if os.sep != "/" else 0)
+    return source.startswith(("/", "./", "../", "~", ".\\", "..\\")) or separators >= 2
+
+
 def _is_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not source.startswith((".", "~"))
 
@@ -182,6 +189,9 @@ def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None
                             "existing folder.") from None
         dataset, _ = _load_local(folder, config, split)
         return dataset, folder.name
+    from .hub_access import require_hub
+
+    require_hub(f"dataset {repo_id!r}")
     try:
         dataset = _hub_load_dataset(repo_id, config, split, revision)
     except RuntimeError as exc:
@@ -236,6 +246,9 @@ def _open_split(source: Any, config: str | None, split: str, revision: str | Non
             raise DataError(f"{path} is a file; pass a dataset folder (imagefolder, parquet files or save_to_disk)")
         dataset, _ = _load_local(path, config, split)
         return dataset, str(path), dataset._fingerprint, None
+    if _looks_like_path(text):
+        raise DataError(f"the dataset folder {text!r} does not exist (looked for {path.resolve()})",
+                        fix="check the path for typos (a Hub dataset id has the form 'org/name').")
     if not _is_hub_id(text):
         raise DataError(f"dataset {text!r} is neither an existing folder nor a Hub id like 'org/name'; "
                         "check the path or the id")

@@ -46,7 +46,7 @@ def test_unknown_dataset_id_and_path(hub, capsys, tmp_path):
     code, _, err = _run(["rank", "hf-tsel-test/no-such-dataset", "--model", hub.ids["timm_cnn"], "--loader", "timm"], capsys)
     assert code == 2 and "not in the local Hugging Face cache" in err and "HF_HUB_OFFLINE" in err
     code, _, err = _run(["rank", str(tmp_path / "missing" / "..x"), "--model", hub.ids["timm_cnn"], "--loader", "timm"], capsys)
-    assert code == 2 and "neither an existing folder nor a Hub id" in err
+    assert code == 2 and "does not exist" in err and "typos" in err
 
 
 def test_split_that_does_not_exist(hub, capsys):
