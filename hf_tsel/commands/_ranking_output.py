@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import non_negative_int, positive_int
+from ._args import check_output_file, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,20 +38,7 @@ def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
-        if Path(path).expanduser().is_dir():
-            raise UserError(f"the output path {path!r} is a folder", fix="pass a file name inside it, e.g. "
-                            f"{str(Path(path) / 'results.json')!r}.")
-        if Path(path).expanduser().exists() and not overwrite:
-            raise UserError(f"the output file {path!r} already exists", fix="pass --overwrite to replace it, or "
-                            "choose another file name.")
-        folder = Path(path).expanduser().resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".hf-tsel-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot write the output file {path!r} ({exc.strerror or exc}); pick another path") from None
+        check_output_file(path, "--output", overwrite=overwrite)
 
 
 def _cell(value: float, rank: Any) -> str:

@@ -136,4 +136,4 @@ def test_unwritable_output_path_fails_before_any_work(hub, capsys, tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     code, _, err = _run(["rank", DATASET, "--model", hub.ids["timm_cnn"], "--loader", "timm",
                          "-o", str(tmp_path / "a-file" / "r.json")], capsys)
-    assert code == 2 and "cannot write the output file" in err
+    assert code == 2 and "cannot write --output" in err
