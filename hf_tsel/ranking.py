@@ -84,6 +84,22 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     return specs
 
 
+def _checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
+    """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
+    from .metrics import MetricInputError, check_parameters, get_metric
+
+    by_name = {spec.name: spec for spec in specs}
+    checked = {}
+    for name, params in (metric_params or {}).items():
+        spec = by_name.get(get_metric(name).name)
+        if spec is None:
+            raise MetricInputError(name, "metric_params names a metric this run does not compute.",
+                                   f"add it to the metrics, or drop its parameters; this run computes {sorted(by_name)}.")
+        check_parameters(spec, params)
+        checked[spec.name] = params
+    return checked
+
+
 def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None = None, *,
                    loader: str | None = None) -> list[Any]:
     """Zoo entries to rank: the whole ``zoo``, or the ``models`` named.
@@ -368,6 +384,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     timings: dict[str, float] = {}
     started = time.perf_counter()
     specs = resolve_metrics(metrics)
+    metric_params = _checked_metric_params(specs, metric_params)
     entries = resolve_models(zoo, models, loader=loader)
     cache = FeatureCache(cache_dir) if use_cache else None
     if cache is not None:
