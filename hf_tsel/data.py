@@ -160,7 +160,7 @@ def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
                             "choose among splits.")
         return dataset, f"disk:{path}"
     try:
-        return datasets.load_dataset(str(path), config, split=split), f"local:{path}"
+        dataset = datasets.load_dataset(str(path), config, split=split)
     except ValueError as exc:
         error = _unknown_split(exc, split, str(path))
         if error:
@@ -170,6 +170,12 @@ def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
     except FileNotFoundError as exc:
         raise DataError(f"no data files found in {path} ({exc}). Use an imagefolder (<split>/<class>/*.jpg), "
                         "parquet files, or a folder written by Dataset.save_to_disk.") from None
+    if dataset.info.builder_name == "imagefolder" and "label" not in dataset.features:
+        # imagefolder adds labels only when it finds two or more class folders
+        raise DataError(f"the image folder {path} (split {split!r}) holds only one class (one class folder, or images "
+                        "not sorted into class folders); transferability ranking needs at least 2 classes",
+                        fix="put each class's images in its own folder: <split>/<class>/*.jpg.")
+    return dataset, f"local:{path}"
 
 
 def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None) -> tuple[Any, str | None]:

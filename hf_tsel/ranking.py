@@ -107,13 +107,12 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None =
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
-    from .zoo import entry_for_model, load_zoo
+    from .zoo import find_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
-    known.update({e.hub_id: e for e in known.values()})
-    entries = [known.get(m) or entry_for_model(m, loader=loader) for m in models]
+    zoo_entries = load_zoo(zoo or DEFAULT_ZOO)
+    entries = [find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
 import site
 import sys
@@ -230,6 +231,36 @@ def guess_loader(model_id: str) -> str:
 def default_name(model_id: str) -> str:
     """Short display name derived from a model id (its last path component)."""
     return model_id.rstrip("/").split(":")[-1].split("/")[-1] or model_id
+
+
+def find_model(name: str, entries: list[ZooEntry], *, zoo: str | Path | None, loader: str | None = None) -> ZooEntry:
+    """The entry of ``entries`` named ``name`` (or with that hub id), else an ad-hoc entry for ``name``.
+
+    With an explicit ``zoo``, a bare name that differs from an entry only in ``-``/``_``/``.``/case
+    (``efficientnet_lite0`` for ``efficientnet-lite0``) is refused with a hint rather than resolved to
+    a Hub model the user did not mean; a name that matches nothing gets the closest zoo names.
+    """
+    known = {e.name: e for e in entries}
+    known.update({e.hub_id: e for e in entries})
+    if name in known:
+        return known[name]
+    bare = "/" not in name and ":" not in name and not Path(name).expanduser().exists()
+    if zoo is not None and bare:
+        same = [e.name for e in entries if _plain(e.name) == _plain(name)]
+        if same:
+            raise ZooError(f"model {name!r} is not in zoo {str(zoo)!r}; did you mean {same[0]!r}?",
+                           fix=f"pass --model {same[0]} (or a full Hub id to rank a model outside the zoo).")
+    try:
+        return entry_for_model(name, loader=loader)
+    except ZooError as exc:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6) if bare else []
+        if not close:
+            raise
+        raise ZooError(f"{exc.problem} Closest names in the zoo: {close}.", fix=exc.fix) from None
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
 
 
 def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
