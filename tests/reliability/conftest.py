@@ -3,6 +3,13 @@
 Every test here feeds one bad input or fault to the CLI (in-process, ``hf_tsel.cli.main``) and
 checks the exit code, that the one-line message names the problem, that no traceback was
 printed, and that nothing else was lost.
+
+The fault-injection tests that need a real process stay with the CLI tests and belong to this
+suite too: ``tests/pipeline/test_cli.py::test_kill_then_resume_does_not_recompute_finished_models``
+(kill -9 during extraction, re-run: finished models are not recomputed) and
+``::test_ctrl_c_keeps_the_cache_and_exits_130``; in-process, ``tests/pipeline/test_features_cache.py::
+test_resume_after_interrupt_reuses_finished_chunks`` (stopped after a chunk, resumed: same scores)
+and ``::test_full_disk_warns_and_loses_nothing``.
 """
 
 from __future__ import annotations
