@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("fake_models")
 
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG" if image.mode != "F" else "TIFF")
+    image.save(buffer, format="PNG" if image.mode == "I;16" else "TIFF")
     return buffer.getvalue()
 
 
