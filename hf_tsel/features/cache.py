@@ -239,6 +239,8 @@ class FeatureCache:
         """Manifests of all complete entries, plus size on disk (``bytes``)."""
         result = []
         for manifest_path in sorted(self.root.glob(f"*/{_MANIFEST_FILE}")) if self.root.is_dir() else []:
+            if not _is_entry(manifest_path.parent):
+                continue
             try:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
@@ -251,8 +253,8 @@ class FeatureCache:
         """Keys of unfinished extractions that have checkpointed chunks."""
         if not self.root.is_dir():
             return []
-        return sorted(p.parent.parent.name for p in self.root.glob(f"*/{_CHUNKS_DIR}/*.safetensors")
-                      if not (p.parent.parent / _MANIFEST_FILE).exists())
+        return sorted({p.parent.parent.name for p in self.root.glob(f"*/{_CHUNKS_DIR}/*.safetensors")
+                       if not (p.parent.parent / _MANIFEST_FILE).exists() and _is_entry(p.parent.parent)})
 
     def foreign_items(self) -> list[Path]:
         """Everything in the root that is not a cache entry (never touched by :meth:`clear`)."""

@@ -28,13 +28,16 @@ def _rank(cli, saved_dataset, fake_models, cache_dir, *extra):
 
 def _entries(cache_dir: Path) -> dict[str, Path]:
     """Model name -> its cache entry folder."""
-    return {json.loads(p.read_text())["model"]: p.parent for p in Path(cache_dir).glob("*/manifest.json")}
+    return {json.loads(p.read_text())["model"]: p.parent for p in Path(cache_dir).glob("*/manifest.json")
+            if p.parent.name != "webapp"}
 
 
 def _unrelated_files(folder: Path) -> dict[str, bytes]:
     (folder / "photos" / "2024").mkdir(parents=True)
     (folder / "photos" / "2024" / "beach.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (folder / "notes.txt").write_text("keep me")
+    (folder / "webapp").mkdir()
+    (folder / "webapp" / "manifest.json").write_text('{"model": "not ours", "name": "my web app"}')
     (folder / "0123456789abcdef0123456789abcdef").mkdir()  # looks like a key, but holds a user's file
     (folder / "0123456789abcdef0123456789abcdef" / "thesis.tex").write_text("\\documentclass{article}")
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -53,10 +56,11 @@ def test_cache_clear_keeps_folders_it_did_not_create(cli, saved_dataset, fake_mo
     cache_dir.mkdir()
     user_files = _unrelated_files(cache_dir)
     assert _rank(cli, saved_dataset, fake_models, cache_dir)[0] == 0
-    assert len(_entries(cache_dir)) == 3
+    code, out, _ = cli(["cache", "--cache-dir", cache_dir, "list", "--json"])
+    assert code == 0 and sorted(e["model"] for e in json.loads(out)) == ["alpha", "beta", "headless"]
     code, out, _ = cli(["cache", "--cache-dir", cache_dir, "clear"])
     assert code == 0 and "removed 3 cache entries" in out
-    assert "kept 3" in out and "photos" in out and "notes.txt" in out and "0123456789abcdef" in out
+    assert "kept 4" in out and all(name in out for name in ("photos", "notes.txt", "webapp", "0123456789abcdef"))
     assert _entries(cache_dir) == {} and _unchanged(cache_dir, user_files)
 
 
