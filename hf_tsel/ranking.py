@@ -15,6 +15,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -364,8 +365,9 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names, the zoo and the cache folder are checked before any data is read. Features are
-    cached per model; a re-run (even with other metrics) loads no model. Models that fail to load
-    are reported (``df.attrs["models"]``) and skipped; metrics that need a source classifier head
+    cached per model; a re-run (even with other metrics) loads no model. A model that fails
+    (resolving, loading or extracting) is reported with a one-line reason (``df.attrs["run"]["models"]``)
+    and skipped; metrics that need a source classifier head
     get NaN with a ``note`` for models without one. Run metadata is in ``df.attrs["run"]``.
 
     Args:
@@ -401,9 +403,10 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     tick = time.perf_counter()
     load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     writes = _CacheWrites(cache)
-    outcomes = [_guarded(entry, report, lambda entry=entry: _features_for(
-        entry, data, cache=cache, writes=writes, accelerator=accelerator, load_options=load_options,
-        batch_size=batch_size, num_workers=num_workers, chunk_size=chunk_size, report=report)) for entry in entries]
+    outcomes = [_guarded(entry, report, partial(_features_for, entry, data, cache=cache, writes=writes,
+                                                accelerator=accelerator, load_options=load_options,
+                                                batch_size=batch_size, num_workers=num_workers,
+                                                chunk_size=chunk_size, report=report)) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
     _drop_thin_classes(outcomes, data)
     metric_device = accelerator.device
