@@ -17,21 +17,9 @@ from __future__ import annotations
 import pytest
 
 from tests.pipeline.conftest import hub_cache, hub_env, offline_hub  # noqa: F401 (fixtures)
-from tests.pipeline.data_fixtures import fake_models, image_dataset, write_hub_dataset  # noqa: F401 (fixtures)
-
-DATASET = "hf-tsel-test/reliability-images"
-
-
-@pytest.fixture
-def hub(offline_hub, tmp_path, monkeypatch):
-    """Offline Hub cache with a tiny dataset repo; every cache inside the test folder."""
-    import datasets
-
-    if not (offline_hub.hub_dir / f"datasets--{DATASET.replace('/', '--')}").exists():
-        write_hub_dataset(offline_hub.hub_dir, DATASET, {"train": image_dataset(per_class=4)})
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
-    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "home"))
-    return offline_hub
+from tests.pipeline.data_fixtures import fake_models  # noqa: F401 (fixture)
+# ``hub``: the offline Hub cache with the tiny DATASET repo, every cache inside the test folder
+from tests.pipeline.test_bad_inputs import DATASET, hub  # noqa: F401 (fixture)
 
 
 @pytest.fixture
