@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .hub_access import looks_like_local_path
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
            "from_arrays"]
@@ -120,12 +120,6 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     else:
         array = (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
-
-
-def _looks_like_path(source: str) -> bool:
-    """A local path, never a Hub id: starts with ``/``, ``./``, ``../`` or ``~``, or has two or more separators."""
-    separators = source.count("/") + (source.count(os.sep) if os.sep != "/" else 0)
-    return source.startswith(("/", "./", "../", "~", ".\\", "..\\")) or separators >= 2
 
 
 def _is_hub_id(source: str) -> bool:
@@ -252,7 +246,7 @@ def _open_split(source: Any, config: str | None, split: str, revision: str | Non
             raise DataError(f"{path} is a file; pass a dataset folder (imagefolder, parquet files or save_to_disk)")
         dataset, _ = _load_local(path, config, split)
         return dataset, str(path), dataset._fingerprint, None
-    if _looks_like_path(text):
+    if looks_like_local_path(text):
         raise DataError(f"the dataset folder {text!r} does not exist (looked for {path.resolve()})",
                         fix="check the path for typos (a Hub dataset id has the form 'org/name').")
     if not _is_hub_id(text):

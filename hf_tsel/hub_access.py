@@ -8,13 +8,25 @@ network fails (or falls back to the local cache) within seconds.
 from __future__ import annotations
 
 import functools
+import os
 
 from .errors import HfTselError
 
-__all__ = ["NO_HUB_FIX", "hub_reachable", "require_hub"]
+__all__ = ["NO_HUB_FIX", "hub_reachable", "looks_like_local_path", "require_hub"]
 
 NO_HUB_FIX = "set HF_HUB_OFFLINE=1 to use the local cache, or check your network / proxy (HTTPS_PROXY) and retry."
 PROBE_SECONDS = 5.0
+
+
+def looks_like_local_path(source: str) -> bool:
+    """A local path, never a Hub id: starts with ``/``, ``./``, ``../`` or ``~``, or has two or more separators.
+
+    Example:
+        >>> [looks_like_local_path(s) for s in ("./images", "data/train/x", "org/name", "resnet50")]
+        [True, True, False, False]
+    """
+    separators = source.count("/") + (source.count(os.sep) if os.sep != "/" else 0)
+    return source.startswith(("/", "./", "../", "~", ".\\", "..\\")) or separators >= 2
 
 
 @functools.lru_cache(maxsize=None)

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, ZooError
+from .hub_access import looks_like_local_path
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
@@ -270,6 +271,10 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     model_id = model_id.strip()
     if model_id.startswith("hf-hub:"):
         model_id = model_id[len("hf-hub:"):]
+    local = Path(model_id).expanduser()
+    if looks_like_local_path(model_id) and not local.exists():
+        raise ZooError(f"the local model path {model_id!r} does not exist (looked for {local.resolve()})",
+                       fix="check the path for typos (a Hub model id has the form 'org/name').")
     if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
         model_id = _timm_hub_id(model_id)
     if model_id.startswith("offline:") and loader is None:

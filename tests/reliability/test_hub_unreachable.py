@@ -57,7 +57,10 @@ def test_hub_models_without_network_use_the_local_cache(no_network, cli, tmp_pat
     assert time.monotonic() - start < 30
 
 
-@pytest.mark.parametrize("path", ["./my-images", "~/no/such/folder", "data/train/images", "/no/such/images"])
+PATH_TYPOS = ["./my-images", "~/no/such/folder", "data/train/images", "/no/such/images"]
+
+
+@pytest.mark.parametrize("path", PATH_TYPOS)
 def test_missing_local_folder_is_a_path_typo(no_network, cli, path, monkeypatch, tmp_path):
     import hf_tsel.hub_access
 
@@ -65,3 +68,18 @@ def test_missing_local_folder_is_a_path_typo(no_network, cli, path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(["rank", path, "--model", no_network.ids["timm_cnn"], "--loader", "timm"])
     assert code == EXIT_USER_ERROR and f"the dataset folder {path!r} does not exist" in err and "typos" in err
+
+
+@pytest.mark.parametrize("path", PATH_TYPOS)
+def test_missing_local_model_is_a_path_typo(no_network, cli, path, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["rank", tmp_path, "--model", path])
+    assert code == EXIT_USER_ERROR and f"the local model path {path!r} does not exist" in err and "typos" in err
+
+
+def test_missing_local_model_in_a_zoo_fails_alone(no_network, cli, tmp_path):
+    image_dataset(per_class=4).save_to_disk(str(tmp_path / "ds"))
+    (tmp_path / "zoo.yaml").write_text(f"models:\n  - name: gone\n    hub_id: {tmp_path}/no-such-model\n    loader: timm\n"
+                                       f"  - name: good\n    hub_id: {no_network.ids['timm_cnn']}\n    loader: timm\n")
+    code, out, err = cli(["rank", tmp_path / "ds", "--zoo", tmp_path / "zoo.yaml", "--metrics", "logme"])
+    assert code == EXIT_PARTIAL_FAILURE and "does not exist; check it for typos" in out
