@@ -20,6 +20,7 @@ so pointing ``--cache-dir`` at a folder with other content never deletes that co
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -183,7 +184,7 @@ class FeatureCache:
     def _move_aside(self, key: str, paths: list[Path], reason: Exception, model: str | None = None) -> None:
         """Rename damaged files to ``*.corrupt`` (kept for inspection) and say so once."""
         for path in paths:
-            if path.exists():
+            with contextlib.suppress(FileNotFoundError):  # another process may have moved it first
                 os.replace(path, path.with_name(path.name + _CORRUPT_SUFFIX))
         damaged = "/".join(paths[0].relative_to(self.root / key).parts)
         owner = f" of model {model!r}" if model else ""
