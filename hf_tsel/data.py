@@ -144,6 +144,10 @@ def _unknown_split(exc: Exception, split: str, name: str) -> DataError | None:
 def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
     import datasets
 
+    saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+    if saved and config is not None:
+        raise DataError(f"{path} was written by save_to_disk, which keeps no configurations; --config {config!r} "
+                        "cannot be applied.", fix="drop --config.")
     if (path / "dataset_dict.json").is_file():
         return _select_split(datasets.load_from_disk(str(path)), split, str(path)), f"disk:{path}"
     if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
@@ -244,6 +248,9 @@ def _open_split(source: Any, config: str | None, split: str, revision: str | Non
     if path.exists():
         if not path.is_dir():
             raise DataError(f"{path} is a file; pass a dataset folder (imagefolder, parquet files or save_to_disk)")
+        if revision is not None:
+            raise DataError(f"--revision {revision!r} applies to Hub datasets, but {path} is a local folder",
+                            fix="drop --revision (or pass the Hub dataset id).")
         dataset, _ = _load_local(path, config, split)
         return dataset, str(path), dataset._fingerprint, None
     if looks_like_local_path(text):

@@ -136,7 +136,10 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     except OSError as exc:
         raise ZooError(f"cannot read the zoo file {path} ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ZooError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ZooError(f"{path} is not valid YAML ({problem}{where})", fix="correct the YAML syntax there.") from None
     if isinstance(document, list):
         document = {"models": document}
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):

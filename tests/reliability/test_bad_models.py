@@ -125,3 +125,11 @@ def test_no_model_scored_is_an_error(hub, cli, tmp_path):
                           "-o", tmp_path / "r.json"])
     assert code == EXIT_USER_ERROR and "no model got a score" in err
     assert (tmp_path / "r.json").is_file()  # the failure reasons are still saved
+
+
+def test_zoo_file_with_a_yaml_syntax_error(hub, cli, tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("models:\n  - name: a\n    hub_id: [unclosed\n")
+    code, _, err = cli(["rank", DATASET, "--zoo", zoo])
+    assert code == EXIT_USER_ERROR and "is not valid YAML" in err and "line 4" in err
+    assert len(err.strip().splitlines()) == 1

@@ -30,3 +30,8 @@ def test_one_class_image_folder(cli, tmp_path, monkeypatch):
         Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "imgs" / "train" / "cats" / f"{i}.png")
     code, _, err = cli(["rank", tmp_path / "imgs", "--zoo", "offline", "--model", "efficientnet-lite0"])
     assert code == EXIT_USER_ERROR and "only one class" in err and "no label column" not in err
+
+
+def test_space_serve_with_a_missing_results_file(cli, tmp_path):
+    code, _, err = cli(["space", "serve", tmp_path / "results.json"])
+    assert code == EXIT_USER_ERROR and "results.json" in err and "does not exist" in err

@@ -116,3 +116,11 @@ def test_no_finite_score_is_an_error(cli, fake_models, tmp_path):
     code, _, err = cli(["rank", tmp_path / "ds", "--zoo", zoo, "--model", "headless", "--metrics", "leep",
                         "--no-cache"])
     assert code == EXIT_USER_ERROR and "no model got a score" in err
+
+
+@pytest.mark.parametrize("option, value", [("--config", "small"), ("--revision", "v2")])
+def test_hub_only_options_on_a_local_dataset(cli, fake_models, tmp_path, option, value):
+    zoo, loads = fake_models
+    image_dataset(per_class=3).save_to_disk(str(tmp_path / "ds"))
+    code, _, err = cli(["rank", tmp_path / "ds", option, value, "--zoo", zoo, "--no-cache"])
+    assert code == EXIT_USER_ERROR and f"{option} {value!r}" in err and not loads
