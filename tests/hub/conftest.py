@@ -33,6 +33,7 @@ def seeded_hub():
     test-org/gated-vit     timm ``test_vit`` in a gated repo (files answer 401/403 ``GatedRepo``)
     test-org/cut-resnet    timm ``test_resnet``; tests may cut its weight download half-way
     test-org/tiny-images   parquet image dataset; v1: 3 classes x 8 images, main: 4 classes x 6
+    test-org/gated-images  the v1 dataset in a gated repo
     test-org/text-only     dataset with a text column instead of images
     test-org/no-labels     dataset with images and captions but no label column
     ====================== ======================================================================
@@ -45,8 +46,9 @@ def seeded_hub():
         hub.add_repo("test-org/gated-vit", vit, gated=True)
         hub.add_repo("test-org/tiny-hf-vit", repos.transformers_vit_repo(seed=3))
         hub.add_repo("test-org/cut-resnet", repos.timm_repo("test_resnet", seed=4, num_classes=10))
-        dataset_v1 = hub.add_repo(DATASET, repos.image_dataset_repo(CLASSES[:3], per_class=8, seed=0),
-                                  repo_type="dataset")
+        first_images = repos.image_dataset_repo(CLASSES[:3], per_class=8, seed=0)
+        dataset_v1 = hub.add_repo(DATASET, first_images, repo_type="dataset")
+        hub.add_repo("test-org/gated-images", first_images, repo_type="dataset", gated=True)
         hub.commit(DATASET, repos.image_dataset_repo(CLASSES, per_class=6, seed=1), repo_type="dataset")
         hub.add_repo("test-org/text-only", repos.image_dataset_repo(CLASSES, per_class=4, seed=0, image=False),
                      repo_type="dataset")

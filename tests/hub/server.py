@@ -165,13 +165,14 @@ class HubServer:
         return self.commit(repo_id, files, repo_type=repo_type, message=message)
 
     def commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model",
-               delete: tuple[str, ...] = (), message: str = "update files") -> str:
-        """Add or replace ``files`` and delete the paths in ``delete`` on ``main``; returns the new sha."""
-        operations = [{"key": "deletedFile", "value": {"path": p}} for p in delete]
+               message: str = "update files") -> str:
+        """Add or replace ``files`` on ``main``; returns the new commit sha."""
+        operations = []
         for path, data in files.items():
             if _is_binary(data[:512]):
-                self.lfs_objects[hashlib.sha256(data).hexdigest()] = data
-                operations.append({"key": "lfsFile", "value": {"path": path, "oid": hashlib.sha256(data).hexdigest()}})
+                oid = hashlib.sha256(data).hexdigest()
+                self.lfs_objects[oid] = data
+                operations.append({"key": "lfsFile", "value": {"path": path, "oid": oid}})
             else:
                 operations.append({"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode()}})
         with self._lock:
@@ -182,7 +183,7 @@ class HubServer:
         self._cut[self.repo(repo_id, repo_type).head.files[path].sha256] = False
 
     def restore_downloads(self) -> None:
-        """The blob host is back: cut files download (and resume) normally again."""
+        """The blob host is back: cut files download normally again."""
         self._cut.clear()
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
@@ -288,18 +289,6 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
             end = min(end, len(data) - 1)
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             self._send(method, 206, data[start:end + 1], headers, body_limit)
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_HEAD(self) -> None:
-            self._dispatch("HEAD")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def do_PUT(self) -> None:
-            self._dispatch("PUT")
 
         def _require_token(self) -> None:
             if not self.headers.get("Authorization", "").startswith("Bearer "):
@@ -485,4 +474,6 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
                             "Location": f"{hub.cdn_url}/{stored.sha256}/{quote(path.rsplit('/', 1)[-1])}"})
             return 302, b"", headers
 
+    for method in ("GET", "HEAD", "POST", "PUT"):  # http.server calls do_<METHOD>
+        setattr(Handler, f"do_{method}", lambda self, method=method: self._dispatch(method))
     return Handler

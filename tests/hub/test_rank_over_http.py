@@ -108,35 +108,42 @@ def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     assert_no_token_anywhere(tmp_path, first.stdout, first.stderr, second.stdout, second.stderr)
 
 
-# One interpreter runs the CLI's main() on several datasets (each dataset error stops its run early).
-_EACH_DATASET = """
+# One interpreter runs the CLI's main() on several command lines (each dataset error stops its run early).
+_EACH_COMMAND = """
 import contextlib, io, json, sys
 from hf_tsel.cli import main
 answers = {}
-for dataset in sys.argv[2:]:
+for name, args in json.loads(sys.argv[1]).items():
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        code = main(["rank", dataset, "--zoo", sys.argv[1], "-q"])
-    answers[dataset] = [code, stderr.getvalue()]
+        code = main(args)
+    answers[name] = [code, stderr.getvalue()]
 print(json.dumps(answers))
 """
 
 
 def test_dataset_errors_are_one_line(seeded_hub, tmp_path):
     zoo = write_zoo(tmp_path / "zoo.yaml", [{"hub_id": "test-org/tiny-vit"}])
-    datasets = {"test-org/no-such-dataset": "was not found on the Hub", "test-org/text-only": "no image column",
-                "test-org/no-labels": "no label column"}
+    cases = {  # dataset, extra options, what the one error line says
+        "missing": ("test-org/no-such-dataset", [], "was not found on the Hub"),
+        "gated": ("test-org/gated-images", [], "is gated"),
+        "no revision": (DATASET, ["--revision", "0" * 40], f"has no revision '{'0' * 40}'"),
+        "no images": ("test-org/text-only", [], "no image column"),
+        "no labels": ("test-org/no-labels", [], "no label column"),
+    }
+    commands = {name: ["rank", dataset, *options, "--zoo", str(zoo), "-q"] for name, (dataset, options, _) in cases.items()}
     env = client_env(seeded_hub.server.url, tmp_path)
-    result = subprocess.run([sys.executable, "-c", _EACH_DATASET, str(zoo), *datasets], env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", _EACH_COMMAND, json.dumps(commands)], env=env, capture_output=True,
                             text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     answers = json.loads(result.stdout.splitlines()[-1])
-    for dataset, expected in datasets.items():
-        code, stderr = answers[dataset]
+    for name, (_, _, expected) in cases.items():
+        code, stderr = answers[name]
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-        assert code == EXIT_USER_ERROR and len(errors) == 1 and expected in errors[0], stderr
+        assert code == EXIT_USER_ERROR and len(errors) == 1 and expected in errors[0], (name, stderr)
         assert "Traceback" not in stderr and TEST_TOKEN not in stderr
+    assert "was not found" not in answers["gated"][1] + answers["no revision"][1]  # the repos exist
 
 
 # The deployed Space runs app.py with HF_TSEL_RESULTS_REPO set; here the app reads the repo the same way.
