@@ -49,13 +49,11 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _is_binary(sample: bytes) -> bool:
-    if b"\0" in sample:
-        return True
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return False
+    return b"\0" in sample
 
 
 @dataclass
@@ -259,10 +257,9 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
                 if answer is None:  # the route sent file content itself
                     return
                 status, payload, headers = answer
-            except _HttpError as err:
-                headers = {"X-Error-Message": err.message, **err.headers}
-                if err.error_code:
-                    headers["X-Error-Code"] = err.error_code
+            except _HttpError as err:  # the Hub's error headers, read by huggingface_hub's hf_raise_for_status
+                headers = {"X-Error-Message": err.message, **err.headers,
+                           **({"X-Error-Code": err.error_code} if err.error_code else {})}
                 status, payload = err.status, {"error": err.message}
             self._send(method, status, payload, headers)
 
@@ -411,11 +408,8 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
             commit = self._commit(repo, revision)
             files = []
             for item in payload["files"]:
-                lfs = _is_binary(base64.b64decode(item["sample"]))
-                existing = commit.files.get(item["path"])
-                oid = None
-                if existing is not None:
-                    oid = existing.sha256 if lfs else git_blob_sha1(existing.data)
+                lfs, existing = _is_binary(base64.b64decode(item["sample"])), commit.files.get(item["path"])
+                oid = existing and (existing.sha256 if lfs else git_blob_sha1(existing.data))
                 files.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
                               "shouldIgnore": False, "oid": oid})
             return 200, {"files": files}, {}

@@ -20,7 +20,9 @@ from .conftest import DATASET
 from .harness import REPO_ROOT, TEST_TOKEN, client_env, run_cli
 
 GOOD = ["tiny-resnet", "tiny-vit", "tiny-hf-vit"]
-ERRORS = {"gated-vit": "(gated)", "no-such-model": "(not_found)", "cut-resnet": "(network)"}
+NO_SHA = "0" * 40
+ERRORS = {"gated-vit": "(gated)", "no-such-model": "(not_found)", "cut-resnet": "(network)",
+          "vit-at-no-sha": f"revision '{NO_SHA}' does not exist"}
 
 
 def write_zoo(path: Path, entries: list[dict]) -> Path:
@@ -53,7 +55,8 @@ def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     zoo = write_zoo(tmp_path / "zoo.yaml", [
         {"hub_id": "test-org/tiny-resnet", "revision": seeded_hub.resnet_v1},
         {"hub_id": "test-org/tiny-vit"}, {"hub_id": "test-org/tiny-hf-vit"},
-        {"hub_id": "test-org/gated-vit"}, {"hub_id": "test-org/no-such-model"}, {"hub_id": "test-org/cut-resnet"}])
+        {"hub_id": "test-org/gated-vit"}, {"hub_id": "test-org/no-such-model"}, {"hub_id": "test-org/cut-resnet"},
+        {"name": "vit-at-no-sha", "hub_id": "test-org/tiny-vit", "revision": NO_SHA}])
     env = client_env(hub.url, tmp_path)
     args = ["rank", DATASET, "--revision", seeded_hub.dataset_v1, "--zoo", str(zoo), "--metrics", "logme,leep"]
     hub.cut_download("test-org/cut-resnet", "model.safetensors")
@@ -98,7 +101,7 @@ def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     assert second.returncode in (0, EXIT_PARTIAL_FAILURE), second.stderr
     again, run = read_results(tmp_path / "second.json")
     assert model_statuses(run) == {**dict.fromkeys(GOOD, "cached"), "cut-resnet": "extracted",
-                                   "gated-vit": "failed", "no-such-model": "failed"}
+                                   **dict.fromkeys(set(ERRORS) - {"cut-resnet"}, "failed")}
     assert {name: logme_scores(again)[name] for name in GOOD} == {name: logme_scores(table)[name] for name in GOOD}
     # nothing was downloaded again but the file that was cut off
     blobs = [r.path for r in new_requests(hub, start) if r.server == "cdn"]
@@ -127,7 +130,7 @@ def test_dataset_errors_are_one_line(seeded_hub, tmp_path):
     cases = {  # dataset, extra options, what the one error line says
         "missing": ("test-org/no-such-dataset", [], "was not found on the Hub"),
         "gated": ("test-org/gated-images", [], "is gated"),
-        "no revision": (DATASET, ["--revision", "0" * 40], f"has no revision '{'0' * 40}'"),
+        "no revision": (DATASET, ["--revision", NO_SHA], f"has no revision '{NO_SHA}'"),
         "no images": ("test-org/text-only", [], "no image column"),
         "no labels": ("test-org/no-labels", [], "no label column"),
     }
