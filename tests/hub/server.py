@@ -309,6 +309,8 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
 
         # -- routes -------------------------------------------------------------------------------
         def _route(self, method: str, path: str, query: dict, body: bytes):
+            if method in ("GET", "HEAD") and path == "/":  # the home page, e.g. for reachability probes
+                return 200, b"<html>Hub stand-in</html>", {"Content-Type": "text/html"}
             if method == "POST" and path == "/api/repos/create":
                 return self._create_repo(json.loads(body))
             if method == "POST" and path == "/api/validate-yaml":
