@@ -87,8 +87,8 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
         raise BackboneLoadError(model, "network", f"the Hub answered with an error ({exc}); retry later") from None
     except (ConnectionError, *_TRANSPORT_ERRORS) as exc:  # e.g. the server went away in the middle of a download
         raise BackboneLoadError(
-            model, "network", f"the connection to the Hub broke off ({exc}); check your network and run the same "
-            "command again",
+            model, "network", f"the connection to the Hub broke off ({exc}); check your network and retry (run the "
+            "same command again)",
         ) from None
 
 
