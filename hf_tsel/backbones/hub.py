@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,15 +20,33 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..hub_access import NO_HUB_FIX, hub_reachable
 from .base import BackboneLoadError
 
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt")
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Broken connections as raised by huggingface_hub's HTTP client (httpx2 in 2.x, httpx in 1.x).
+
+    requests (0.x) raises OSError subclasses, which ``ConnectionError`` below already covers.
+    """
+    errors = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
 @contextmanager
 def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
     """Translate huggingface_hub exceptions into :class:`BackboneLoadError` with advice."""
-    page = f"https://huggingface.co/{model}"
+    page = f"{constants.ENDPOINT}/{model}"
     try:
         yield
     except BackboneLoadError:
@@ -55,7 +74,7 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
                 f"not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE=1); "
                 "download it once with network access, or unset HF_HUB_OFFLINE",
             ) from None
-        raise BackboneLoadError(model, "network", "the Hub could not be reached and the model is not cached; check your connection or proxy and retry") from None
+        raise BackboneLoadError(model, "network", f"cannot reach the Hub and the model is not in the local cache; {NO_HUB_FIX}") from None
     except HFValidationError as exc:
         raise BackboneLoadError(model, "invalid", f"not a valid Hub repo id or revision ({exc}); use ORG/NAME or a local path") from None
     except EntryNotFoundError as exc:
@@ -66,19 +85,30 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
                 model, "private", f"access denied: use a token (HF_TOKEN / `hf auth login`) with read access to {page}"
             ) from None
         raise BackboneLoadError(model, "network", f"the Hub answered with an error ({exc}); retry later") from None
-    except ConnectionError as exc:
-        raise BackboneLoadError(model, "network", f"connection failed ({exc}); check your network and retry") from None
+    except (ConnectionError, *_TRANSPORT_ERRORS) as exc:  # e.g. the server went away in the middle of a download
+        raise BackboneLoadError(
+            model, "network", f"the connection to the Hub broke off ({exc}); check your network and retry (run the "
+            "same command again)",
+        ) from None
 
 
 def hub_file(repo_id: str, filename: str, revision: str = "main", *, required: bool = True) -> Path | None:
-    """Download (or find in the cache) one file of a model repo; ``None`` if absent and not required."""
+    """Download (or find in the cache) one file of a model repo; ``None`` if absent and not required.
+
+    When the Hub cannot be reached, the local cache is used without the client's ~30 s of retries.
+    """
+    cache_only = not hub_reachable()
     with hub_errors(repo_id, revision):
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=cache_only))
         except EntryNotFoundError:
             if required:
                 raise
             return None
+        except LocalEntryNotFoundError:
+            if required or not cache_only:
+                raise
+            return None  # not cached; without the Hub we cannot tell whether the repo has it
 
 
 def snapshot_revision(path: Path) -> str:

@@ -104,9 +104,13 @@ def zoo_yaml(infos: Sequence[dict[str, Any]], models_root: str) -> str:
     for info in infos:
         recipe = info["recipe"]
         source = f"source={recipe['source']}; " if recipe["method"] != "random" else ""
+        data = "none (random init)" if recipe["method"] == "random" else (
+            f"{recipe['source']} ({info['train_images']} images{', no labels' if recipe['method'] == 'rotation' else ''})")
         entries.append({
             "name": info["name"], "hub_id": f"{models_root}/{info['name']}", "loader": "timm",
             "family": info["family"], "pretraining": recipe["method"], "license": "mit",
+            "metadata": {"params": info["params"], "imagenet_top1": None, "pretraining_data": data,
+                         "source": "hf_tsel_zoo.json of the built model (hf_tsel/offline/zoo)"},
             "notes": (f"{info['timm_architecture']} {json.dumps(info['model_args'])}; params={info['params']}; "
                       f"{source}train_images={info['train_images']}; epochs={recipe['epochs']}; "
                       f"stage={info['stage']} ({info['trained_fraction']:g} of the steps); "
