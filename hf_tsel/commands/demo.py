@@ -42,7 +42,9 @@ def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class
 
 def run(args: argparse.Namespace) -> int:
     from ..offline_models import prepare_offline_zoo
-    from ..ranking import rank, resolve_metrics
+    from ..ranking import rank
+    from ..scoring import resolve_metrics
+    from ._progress import ConsoleProgress
 
     check_outputs(args.output)
     plain_warnings()
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
     df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, parallel=args.parallel,
+              on_event=None if args.quiet else ConsoleProgress())
     if "run" not in df.attrs:
         return 0
     print_leaderboard(df)

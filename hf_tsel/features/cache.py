@@ -6,6 +6,9 @@ Layout under the cache root (default ``$HF_TSEL_HOME/features``, ``~/.cache/hf-t
     <key>/features.safetensors     # "features" [N, D] float32, "positions" [N] int64, "source_logits" [N, C_s]
     <key>/chunks/<i>.safetensors   # partial progress of an unfinished extraction (removed when complete)
 
+Entries are content-addressed and every file is renamed into place whole, so several processes
+or machines may fill one cache folder (e.g. on shared storage) at once without conflicts.
+
 ``<key>`` hashes the model's loading spec (hub id, requested revision, loader, pooling,
 preprocessing overrides, ...) and the dataset sample (fingerprint, split, sampled indices). The
 resolved model revision and effective preprocessing are stored in the manifest; an entry whose
@@ -19,7 +22,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +102,8 @@ class FeatureCache:
             raise _cache_write_error(self.root, exc) from None
 
     def _write_atomic(self, path: Path, write: Any) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # host, pid and a random part: writers on several machines may share one cache folder
+        tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(tmp)

@@ -138,7 +138,8 @@ def metric_code_signature(name: str) -> str:
 
 
 def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
-    from ..ranking import ModelOutcome, resolve_metrics, score_models
+    from ..extraction import ModelOutcome
+    from ..scoring import resolve_metrics, score_models
 
     keys = train.feature_keys()
     rows = []

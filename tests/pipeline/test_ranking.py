@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import hf_tsel
-from hf_tsel.cli import UserError
+from hf_tsel.errors import ResultsError, UserError
 from hf_tsel.metrics import get_metric, list_metrics
-from hf_tsel.ranking import DEFAULT_METRICS, resolve_metrics
-from hf_tsel.results import RESULT_FIELDS, ResultsError, read_results, validate_results, write_results
+from hf_tsel.defaults import DEFAULT_METRICS
+from hf_tsel.scoring import resolve_metrics
+from hf_tsel.results import RESULT_FIELDS, read_results, validate_results, write_results
 
 from .data_fixtures import FakeBackbone, fake_models, image_dataset, write_zoo  # noqa: F401 (fixture)
 

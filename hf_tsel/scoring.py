@@ -1,0 +1,109 @@
+"""Scoring: every requested metric on every model's features, one failure never losing the other scores.
+
+Example:
+    >>> import hf_tsel
+    >>> from hf_tsel.scoring import resolve_metrics, score_models
+    >>> features = hf_tsel.extract("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
+    >>> records = score_models(resolve_metrics(["logme"]), list(features.values()), features.data.labels)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .defaults import DEFAULT_METRICS
+from .errors import UserError
+from .extraction import ModelOutcome
+
+__all__ = ["resolve_metrics", "score_models"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
+    """Registry specs of the requested metric names (default: :data:`DEFAULT_METRICS`); unknown names raise."""
+    from .metrics import MetricInputError, get_metric
+
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    names = list(names or DEFAULT_METRICS)
+    specs, seen = [], set()
+    for name in names:
+        try:
+            spec = get_metric(name)
+        except MetricInputError as exc:
+            raise UserError(f"{exc.problem} {exc.fix}") from None
+        if spec.name not in seen:
+            specs.append(spec)
+            seen.add(spec.name)
+    return specs
+
+
+def _metric_failure(metric: str, model: str, exc: Exception) -> str:
+    """The note of a failed score; unexpected errors also warn (traceback with -v)."""
+    from .metrics import MetricInputError
+
+    if not isinstance(exc, MetricInputError):
+        logger.debug("metric %s failed on %s", metric, model, exc_info=exc)
+        warnings.warn(f"metric {metric} failed on {model}: {type(exc).__name__}: {exc}", stacklevel=3)
+        return f"failed: {type(exc).__name__}: {exc}"
+    return f"failed: {exc}"
+
+
+def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
+                 device: Any = None, metric_params: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``."""
+    from .metrics import score, score_zoo
+
+    metric_params = metric_params or {}
+    ready = [o for o in outcomes if o.features is not None]
+    records = []
+
+    def record(outcome: ModelOutcome, spec: Any, value: float, note: str | None, seconds: float) -> None:
+        records.append({"model": outcome.entry.name, "metric": spec.name, "score": value, "note": note,
+                        "seconds": seconds})
+
+    for spec in specs:
+        params = metric_params.get(spec.name, {})
+        if spec.consumes == "model_set":
+            common = ready[0].features.positions if ready else np.array([], dtype=np.int64)
+            for o in ready[1:]:
+                common = np.intersect1d(common, o.features.positions)
+            inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
+            start = time.perf_counter()
+            note, values = None, {}
+            if len(ready) < 2:
+                note = "not applicable: this metric compares at least 2 models with features"
+            else:
+                try:
+                    values = score_zoo(spec.name, inputs, labels[common], seed=seed, device=device, **params)
+                except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
+                    note = _metric_failure(spec.name, "all models", exc)
+            seconds = (time.perf_counter() - start) / max(1, len(ready))
+            for o in ready:
+                record(o, spec, values.get(o.entry.name, float("nan")), note, seconds)
+            continue
+        for o in ready:
+            feats = o.features
+            if spec.consumes == "source_probs" and feats.source_logits is None:
+                record(o, spec, float("nan"), "not applicable: the model has no source classifier head", 0.0)
+                continue
+            start = time.perf_counter()
+            try:
+                if spec.consumes == "source_probs":
+                    probs = torch.softmax(feats.source_logits.double(), dim=1)
+                    value = score(spec.name, None, labels[feats.positions], source_probs=probs, seed=seed,
+                                  device=device, **params)
+                else:
+                    value = score(spec.name, feats.features, labels[feats.positions], seed=seed, device=device, **params)
+                note = None
+            except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
+                value, note = float("nan"), _metric_failure(spec.name, o.entry.name, exc)
+            record(o, spec, value, note, time.perf_counter() - start)
+    return records
