@@ -75,7 +75,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     run = df.attrs["run"]
     run["cache_dir"] = None if extraction.cache_dir is None else str(extraction.cache_dir)
     run["cache_error"] = extraction.cache_error
-    run["parallel"] = extraction.parallel
+    run["parallel"], run["num_processes"] = extraction.parallel, extraction.num_processes
     return df
 
 

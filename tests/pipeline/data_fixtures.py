@@ -166,3 +166,20 @@ def run_cli(args: list[str], env: dict, timeout: float = 240):
 
     return subprocess.run([sys.executable, "-m", "hf_tsel.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def launch_two_cpu_processes() -> list[str]:
+    """``torchrun`` of ``hf_tsel.cli`` as 2 CPU processes (gloo) on a free port; append the CLI arguments.
+
+    ``accelerate launch --cpu --num_processes 2`` would start a single process: without MPI,
+    accelerate's simple launcher does not spawn CPU workers. torchrun sets the ``torch.distributed``
+    environment that ``Accelerator(cpu=True)`` turns into a 2-process gloo group.
+    """
+    import socket
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(port), "-m", "hf_tsel.cli"]

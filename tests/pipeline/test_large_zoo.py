@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,8 @@ from hf_tsel.errors import UserError
 from hf_tsel.features.scheduling import balanced_order, parse_shard, shard_entries
 from hf_tsel.results import read_results
 
-from .data_fixtures import cli_setup, fake_models, image_dataset, run_cli, write_imagefolder  # noqa: F401 (fixtures)
+from .data_fixtures import (cli_setup, fake_models, image_dataset, launch_two_cpu_processes, run_cli,  # noqa: F401
+                            write_imagefolder)
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "1-2", "2", "-1/2"])
@@ -151,24 +151,16 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
     np.testing.assert_allclose([union[k] for k in one], [one[k] for k in one], rtol=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_setup, tmp_path):
     env, zoo, dataset = cli_setup
     args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
             "--metrics", "logme,leep,hscore"]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
-              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-              "-m", "hf_tsel.cli", *args, "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "two.json")]
-    double = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run([*launch_two_cpu_processes(), *args, "--cache-dir", str(tmp_path / "c"),
+                             "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
     _, run = read_results(tmp_path / "two.json")
-    assert run["parallel"] == "zoo" and run["hardware"].startswith("cpu")
+    assert run["parallel"] == "zoo" and run["num_processes"] == 2 and run["hardware"].startswith("cpu")
     extracted = re.findall(r"\[(?:process \d\] \[)?([\w-]+)\] extracting features", double.stderr)
     assert sorted(extracted) == ["timm-cnn", "timm-vit", "transformers-vit"], double.stderr[-3000:]
     assert "[process 1]" in double.stderr  # the second process really extracted a model
