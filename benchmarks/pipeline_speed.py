@@ -71,13 +71,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def extract_wall_seconds(dataset_dir: Path, samples_per_class: int, batch_size: int, processes: int,
+def extract_wall_seconds(dataset_dir: Path, samples_per_class: int, batch_size: int, num_workers: int, processes: int,
                          cache_dir: Path) -> float:
     """Wall time of ``hf-tsel extract`` over the zoo with ``processes`` CPU processes sharing this machine's cores."""
     cores = len(os.sched_getaffinity(0))
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // processes))}
     command = [sys.executable, "-m", "hf_tsel.cli", "extract", str(dataset_dir), "--zoo", ZOO, "--samples-per-class",
-               str(samples_per_class), "--batch-size", str(batch_size), "--cache-dir", str(cache_dir), "-q"]
+               str(samples_per_class), "--batch-size", str(batch_size), "--num-workers", str(num_workers),
+               "--cache-dir", str(cache_dir), "-q"]
     if processes > 1:
         command[1:3] = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
                         "127.0.0.1", "--master_port", str(_free_port()), "-m", "hf_tsel.cli"]
@@ -87,13 +88,14 @@ def extract_wall_seconds(dataset_dir: Path, samples_per_class: int, batch_size: 
     return time.perf_counter() - start
 
 
-def measure(dataset: str, samples_per_class: int, metrics: list[str], batch_size: int, cache_dir: Path) -> dict:
+def measure(dataset: str, samples_per_class: int, metrics: list[str], batch_size: int, num_workers: int,
+            cache_dir: Path) -> dict:
     from hf_tsel.data import load_image_dataset
     from hf_tsel.extraction import resolve_models
 
     prepare_offline_zoo()  # convert the packaged weights once, outside the timed runs
     data = demo_dataset(dataset, samples_per_class=samples_per_class)
-    options = dict(zoo=ZOO, metrics=metrics, cache_dir=cache_dir / "rank", batch_size=batch_size)
+    options = dict(zoo=ZOO, metrics=metrics, cache_dir=cache_dir / "rank", batch_size=batch_size, num_workers=num_workers)
     clock = ExtractionClock()
     start = time.perf_counter()
     first = hf_tsel.rank(data, on_event=clock, **options)
@@ -121,10 +123,10 @@ def measure(dataset: str, samples_per_class: int, metrics: list[str], batch_size
     dataset_dir = cache_dir / "dataset"
     data_for_cli = demo_dataset(dataset, samples_per_class=samples_per_class)
     data_for_cli.save_to_disk(str(dataset_dir))
-    walls = {n: extract_wall_seconds(dataset_dir, samples_per_class, batch_size, n, cache_dir / f"zoo-{n}")
+    walls = {n: extract_wall_seconds(dataset_dir, samples_per_class, batch_size, num_workers, n, cache_dir / f"zoo-{n}")
              for n in (1, 2)}
     return {"hardware": first.attrs["run"]["hardware"], "dataset": first.attrs["run"]["dataset"], "metrics": metrics,
-            "batch_size": batch_size, "models": rows, "zoo_wall_seconds": walls,
+            "batch_size": batch_size, "num_workers": num_workers, "models": rows, "zoo_wall_seconds": walls,
             "zoo_parallel_speedup": walls[1] / walls[2], "first_run_seconds": first_seconds, "cached_rerun_seconds": cached_seconds,
             "speedup": first_seconds / cached_seconds, "stage_seconds_first": first.attrs["run"]["stage_seconds"],
             "stage_seconds_cached": cached.attrs["run"]["stage_seconds"]}
@@ -132,7 +134,7 @@ def measure(dataset: str, samples_per_class: int, metrics: list[str], batch_size
 
 def markdown(result: dict) -> str:
     lines = [f"{result['dataset']}, {result['models'][0]['images']} images, metrics {', '.join(result['metrics'])}, "
-             f"{result['hardware']}", "",
+             f"{result['hardware']}, {result['num_workers']} DataLoader worker(s)", "",
              "| model | images/s | model load s | decode % | forward % | metrics % |", "|---|---:|---:|---:|---:|---:|"]
     for row in result["models"]:
         lines.append(f"| {row['model']} | {row['images_per_second']:.1f} | {row['load_seconds']:.1f} | "
@@ -156,10 +158,12 @@ def main() -> None:
     parser.add_argument("--samples-per-class", type=int, default=10)
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS))
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache_dir:
-        result = measure(args.dataset, args.samples_per_class, args.metrics.split(","), args.batch_size, Path(cache_dir))
+        result = measure(args.dataset, args.samples_per_class, args.metrics.split(","), args.batch_size,
+                         args.num_workers, Path(cache_dir))
     print(markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

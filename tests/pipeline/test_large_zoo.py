@@ -2,7 +2,7 @@
 
 The subprocess tests use the tiny random-weight models of ``conftest.hub_cache`` (offline HF cache
 layout): two concurrent ``hf-tsel extract --shard i/2`` runs on one cache folder, and a 2-process
-zoo-parallel ``accelerate launch`` on CPU, each compared with a single-process ranking.
+zoo-parallel launch of 2 CPU processes (torchrun), each compared with a single-process ranking.
 """
 
 from __future__ import annotations
