@@ -22,8 +22,7 @@ from hf_tsel.errors import UserError
 from hf_tsel.features.scheduling import balanced_order, parse_shard, shard_entries
 from hf_tsel.results import read_results
 
-from .data_fixtures import (cli_setup, fake_models, image_dataset, launch_two_cpu_processes, run_cli,  # noqa: F401
-                            write_imagefolder)
+from .data_fixtures import cli_setup, fake_models, launch_two_cpu_processes, run_cli, write_imagefolder  # noqa: F401
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "1-2", "2", "-1/2"])
@@ -67,22 +66,6 @@ def test_auto_parallel_mode():
     assert choose_parallel("images", 10, 2, True) == "images"
     with pytest.raises(UserError, match="--no-cache"):
         choose_parallel("zoo", 10, 2, False)
-
-
-def test_extract_returns_features_labels_and_status(tmp_path, fake_models):
-    zoo, loads = fake_models
-    events = []
-    result = hf_tsel.extract(image_dataset(per_class=5), zoo=str(zoo), cache_dir=tmp_path, on_event=events.append)
-    assert list(result) == ["alpha", "beta", "headless"] and result.parallel == "images"
-    alpha = result["alpha"]
-    assert alpha.status == "extracted" and alpha.features.features.shape == (15, 6)
-    np.testing.assert_array_equal(alpha.labels, result.data.labels[alpha.features.positions])
-    assert alpha.features.source_logits is not None and result["headless"].features.source_logits is None
-    kinds = [e.kind for e in events]
-    assert kinds[0] == "dataset" and kinds.count("extracting") == 3 and kinds.count("extracted") == 3
-    assert sum(e.advance for e in events if e.model == "alpha") == 15
-    again = hf_tsel.extract(image_dataset(per_class=5), zoo=str(zoo), cache_dir=tmp_path, from_cache=True)
-    assert {o.status for o in again.values()} == {"cached"} and len(loads) == 3
 
 
 def test_from_cache_names_the_missing_models_and_how_to_extract_them(tmp_path, fake_models, capsys):
