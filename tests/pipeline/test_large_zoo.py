@@ -40,10 +40,13 @@ def test_shards_cover_the_zoo_once_whatever_the_count():
 
 
 def _accelerate_split(items: list, process: int, count: int) -> list:
-    """accelerate's ``split_between_processes`` of a list (contiguous; the first len % n get one more)."""
-    per_process, extras = divmod(len(items), count)
-    start = process * per_process + min(process, extras)
-    return items[start:start + per_process + (1 if process < extras else 0)]
+    """What accelerate's own ``split_between_processes`` hands process ``process`` of ``count``."""
+    from types import SimpleNamespace
+
+    from accelerate import PartialState
+
+    with PartialState.split_between_processes(SimpleNamespace(num_processes=count, process_index=process), items) as part:
+        return part
 
 
 def test_balanced_order_gives_each_process_a_fair_share_largest_first():
