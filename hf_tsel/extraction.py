@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -230,11 +231,10 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
             run.emit("cached", f"[{entry.name}] features cached, model not loaded", model=entry.name)
             return run.outcome(entry, "cached", cached)
     start = time.perf_counter()
+    # all processes load the same model: one downloads first, the others then read its files
+    download_once = accelerator.main_process_first() if run.split_images else contextlib.nullcontext()
     try:
-        if run.split_images:
-            with accelerator.main_process_first():  # one process downloads, the others read its files
-                backbone = load_backbone(entry, device=accelerator.device, **run.load_options)
-        else:
+        with download_once:
             backbone = load_backbone(entry, device=accelerator.device, **run.load_options)
     except BackboneLoadError as exc:
         run.emit("failed", f"[{entry.name}] skipped: {exc}", model=entry.name)
