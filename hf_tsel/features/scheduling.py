@@ -4,6 +4,13 @@ A shard is chosen from zoo positions alone (round-robin), so every machine compu
 split without talking to the others. Within one machine, :func:`balanced_order` arranges a zoo so
 that accelerate's ``split_between_processes`` (contiguous, near-equal counts) hands each process
 about the same amount of weights, largest models first.
+
+Example:
+    >>> from hf_tsel.features.scheduling import balanced_order, parse_shard, shard_entries
+    >>> shard_entries(["a", "b", "c", "d", "e"], *parse_shard("2/3"))
+    ['b', 'e']
+    >>> balanced_order(["small", "big", "mid", "tiny"], [1, 9, 5, 2], 2)  # 2 models each: sizes 10 and 7
+    ['big', 'small', 'mid', 'tiny']
 """
 
 from __future__ import annotations
