@@ -37,7 +37,7 @@ import torch
 from . import __version__
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_ZOO
-from .errors import CacheError, UserError
+from .errors import CacheError, HfTselError, UserError
 from .features import CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .features.scheduling import balanced_order, shard_entries, weight_bytes
 
@@ -143,13 +143,12 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None =
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
-    from .zoo import entry_for_model, load_zoo
+    from .zoo import find_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
-    known.update({e.hub_id: e for e in known.values()})
-    entries = [known.get(m) or entry_for_model(m, loader=loader) for m in models]
+    zoo_entries = load_zoo(zoo or DEFAULT_ZOO)
+    entries = [find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -271,6 +270,17 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
                        forward_seconds=result.forward_seconds, num_corrupt=result.num_corrupt)
 
 
+def _guarded_features_for(entry: Any, run: _Run) -> ModelOutcome:
+    """:func:`_features_for`, or a failed outcome with a one-line reason: one bad model must not end a zoo run."""
+    try:
+        return _features_for(entry, run)
+    except Exception as exc:  # noqa: BLE001 (any resolve/download/load/forward failure; Ctrl-C still stops the run)
+        logger.debug("model %s failed", entry.name, exc_info=exc)
+        reason = " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+        run.emit("failed", f"[{entry.name}] failed: {reason}", model=entry.name)
+        return ModelOutcome(entry, "failed", error=reason)
+
+
 def _from_cache(entries: Sequence[Any], run: _Run, fix: str | None) -> list[ModelOutcome]:
     """Every entry's cached features, whatever revision they were extracted from; raises if any is missing."""
     outcomes = [run.outcome(entry, "cached", run.cache.load(run.key(entry))) for entry in entries]
@@ -292,7 +302,7 @@ def _zoo_parallel(entries: Sequence[Any], run: _Run) -> list[ModelOutcome]:
     broadcast_object_list(sizes)
     order = balanced_order(list(entries), sizes[0], accelerator.num_processes)
     with accelerator.split_between_processes(order) as mine:
-        local = {e.name: _features_for(e, run) for e in mine}
+        local = {e.name: _guarded_features_for(e, run) for e in mine}
     # Only what happened travels between processes; features go through the shared cache.
     reports = gather_object([replace(o, features=None, labels=None) for o in local.values()])
     accelerator.wait_for_everyone()
@@ -402,7 +412,7 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str
     elif mode == "zoo":
         outcomes = _zoo_parallel(entries, run)
     else:
-        outcomes = [_features_for(entry, run) for entry in entries]
+        outcomes = [_guarded_features_for(entry, run) for entry in entries]
     seconds["extraction"] = time.perf_counter() - tick
     return Extraction(data, {o.entry.name: o for o in outcomes}, parallel=mode,
                       num_processes=accelerator.num_processes, device=accelerator.device,

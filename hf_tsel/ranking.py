@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -22,7 +23,7 @@ from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
 from .extraction import ExtractionEvent, ModelOutcome, extract
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
-from .scoring import resolve_metrics, score_models
+from .scoring import checked_metric_params, drop_thin_classes, resolve_metrics, score_models
 
 __all__ = ["DEFAULT_METRICS", "DEFAULT_ZOO", "rank"]
 
@@ -38,10 +39,11 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          on_event: Callable[[ExtractionEvent], None] | None = None, missing_fix: str | None = None) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
-    Metric names, the zoo and the cache folder are checked before any data is read. Features come
-    from :func:`hf_tsel.extract` (cached per model; a re-run, even with other metrics, loads no
-    model). Models that fail to load are reported (``df.attrs["run"]["models"]``) and skipped;
-    metrics that need a source classifier head get NaN with a ``note`` for models without one.
+    Metric names and parameters, the zoo and the cache folder are checked before any data is
+    read. Features come from :func:`hf_tsel.extract` (cached per model; a re-run, even with other
+    metrics, loads no model). A model that fails (resolving, loading or extracting) is reported
+    with a one-line reason (``df.attrs["run"]["models"]``) and skipped; metrics that need a source
+    classifier head get NaN with a ``note`` for models without one.
     Run metadata is in ``df.attrs["run"]``. Under a multi-process launch only the main process
     scores; the others return an empty table without ``attrs["run"]``.
 
@@ -54,6 +56,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     """
     started = time.perf_counter()
     specs = resolve_metrics(metrics)
+    metric_params = checked_metric_params(specs, metric_params)
     extraction = extract(dataset, zoo=zoo, models=models, split=split, config=config, revision=revision,
                          image_column=image_column, label_column=label_column, samples_per_class=samples_per_class,
                          max_samples=max_samples, seed=seed, batch_size=batch_size, num_workers=num_workers,
@@ -64,6 +67,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     if not extraction.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
     outcomes = list(extraction.values())
+    drop_thin_classes(outcomes, extraction.data)
     timings = dict(extraction.seconds)
     tick = time.perf_counter()
     scored = score_models(specs, outcomes, extraction.data.labels, seed=seed, device=extraction.device,
@@ -84,8 +88,10 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
     run_id = uuid.uuid4().hex[:12]
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     by_name = {o.entry.name: o for o in outcomes}
+    used = [data.labels[o.features.positions] for o in outcomes if o.features is not None]
+    num_classes = len(np.unique(np.concatenate(used))) if used else data.num_classes  # after undecodable images
     common = dict(dataset=data.name, config=data.config, split=data.split, dataset_revision=data.revision or data.fingerprint,
-                  num_classes=data.num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
+                  num_classes=num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
                   hardware=hardware, run_id=run_id)
     rows = []
     for item in scored:
@@ -103,7 +109,7 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
         "run_id": run_id, "tool_version": __version__, "timestamp": timestamp, "dataset": data.name,
         "config": data.config, "split": data.split, "dataset_revision": data.revision,
         "dataset_fingerprint": data.fingerprint, "image_column": data.image_column, "label_column": data.label_column,
-        "num_samples": data.num_samples, "num_classes": data.num_classes, "class_names": data.class_names,
+        "num_samples": data.num_samples, "num_classes": num_classes, "class_names": data.class_names,
         "seed": seed, "zoo": str(zoo) if zoo else None, "metrics": [s.name for s in specs], "hardware": hardware,
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "models": [o.as_dict() for o in outcomes],

@@ -20,8 +20,9 @@ import torch
 from .defaults import DEFAULT_METRICS
 from .errors import UserError
 from .extraction import ModelOutcome
+from .features import CachedFeatures
 
-__all__ = ["resolve_metrics", "score_models"]
+__all__ = ["checked_metric_params", "drop_thin_classes", "resolve_metrics", "score_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,11 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     from .metrics import MetricInputError, get_metric
 
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise UserError("the metric list is empty (--metrics \"\")",
+                            fix="name at least one metric (see `hf-tsel metrics`), or leave out --metrics for the "
+                                "defaults.")
     names = list(names or DEFAULT_METRICS)
     specs, seen = [], set()
     for name in names:
@@ -43,6 +48,56 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
             specs.append(spec)
             seen.add(spec.name)
     return specs
+
+
+def checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
+    """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
+    from .metrics import MetricInputError, check_parameters, get_metric
+
+    by_name = {spec.name: spec for spec in specs}
+    checked = {}
+    for name, params in (metric_params or {}).items():
+        spec = by_name.get(get_metric(name).name)
+        if spec is None:
+            raise MetricInputError(name, "metric_params names a metric this run does not compute.",
+                                   f"add it to the metrics, or drop its parameters; this run computes {sorted(by_name)}.")
+        check_parameters(spec, params)
+        checked[spec.name] = params
+    return checked
+
+
+def drop_thin_classes(outcomes: Sequence[ModelOutcome], data: Any) -> None:
+    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+
+    Metrics need every class present twice; scoring the classes that remain (and recording how
+    many) beats both a crash and a silent score on fewer classes than the run reports.
+    """
+    names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
+    notes = set()
+    for o in outcomes:
+        if o.features is None:
+            continue
+        labels = data.labels[o.features.positions]
+        counts = np.bincount(labels, minlength=len(names))
+        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        if not len(thin):
+            continue
+        keep = ~np.isin(labels, thin)
+        f = o.features
+        o.features = CachedFeatures(f.features[torch.from_numpy(keep)], f.positions[keep],
+                                    None if f.source_logits is None else f.source_logits[torch.from_numpy(keep)],
+                                    f.manifest)
+        o.labels = labels[keep]
+        remaining = len(np.unique(labels[keep]))
+        lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
+                                                    f"has {counts[c]} readable image") for c in thin)
+        notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
+                  "classes")
+        if remaining < 2:
+            o.features, o.labels, o.status = None, None, "failed"
+            o.error = "fewer than 2 classes have 2 or more readable images"
+    for note in sorted(notes):
+        warnings.warn(note, stacklevel=3)
 
 
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:

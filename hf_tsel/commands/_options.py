@@ -6,6 +6,8 @@ import argparse
 import shlex
 from typing import Any, Sequence
 
+from ._args import non_negative_int, positive_int
+
 # (flag, argparse keyword arguments) of the options that decide which samples are read: one table
 # both registers them and rebuilds a command line with the same sample.
 _DATA_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -14,8 +16,8 @@ _DATA_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--revision", {"help": "dataset revision (branch, tag or commit) on the Hub"}),
     ("--image-column", {"help": "image column (default: the first Image column)"}),
     ("--label-column", {"help": "label column (default: the first ClassLabel, else 'label'-like column)"}),
-    ("--samples-per-class", {"type": int, "help": "stratified sample: at most K images per class"}),
-    ("--max-samples", {"type": int, "help": "stratified sample: at most N images in total"}),
+    ("--samples-per-class", {"type": positive_int, "help": "stratified sample: at most K images per class"}),
+    ("--max-samples", {"type": positive_int, "help": "stratified sample: at most N images in total"}),
 ]
 _MODEL_FLAGS = ("--loader", "--allow-pickle", "--trust-remote-code")
 
@@ -58,9 +60,10 @@ def parallel_type(text: str) -> str:
 
 def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     """Seed, batching, device, cache folder, multi-process mode and progress output."""
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the sampling and of stochastic metrics (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")

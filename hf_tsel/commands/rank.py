@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..extraction import MissingFeaturesError
     from ..ranking import rank
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
