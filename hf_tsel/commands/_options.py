@@ -69,9 +69,9 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
                         help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
     parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
     parser.add_argument("--parallel", type=parallel_type, default="auto", metavar="{auto,zoo,images}",
-                        help="under a multi-process launch (accelerate launch, torchrun): whole models per process (zoo) or each model's images "
-                             "split across processes (images); auto = zoo when the zoo has more models than "
-                             "there are processes")
+                        help="under a multi-process launch (accelerate launch, torchrun): whole models per "
+                             "process (zoo) or each model's images split across processes (images); auto = zoo "
+                             "when the zoo has more models than there are processes")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 
