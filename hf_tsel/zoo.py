@@ -6,7 +6,7 @@ A zoo file looks like::
     description: what the zoo is for
     models:
       - name: resnet50-tv              # unique display name
-        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>" or a local folder/file
+        hub_id: timm/resnet50.tv_in1k  # Hub repo, local folder/file, or <scheme>:<name> (hf_tsel.sources)
         loader: timm                   # timm | transformers | checkpoint | onnx
         family: supervised-cnn
         pretraining: supervised
@@ -16,8 +16,8 @@ Bundled zoos live in ``model_zoos/`` at the repository root; a wheel installs th
 ``<prefix>/share/hf-tsel/model_zoos``. :func:`load_zoo` also accepts the path of a user YAML file.
 
 Example:
-    >>> [e.name for e in load_zoo("offline")][:1]
-    ['efficientnet-lite0']
+    >>> [e.loader for e in load_zoo("supervised-cnn")][:1]
+    ['timm']
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, ZooError
+from .sources import source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
@@ -182,7 +183,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
         raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
-    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
+    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not source_for(hub_id):
         raise ZooError(f"{where}: the onnx loader needs 'filename' (the .onnx file inside the repo) unless hub_id is a local .onnx file")
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
@@ -191,10 +192,9 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
 
 def guess_loader(model_id: str) -> str:
     """Loader for an ad-hoc model id: timm for ``timm/...`` repos and timm names, else transformers."""
-    from .offline_models import offline_loader
-
-    if model_id.startswith("offline:"):
-        return offline_loader(model_id)
+    source = source_for(model_id)
+    if source is not None:
+        return source.loader(model_id)
     if model_id.startswith(("timm/", "hf-hub:")):
         return "timm"
     if model_id.endswith(".onnx"):
@@ -222,14 +222,13 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     model_id = model_id.strip()
     if model_id.startswith("hf-hub:"):
         model_id = model_id[len("hf-hub:"):]
-    if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
+    source = source_for(model_id)
+    if source is None and "/" not in model_id and not Path(model_id).exists():
         model_id = _timm_hub_id(model_id)
-    if model_id.startswith("offline:") and loader is None:
-        # offline models need their zoo entry's preprocessing (e.g. NHWC/BGR for ONNX graphs)
-        for zoo in ("offline", "offline-benchmark"):
-            known = next((e for e in load_zoo(zoo) if e.hub_id == model_id), None)
-            if known is not None:
-                return known
+    if source is not None and loader is None:
+        known = source.zoo_entry(model_id)  # e.g. the preprocessing an ONNX graph needs
+        if known is not None:
+            return known
     raw: dict[str, Any] = {"name": default_name(model_id), "hub_id": model_id}
     if loader is not None:
         raw["loader"] = loader

@@ -1,6 +1,6 @@
 """Offline ranking benchmark: real packaged backbones x real offline datasets, scored and checked.
 
-For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benchmark
+For every offline dataset (:mod:`hf_tsel.offline.benchmark_datasets`) the benchmark
 
 1. extracts (or reuses from the shared feature cache) the features of every model of the zoos
    (default: ``offline`` + ``offline-benchmark``) on a train and a test sample;
@@ -29,11 +29,12 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .evaluate import evaluation_table
-from .finetune import FinetuneConfig, Grid, finetune
-from .linear_probe import linear_probe
-from .offline_datasets import OFFLINE_DATASETS, load_offline_dataset
-from .table import ground_truth_frame
+from ..groundtruth.evaluate import evaluation_table
+from ..groundtruth.finetune import FinetuneConfig, Grid, finetune
+from ..groundtruth.linear_probe import linear_probe
+from ..groundtruth.table import ground_truth_frame
+from ..paths import tsel_home
+from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
 PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
 DEFAULT_ZOOS: tuple[str, ...] = ("offline", "offline-benchmark")
@@ -105,7 +106,7 @@ def _signature(*parts: Any) -> str:
 
 
 def _zoo_features(dataset: Any, zoos: Sequence[str], split: str, config: OfflineBenchmarkConfig):
-    from .features import zoo_features
+    from ..groundtruth.features import zoo_features
 
     merged = None
     for zoo in zoos:
@@ -186,7 +187,7 @@ def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, lo
     """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
     from accelerate import Accelerator
 
-    from .trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+    from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
 
     settings = FinetuneConfig(grid=Grid("sgd", (config.finetune_lr,), (0.0,)), epochs=config.finetune_epochs,
                               batch_size=config.finetune_batch_size, augment=False, train_layers="all",
@@ -250,9 +251,7 @@ def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
     metrics = benchmark_metrics(config.metrics)
     started = time.perf_counter()
     if config.work_dir is None:
-        from ..offline_models import default_cache_dir
-
-        config.work_dir = default_cache_dir() / "offline-benchmark"
+        config.work_dir = tsel_home() / "offline-benchmark"
     config.work_dir.mkdir(parents=True, exist_ok=True)
     (config.work_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
     score_store = JsonStore(config.work_dir / "scores.json")

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
+from .packaged_data import digits_arrays, fashion_mnist_arrays
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
