@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..defaults import DEFAULT_METRICS, DEFAULT_ZOO
+
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 from .push import repo_id_type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..defaults import DEFAULT_METRICS, DEFAULT_ZOO
 
     parser = subparsers.add_parser("rank", help="rank backbones by transferability to a dataset",
                                    description="Extract frozen features of every model (cached), score them with "

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+from pathlib import Path
+
+from ..errors import UserError
 
 from .push import repo_id_type
 
@@ -40,9 +43,6 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
     from ..publish.leaderboard import RESULTS_PATH_ENV, RESULTS_REPO_ENV
     from ..publish.space import default_app_dir
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..backbones import load_backbone
+from .. import backbones  # backbones.load_backbone looked up at call time (tests replace it)
 from ..backbones.base import PooledFeatures
 from ..errors import UserError
 from ..sources import source_for
@@ -41,7 +41,7 @@ def trainable_backbone(entry: Any, *, allow_pickle: bool = False, trust_remote_c
     if entry.loader == "onnx" and exported is None:
         raise _not_trainable(entry)
     options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
-    probe = load_backbone(entry, **options)
+    probe = backbones.load_backbone(entry, **options)
     if exported is not None:
         return Trainable(exported, probe.feature_dim, probe.preprocessor)
     try:
@@ -50,7 +50,7 @@ def trainable_backbone(entry: Any, *, allow_pickle: bool = False, trust_remote_c
         raise _not_trainable(entry) from None
 
     def build() -> nn.Module:
-        return load_backbone(entry, **options).as_module()
+        return backbones.load_backbone(entry, **options).as_module()
 
     return Trainable(build, probe.feature_dim, probe.preprocessor)
 
