@@ -12,8 +12,9 @@ A zoo file looks like::
         pretraining: supervised
         license: bsd-3-clause
 
-Bundled zoos live in ``model_zoos/`` at the repository root; a wheel installs them to
-``<prefix>/share/hf-tsel/model_zoos``. :func:`load_zoo` also accepts the path of a user YAML file.
+Bundled zoos live in ``model_zoos/`` at the repository root and are installed as the package data
+``hf_tsel.model_zoos`` (:func:`hf_tsel.paths.package_data`). :func:`load_zoo` also accepts the path
+of a user YAML file.
 
 Example:
     >>> [e.loader for e in load_zoo("supervised-cnn")][:1]
@@ -23,8 +24,6 @@ Example:
 from __future__ import annotations
 
 import json
-import site
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, ZooError
+from .paths import package_data
 from .sources import source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
@@ -39,9 +39,6 @@ POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
 PREPROCESSING_KEYS = frozenset(
     {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "resize_size", "layout", "channel_order", "scale"}
 )
-_SOURCE_ROOT_ZOOS = Path(__file__).resolve().parent.parent / "model_zoos"  # source checkout / editable install
-# wheel installs (pyproject data-files): into the environment, or the user base with `pip install --user`
-_INSTALLED_ZOOS = [Path(base) / "share" / "hf-tsel" / "model_zoos" for base in (sys.prefix, site.getuserbase())]
 
 
 @dataclass(frozen=True)
@@ -76,13 +73,9 @@ _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
 _ZOO_FIELDS = {"name", "description", "models", "gaps"}
 
 
-def _zoo_dirs() -> list[Path]:
-    return [d for d in (_SOURCE_ROOT_ZOOS, *_INSTALLED_ZOOS) if d.is_dir()]
-
-
 def list_zoos() -> list[str]:
     """Names of the bundled zoos (``model_zoos/*.yaml``)."""
-    return sorted({p.stem for d in _zoo_dirs() for p in d.glob("*.yaml")})
+    return sorted(p.stem for p in package_data("model_zoos").glob("*.yaml"))
 
 
 def zoo_path(name_or_path: str | Path) -> Path:
@@ -92,10 +85,9 @@ def zoo_path(name_or_path: str | Path) -> Path:
         if not candidate.is_file():
             raise ZooError(f"zoo file {candidate} does not exist; pass an existing YAML file or one of {list_zoos()}")
         return candidate
-    for directory in _zoo_dirs():
-        path = directory / f"{name_or_path}.yaml"
-        if path.is_file():
-            return path
+    path = package_data("model_zoos") / f"{name_or_path}.yaml"
+    if path.is_file():
+        return path
     raise ZooError(f"unknown zoo {str(name_or_path)!r}; bundled zoos are {list_zoos()}, or pass the path of a YAML file")
 
 
