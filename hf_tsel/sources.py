@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ModelSource", "register_source", "source_for", "resolve_model_path"]
+__all__ = ["ModelSource", "register_source", "is_source_id", "source_for", "resolve_model_path"]
 
 # scheme -> module that registers it when imported
 BUILTIN_PLUGINS = {"offline": "hf_tsel.offline"}
@@ -55,6 +55,12 @@ _SOURCES: dict[str, ModelSource] = {}
 def register_source(source: ModelSource) -> None:
     """Make ``<source.scheme>:<name>`` ids resolvable (a later registration replaces an earlier one)."""
     _SOURCES[source.scheme] = source
+
+
+def is_source_id(model_id: str) -> bool:
+    """Whether ``model_id`` is ``<scheme>:<name>`` of a registered or built-in scheme (imports no plug-in)."""
+    scheme, colon, _ = model_id.partition(":")
+    return bool(colon) and (scheme in _SOURCES or scheme in BUILTIN_PLUGINS)
 
 
 def source_for(model_id: str) -> ModelSource | None:

@@ -32,7 +32,7 @@ import yaml
 
 from .errors import UserError, ZooError
 from .paths import package_data
-from .sources import source_for
+from .sources import is_source_id, source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
@@ -175,7 +175,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
         raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
-    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not source_for(hub_id):
+    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not is_source_id(hub_id):
         raise ZooError(f"{where}: the onnx loader needs 'filename' (the .onnx file inside the repo) unless hub_id is a local .onnx file")
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
