@@ -123,3 +123,11 @@ def test_module_imports_in_a_fresh_interpreter(name):
     done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, timeout=300,
                           cwd=PACKAGE_DIR.parent)
     assert done.returncode == 0, done.stderr
+
+
+def test_zoo_and_loaders_know_no_model_source_by_name():
+    """``<scheme>:<name>`` sources are plug-ins (hf_tsel.sources): the zoo and the loaders never name one."""
+    files = [PACKAGE_DIR / "zoo.py", *sorted((PACKAGE_DIR / "backbones").glob("*.py"))]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "offline:" not in text and "hf_tsel.offline" not in text and ".offline" not in text, path
