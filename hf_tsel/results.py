@@ -23,8 +23,8 @@ import pandas as pd
 
 from .errors import ResultsError
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_SCHEMA", "RESULT_FIELDS", "ResultField", "schema_markdown", "ResultsError", "empty_record", "add_ranks", "validate_results",
-           "write_results", "read_results"]
+__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
+           "write_results", "read_results", "RESULT_SCHEMA", "ResultField", "schema_markdown"]
 
 RESULTS_SCHEMA_VERSION = "1.0"
 
