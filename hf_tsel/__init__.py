@@ -11,6 +11,6 @@ __all__ = ["__version__", "rank"]
 
 def rank(*args: Any, **kwargs: Any):
     """Score a zoo of backbones on a dataset; see :func:`hf_tsel.ranking.rank`."""
-    from .ranking import rank as _rank  # here, not at the top: `import hf_tsel` (and the CLI) must not load torch
+    from .ranking import rank as _rank
 
     return _rank(*args, **kwargs)

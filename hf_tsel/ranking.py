@@ -22,15 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, backbones  # backbones.load_backbone looked up at call time (tests replace it)
+from . import __version__
 from .errors import UserError
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .hardware import describe_hardware
-from .metrics import MetricInputError, get_metric, score, score_zoo
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
-from .zoo import entry_for_model, load_zoo
 
 __all__ = ["DEFAULT_METRICS", "DEFAULT_ZOO", "ModelOutcome", "resolve_metrics", "resolve_models", "rank",
            "score_models"]
@@ -66,6 +64,8 @@ class ModelOutcome:
 
 def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     """Registry specs of the requested metric names (default: :data:`DEFAULT_METRICS`); unknown names raise."""
+    from .metrics import MetricInputError, get_metric
+
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
     names = list(names or DEFAULT_METRICS)
@@ -88,6 +88,8 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None =
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
+    from .zoo import entry_for_model, load_zoo
+
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
     known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
@@ -182,6 +184,8 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                   load_options: dict, batch_size: int, num_workers: int, chunk_size: int,
                   report: _Progress) -> ModelOutcome:
     """Cached features of ``entry`` if complete and current; otherwise load the model and extract."""
+    from .backbones import BackboneLoadError, load_backbone
+
     key = cache_key(model_spec(entry), data.sample_key)
     if cache is not None:
         cached = cache.load(key)
@@ -192,8 +196,8 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
     start = time.perf_counter()
     try:
         with accelerator.main_process_first():
-            backbone = backbones.load_backbone(entry, device=accelerator.device, **load_options)
-    except backbones.BackboneLoadError as exc:
+            backbone = load_backbone(entry, device=accelerator.device, **load_options)
+    except BackboneLoadError as exc:
         report.say(f"[{entry.name}] skipped: {exc}")
         return ModelOutcome(entry, "failed", error=str(exc))
     revision = backbone.resolved_revision
@@ -228,6 +232,8 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
 
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
+    from .metrics import MetricInputError
+
     if not isinstance(exc, MetricInputError):
         logger.debug("metric %s failed on %s", metric, model, exc_info=exc)
         warnings.warn(f"metric {metric} failed on {model}: {type(exc).__name__}: {exc}", stacklevel=3)
@@ -238,6 +244,8 @@ def _metric_failure(metric: str, model: str, exc: Exception) -> str:
 def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
                  device: Any = None, metric_params: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``."""
+    from .metrics import score, score_zoo
+
     metric_params = metric_params or {}
     ready = [o for o in outcomes if o.features is not None]
     records = []

@@ -6,9 +6,6 @@ import argparse
 import re
 from pathlib import Path
 
-from ..defaults import DEFAULT_ZOO
-from ..errors import UserError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -92,6 +89,7 @@ def _linear_probe_rows(args: argparse.Namespace, zoo: str | Path) -> list[dict]:
 def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
     from accelerate import Accelerator
 
+    from ..errors import UserError
     from ..data import load_image_dataset
     from ..groundtruth.finetune import GRIDS, FinetuneConfig, Grid, finetune
     from ..groundtruth.trainable import PreprocessedImages, trainable_backbone
@@ -135,8 +133,9 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from ..errors import UserError
     from ..groundtruth.table import attach_ground_truth, upsert_ground_truth
-    from ..ranking import resolve_models
+    from ..ranking import DEFAULT_ZOO, resolve_models
 
     if args.protocol == "linear-probe":
         if args.models:

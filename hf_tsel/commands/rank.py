@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..defaults import DEFAULT_METRICS, DEFAULT_ZOO
-from ..zoo import LOADERS
-
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 from .push import repo_id_type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..defaults import DEFAULT_METRICS, DEFAULT_ZOO
 
     parser = subparsers.add_parser("rank", help="rank backbones by transferability to a dataset",
                                    description="Extract frozen features of every model (cached), score them with "
@@ -30,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.add_argument("--zoo", help=f"bundled zoo name or zoo YAML path (default {DEFAULT_ZOO}; see `hf-tsel zoo list`)")
     models.add_argument("--model", action="append", dest="models", metavar="ID",
                         help="rank this model (Hub id, timm name, local folder, or a name in --zoo); repeatable")
-    models.add_argument("--loader", choices=LOADERS,
+    models.add_argument("--loader", choices=["timm", "transformers", "checkpoint", "onnx"],
                         help="loader for --model ids (default: guessed)")
     models.add_argument("--allow-pickle", action="store_true",
                         help="allow pickle checkpoints (loaded with torch.load(weights_only=True))")

@@ -6,11 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import load_image_dataset
 from ..errors import UserError
-from ..features import FeatureCache, cache_key, model_spec
-from ..ranking import rank
-from ..zoo import load_zoo
 
 
 @dataclass
@@ -36,6 +32,11 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
     The extraction is :func:`hf_tsel.ranking.rank` itself (with the cheap LogME as its metric), so
     the features land in, and come from, the same cache as every ranking run.
     """
+    from ..data import load_image_dataset
+    from ..features import FeatureCache, cache_key, model_spec
+    from ..ranking import rank
+    from ..zoo import load_zoo
+
     sampling = dict(split=split, config=config, revision=revision, image_column=image_column,
                     label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples, seed=seed)
     results = rank(dataset, zoo=zoo, metrics=["logme"], cache_dir=cache_dir, device=device, batch_size=batch_size,

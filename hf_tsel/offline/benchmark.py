@@ -40,7 +40,6 @@ from ..groundtruth.table import ground_truth_frame
 from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
 from ..metrics import get_metric, list_metrics
 from ..paths import tsel_home
-from ..ranking import ModelOutcome, resolve_metrics, score_models
 from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
 PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
@@ -135,6 +134,8 @@ def metric_code_signature(name: str) -> str:
 
 
 def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
+    from ..ranking import ModelOutcome, resolve_metrics, score_models
+
     keys = train.feature_keys()
     rows = []
     for metric in metrics:
