@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from ..errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +31,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
 
 def check_outputs(paths: list[str]) -> None:
     """Fail before any work if an output suffix is not supported."""
+    from ..errors import UserError
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
@@ -102,6 +100,8 @@ def print_leaderboard(df: pd.DataFrame) -> None:
 def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
     from ..results import write_results
 
+    from ..errors import UserError
+
     for path in paths:
         try:
             write_results(df, path, df.attrs.get("run", {}))
@@ -113,6 +113,8 @@ def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
 
 def exit_code(df: pd.DataFrame) -> int:
     """0 if at least one model was scored; 1 (with a message) if every model failed to load."""
+    import sys
+
     models = df.attrs.get("run", {}).get("models", [])
     if models and all(m["status"] == "failed" for m in models):
         print(f"error: none of the {len(models)} model(s) could be loaded; see the messages above", file=sys.stderr)
@@ -123,6 +125,8 @@ def exit_code(df: pd.DataFrame) -> int:
 def plain_warnings() -> None:
     """Print warnings as one ``warning: ...`` line each, without the source line."""
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 (warnings API)
+        import sys
+
         print(f"warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show

@@ -7,9 +7,6 @@ import math
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from ..zoo import load_zoo
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="compare rankings with published or measured ground truth")
@@ -58,10 +55,12 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
 
 
 def run_paper(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..evaluation import weighted_kendall_tau
     from ..groundtruth.paper import comparison_table, load_paper_benchmark, paper_accuracies
     from ..metrics import MetricInputError, get_metric
     from ..ranking import rank
+    from ..zoo import load_zoo
 
     key = Path(args.zoo).stem if args.zoo.endswith((".yaml", ".yml")) else args.zoo
     bench = load_paper_benchmark(key, args.paper_results)
@@ -124,7 +123,7 @@ def _print_comparison(table, title: str) -> None:
 
 def run_offline(args: argparse.Namespace) -> int:
     from ..offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
-                                                 write_benchmark_tables)
+                                     write_benchmark_tables)
     from ..offline.benchmark_datasets import OFFLINE_DATASETS
 
     config = OfflineBenchmarkConfig(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
-
 
 def repo_id_type(value: str) -> str:
     """argparse type of ``--repo ORG/NAME`` options."""
@@ -33,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..publish import push_results
 
     if args.max_attempts < 1:

@@ -8,9 +8,8 @@ Layout under the cache root (default ``$HF_TSEL_HOME/features``, ``~/.cache/hf-t
 
 ``<key>`` hashes the model's loading spec (hub id, requested revision, loader, pooling,
 preprocessing overrides, ...) and the dataset sample (fingerprint, split, sampled indices). The
-resolved model revision, effective preprocessing and the loader's ``Backbone.details`` (e.g. a
-preprocessing fix it applied) are stored in the manifest; an entry whose resolved revision differs
-from the one the local Hub cache now points at is treated as stale.
+resolved model revision and effective preprocessing are stored in the manifest; an entry whose
+resolved revision differs from the one the local Hub cache now points at is treated as stale.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import UserError
-from ..evaluation import evaluate_ranking, weighted_kendall_tau
-from ..results import read_results
 
 SCORE_COLUMNS = ("dataset", "model", "metric", "score")
 MEASURES = ("weighted_kendall_tau", "kendall_tau", "spearman_rho", "pearson_r", "rel@1", "rel@3", "top1_regret")
@@ -25,6 +23,8 @@ def read_scores(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
         if set(SCORE_COLUMNS) <= set(frame.columns) and "schema_version" not in frame.columns:
             return frame
+    from ..results import read_results
+
     frame, _ = read_results(path)
     return frame
 
@@ -36,6 +36,7 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
     Models are matched by name within a dataset; models without a finite score or without an
     accuracy are left out (``num_models`` says how many remained). Fewer than two models give NaNs.
     """
+    from ..evaluation import evaluate_ranking
 
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
@@ -73,6 +74,8 @@ def plot_scores_vs_accuracy(scores: pd.DataFrame, ground_truth: pd.DataFrame, da
         raise UserError("plotting needs matplotlib: pip install 'hf-tsel[space]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ..evaluation import weighted_kendall_tau
 
     gt = ground_truth[(ground_truth["dataset"] == dataset) & (ground_truth["protocol"] == protocol)]
     accuracies = dict(zip(gt["model"], gt["accuracy"].astype(float)))

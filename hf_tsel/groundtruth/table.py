@@ -14,7 +14,6 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from ..errors import UserError
-from ..results import read_results
 
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
 GT_DETAIL_FIELDS: tuple[str, ...] = ("num_train", "num_test", "hyperparameters", "seconds", "source")
@@ -60,6 +59,7 @@ def read_ground_truth(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
         if "accuracy" in frame.columns:
             return validate_ground_truth(frame, where=str(path))
+    from ..results import read_results
 
     results, _ = read_results(path)
     return ground_truth_from_results(results, where=str(path))
