@@ -91,7 +91,7 @@ def test_no_import_cycles(top_level_only):
 def test_graph_sees_the_package_imports():  # guards the test above against an empty graph
     graph = import_graph(top_level_only=True)
     assert "hf_tsel.zoo" in graph["hf_tsel.backbones.base"]
-    assert "hf_tsel.backbones" in graph["hf_tsel.ranking"]  # `from . import backbones`
+    assert "hf_tsel.backbones" in graph["hf_tsel.groundtruth.trainable"]  # `from .. import backbones`
 
 
 _IMPORT_EACH = """
