@@ -26,7 +26,9 @@ from .errors import ResultsError
 __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
            "write_results", "read_results", "RESULT_SCHEMA", "ResultField", "schema_markdown"]
 
-RESULTS_SCHEMA_VERSION = "1.0"
+RESULTS_SCHEMA_VERSION = "1.1"
+# 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
+_READABLE_VERSIONS = {"1.0", RESULTS_SCHEMA_VERSION}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ RESULT_SCHEMA: tuple[ResultField, ...] = (
     ResultField("metric", "str", False, "transferability metric (registry name, see `hf-tsel metrics`)"),
     ResultField("score", "float", True, "metric value, higher is better; null when the metric failed or does not apply"),
     ResultField("rank", "int", True, "1 = best score within dataset/config/split/metric (recomputed after every merge)"),
+    ResultField("p_top1", "float", True, "consensus rows: bootstrap probability that the model is the best of the run's models"),
+    ResultField("rank_low", "int", True, "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
+    ResultField("rank_high", "int", True, "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
     ResultField("num_samples", "int", False, "number of target images the score was computed on"),
     ResultField("num_classes", "int", False, "number of target classes"),
     ResultField("seed", "int", False, "random seed (sub-sampling and stochastic metrics)"),
@@ -143,14 +148,15 @@ def validate_results(df: pd.DataFrame) -> pd.DataFrame:
     for name, (kind, nullable) in _SCHEMA.items():
         _check_kind(df, name, kind, nullable)
     versions = set(df["schema_version"])
-    if versions - {RESULTS_SCHEMA_VERSION}:
-        raise ResultsError(f"schema_version {sorted(versions)} is not supported; this tool reads {RESULTS_SCHEMA_VERSION}")
+    if versions - _READABLE_VERSIONS:
+        raise ResultsError(f"schema_version {sorted(versions)} is not supported; this tool reads {sorted(_READABLE_VERSIONS)}")
+    df["schema_version"] = RESULTS_SCHEMA_VERSION  # older files are upgraded: their new columns are empty
     df["score"] = df["score"].astype(float)
     if df["rank"].isna().all() and df["score"].notna().any():
         df = add_ranks(df)
-    for name in ("rank", "num_samples", "num_classes", "seed"):
+    for name in ("rank", "rank_low", "rank_high", "num_samples", "num_classes", "seed"):
         df[name] = df[name].astype("Int64")
-    for name in ("seconds", "extraction_seconds", "ground_truth_accuracy"):
+    for name in ("seconds", "extraction_seconds", "ground_truth_accuracy", "p_top1"):
         df[name] = df[name].astype(float)
     for name, (kind, _) in _SCHEMA.items():
         if kind == "str":  # one representation whatever the reader produced: Python str or None
@@ -199,11 +205,43 @@ def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None 
     return path
 
 
+_RESULTS_FIX = "pass a results file written by `hf-tsel rank --output` (.csv, .json or .parquet)."
+
+
+def read_csv_table(path: Path, *, fix: str = _RESULTS_FIX, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv``, with a :class:`ResultsError` naming the file when it is not a readable csv."""
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, ParserError, EmptyDataError are ValueErrors
+        raise ResultsError(f"{path} cannot be read as a csv table ({_first_line(exc)})", fix=fix) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """Read a results file written by :func:`write_results`; returns ``(validated table, run metadata)``."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
+    try:
+        df, run = _read_results_file(path)
+    except ResultsError:
+        raise
+    except (OSError, ValueError) as exc:  # broken JSON / parquet / csv, or not text at all
+        raise ResultsError(f"{path} cannot be read as a results file ({_first_line(exc)})", fix=_RESULTS_FIX) from None
+    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy", "p_top1"):
+        if name in df.columns:
+            df[name] = pd.to_numeric(df[name], errors="coerce")
+    try:
+        return validate_results(df), run
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc.problem}", fix=exc.fix or _RESULTS_FIX) from None
+
+
+def _read_results_file(path: Path) -> tuple[pd.DataFrame, dict]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         df = pd.read_csv(path, dtype={name: str for name, (kind, _) in _SCHEMA.items() if kind == "str"})
@@ -223,7 +261,4 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
         df, run = table.to_pandas(), json.loads(raw) if raw else {}
     else:
         raise ResultsError(f"unsupported results file {path.name!r}; use a .csv, .json or .parquet suffix")
-    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy"):
-        if name in df.columns:
-            df[name] = pd.to_numeric(df[name], errors="coerce")
-    return validate_results(df), run
+    return df, run
