@@ -29,7 +29,7 @@ import torch
 import hf_tsel
 from hf_tsel.commands.demo import demo_dataset
 from hf_tsel.defaults import DEFAULT_METRICS
-from hf_tsel.offline_models import prepare_offline_zoo
+from hf_tsel.offline.models import prepare_offline_zoo
 
 ZOO = "offline"
 

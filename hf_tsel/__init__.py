@@ -1,8 +1,9 @@
 """hf-tsel: rank pre-trained vision backbones by transferability to your dataset.
 
-The two steps of the pipeline are public: :func:`extract` (sample a dataset, extract or reuse the
-cached features of every model) and :func:`rank` (extract, score with transferability metrics,
-build the results table). Both are imported on first use, so ``import hf_tsel`` stays light.
+The steps of the pipeline are public: :func:`extract` (sample a dataset, extract or reuse the
+cached features of every model), :func:`rank` (extract, score with transferability metrics, build
+the results table) and :func:`recommend` (consensus ranking with P(best) and rank intervals). They
+are imported on first use, so ``import hf_tsel`` stays light.
 
 Example:
     >>> import hf_tsel
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "rank"]
+__all__ = ["__version__", "extract", "rank", "recommend"]
 
 if TYPE_CHECKING:
     from .extraction import extract
     from .ranking import rank
+    from .recommendation import recommend
 
-_LAZY = {"extract": "extraction", "rank": "ranking"}
+_LAZY = {"extract": "extraction", "rank": "ranking", "recommend": "recommendation"}
 
 
 def __getattr__(name: str) -> Any:

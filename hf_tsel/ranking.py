@@ -19,7 +19,8 @@ import pandas as pd
 
 from . import __version__
 from .data import ImageDataset
-from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
+from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
+from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, extract
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
@@ -36,7 +37,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          cache_dir: str | Path | None = None, use_cache: bool = True, from_cache: bool = False,
          allow_pickle: bool = False, trust_remote_code: bool = False, loader: str | None = None,
          chunk_size: int = 512, parallel: str = "auto", metric_params: dict[str, dict] | None = None,
-         on_event: Callable[[ExtractionEvent], None] | None = None, missing_fix: str | None = None) -> pd.DataFrame:
+         on_event: Callable[[ExtractionEvent], None] | None = None, missing_fix: str | None = None,
+         n_boot: int = DEFAULT_N_BOOT) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names and parameters, the zoo and the cache folder are checked before any data is
@@ -50,11 +52,16 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     Args:
         metrics: registry names (default :data:`DEFAULT_METRICS`), e.g. ``["logme", "ped+logme", "etran"]``.
         metric_params: ``{metric_name: {param: value}}``.
+        n_boot: bootstrap resamples behind the consensus's ``p_top1``/rank interval (0: none). Every run
+            adds ``consensus`` rows (:func:`hf_tsel.recommendation.consensus_records`) and
+            ``df.attrs["run"]["recommendation"]`` (the recommendation line and warnings).
         from_cache: score only cached features (load no model); raises
             :class:`hf_tsel.extraction.MissingFeaturesError` naming the models without any.
         All other arguments are those of :func:`hf_tsel.extract`.
     """
     started = time.perf_counter()
+    if n_boot < 0:
+        raise UserError(f"n_boot must be >= 0 (0 skips the bootstrap), got {n_boot}")
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
     extraction = extract(dataset, zoo=zoo, models=models, split=split, config=config, revision=revision,
@@ -69,9 +76,14 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     outcomes = list(extraction.values())
     drop_thin_classes(outcomes, extraction.data)
     timings = dict(extraction.seconds)
+    from .recommendation import consensus_records
+
     tick = time.perf_counter()
-    scored = score_models(specs, outcomes, extraction.data.labels, seed=seed, device=extraction.device,
-                          metric_params=metric_params)
+    scored = score_models([s for s in specs if s.name != "consensus"], outcomes, extraction.data.labels, seed=seed,
+                          device=extraction.device, metric_params=metric_params)
+    consensus, recommendation = consensus_records(outcomes, extraction.data.labels, scored, seed=seed,
+                                                  device=extraction.device, n_boot=n_boot)
+    scored += consensus
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     df = _results_table(extraction.data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
@@ -80,6 +92,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     run["cache_dir"] = None if extraction.cache_dir is None else str(extraction.cache_dir)
     run["cache_error"] = extraction.cache_error
     run["parallel"], run["num_processes"] = extraction.parallel, extraction.num_processes
+    run["recommendation"] = recommendation
     return df
 
 

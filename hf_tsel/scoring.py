@@ -133,6 +133,8 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
             start = time.perf_counter()
             note, values = None, {}
+            if "priors" in spec.parameters:
+                params = {"priors": {o.entry.name: o.entry.metadata for o in ready}, **params}
             if len(ready) < 2:
                 note = "not applicable: this metric compares at least 2 models with features"
             else:

@@ -35,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
-                  **extraction_arguments(args))
+                  n_boot=args.n_boot, **extraction_arguments(args))
     except MissingFeaturesError as exc:
         raise MissingFeaturesError(exc.missing, exc.cache_root,
                                    f"extract them first with: {command_line(args, 'extract', exc.missing)}") from None
     if "run" not in df.attrs:  # a non-main process of `accelerate launch`
         return 0
-    print_leaderboard(df)
+    print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     if args.push_to:
         from ..publish import push_results

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import CacheError
+from ..paths import tsel_home
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
 
@@ -53,13 +54,12 @@ _KEY_FORMAT = re.compile(r"^[0-9a-f]{32}$")  # cache_key(): 32 hex digits
 # every file name the cache writes inside an entry (temporary files start with "." and end with ".tmp")
 _OWN_FILE = re.compile(r"^(manifest\.json|features\.safetensors|\d{6}\.safetensors)(\.corrupt)?$|^\..+\.tmp$")
 # ZooEntry fields that only label a model; they do not change its features.
-_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes"}
+_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata"}
 
 
 def default_cache_dir() -> Path:
     """``$HF_TSEL_HOME/features``; ``HF_TSEL_HOME`` defaults to ``~/.cache/hf-tsel``."""
-    home = os.environ.get("HF_TSEL_HOME") or Path("~/.cache/hf-tsel").expanduser()
-    return Path(home) / "features"
+    return tsel_home() / "features"
 
 
 def model_spec(entry: Any) -> dict[str, Any]:
