@@ -1,4 +1,4 @@
-"""Golden values of LogME, LEEP, NCE, N-LEEP, H-scores and TransRate (protocol: shared/golden/README.md §6)."""
+"""Golden values of LogME, LEEP, NCE, N-LEEP, H-scores and TransRate (protocol: tests/data/golden/README.md §6)."""
 
 from __future__ import annotations
 

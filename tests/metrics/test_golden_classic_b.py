@@ -1,6 +1,6 @@
 """Golden and definition tests for GBC, PARC, SFDA, ETran, PACTran and NCTI.
 
-Golden values come from the authors' code (see shared/golden/README.md); comparisons follow its §6.
+Golden values come from the authors' code (see tests/data/golden/README.md); comparisons follow its §6.
 """
 
 from __future__ import annotations
