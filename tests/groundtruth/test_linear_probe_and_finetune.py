@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.groundtruth.finetune import (GRIDS, FinetuneConfig, Grid, finetune, last_stage_parameter_names,
                                           summarise_points)
 from hf_tsel.groundtruth.linear_probe import linear_probe

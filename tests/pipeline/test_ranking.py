@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hf_tsel
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.metrics import get_metric, list_metrics
 from hf_tsel.ranking import DEFAULT_METRICS, resolve_metrics
 from hf_tsel.results import RESULT_FIELDS, ResultsError, read_results, validate_results, write_results

@@ -129,7 +129,7 @@ def test_unknown_zoo_name_and_missing_file():
 
 
 def test_zoo_error_is_a_cli_user_error():
-    from hf_tsel.cli import UserError
+    from hf_tsel.errors import UserError
 
     assert issubclass(ZooError, UserError) and issubclass(ZooError, ValueError)
 
