@@ -5,7 +5,7 @@ Two lanes (markers are declared in ``pyproject.toml``):
 * ``python -m pytest`` runs the fast lane: unit, golden, property and CLI tests that load no real
   pretrained weights, plus the docstring examples in ``hf_tsel/``.
 * ``python -m pytest -m "slow or browser"`` runs the rest: packaged pretrained models, end-to-end
-  CLI runs in subprocesses, stochastic metrics over many seeds, and the Space in headless Chromium.
+  CLI runs in subprocesses, ITM over whole model zoos, and the Space in headless Chromium.
 """
 
 from __future__ import annotations

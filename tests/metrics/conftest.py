@@ -1,7 +1,7 @@
 """Access to the golden reference values in ``tests/data/golden`` (see its README for the protocol).
 
-``HF_TSEL_GOLDEN_DIR`` points the tests at another copy of the same data (for example the team's
-``shared/golden``); without it the in-repository copy is used, so a bare clone tests itself.
+``HF_TSEL_GOLDEN_DIR`` points the tests at another copy of the same data; without it the copy in
+the repository is used, so a bare clone tests itself.
 """
 
 from __future__ import annotations
