@@ -15,6 +15,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .errors import UserError
+from .errors import HfTselError, UserError
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
@@ -66,7 +67,11 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     from .metrics import MetricInputError, get_metric
 
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise UserError("the metric list is empty (--metrics \"\")",
+                            fix="name at least one metric (see `hf-tsel metrics`), or leave out --metrics for the "
+                                "defaults.")
     names = list(names or DEFAULT_METRICS)
     specs, seen = [], set()
     for name in names:
@@ -80,6 +85,22 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     return specs
 
 
+def _checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
+    """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
+    from .metrics import MetricInputError, check_parameters, get_metric
+
+    by_name = {spec.name: spec for spec in specs}
+    checked = {}
+    for name, params in (metric_params or {}).items():
+        spec = by_name.get(get_metric(name).name)
+        if spec is None:
+            raise MetricInputError(name, "metric_params names a metric this run does not compute.",
+                                   f"add it to the metrics, or drop its parameters; this run computes {sorted(by_name)}.")
+        check_parameters(spec, params)
+        checked[spec.name] = params
+    return checked
+
+
 def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None = None, *,
                    loader: str | None = None) -> list[Any]:
     """Zoo entries to rank: the whole ``zoo``, or the ``models`` named.
@@ -87,13 +108,12 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None =
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
-    from .zoo import entry_for_model, load_zoo
+    from .zoo import find_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
-    known.update({e.hub_id: e for e in known.values()})
-    entries = [known.get(m) or entry_for_model(m, loader=loader) for m in models]
+    zoo_entries = load_zoo(zoo or DEFAULT_ZOO)
+    entries = [find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -228,6 +248,48 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                         num_corrupt=result.num_corrupt)
 
 
+def _guarded(entry: Any, report: _Progress, work: Callable[[], ModelOutcome]) -> ModelOutcome:
+    """``work()``, or a failed outcome with a one-line reason: one bad model must not end a zoo run."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 (any resolve/download/load/forward failure; Ctrl-C still stops the run)
+        logger.debug("model %s failed", entry.name, exc_info=exc)
+        reason = " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+        report.say(f"[{entry.name}] failed: {reason}")
+        return ModelOutcome(entry, "failed", error=reason)
+
+
+def _drop_thin_classes(outcomes: Sequence[ModelOutcome], data: ImageDataset) -> None:
+    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+
+    Metrics need every class present twice; scoring the classes that remain (and recording how
+    many) beats both a crash and a silent score on fewer classes than the run reports.
+    """
+    names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
+    notes = set()
+    for o in outcomes:
+        if o.features is None:
+            continue
+        labels = data.labels[o.features.positions]
+        counts = np.bincount(labels, minlength=len(names))
+        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        if not len(thin):
+            continue
+        keep = torch.from_numpy(~np.isin(labels, thin))
+        f = o.features
+        o.features = CachedFeatures(f.features[keep], f.positions[keep.numpy()],
+                                    None if f.source_logits is None else f.source_logits[keep], f.manifest)
+        remaining = len(np.unique(labels[keep.numpy()]))
+        lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
+                                                    f"has {counts[c]} readable image") for c in thin)
+        notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
+                  "classes")
+        if remaining < 2:
+            o.features, o.status, o.error = None, "failed", "fewer than 2 classes have 2 or more readable images"
+    for note in sorted(notes):
+        warnings.warn(note, stacklevel=3)
+
+
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
     from .metrics import MetricInputError
@@ -303,8 +365,9 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names, the zoo and the cache folder are checked before any data is read. Features are
-    cached per model; a re-run (even with other metrics) loads no model. Models that fail to load
-    are reported (``df.attrs["models"]``) and skipped; metrics that need a source classifier head
+    cached per model; a re-run (even with other metrics) loads no model. A model that fails
+    (resolving, loading or extracting) is reported with a one-line reason (``df.attrs["run"]["models"]``)
+    and skipped; metrics that need a source classifier head
     get NaN with a ``note`` for models without one. Run metadata is in ``df.attrs["run"]``.
 
     Args:
@@ -322,6 +385,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     timings: dict[str, float] = {}
     started = time.perf_counter()
     specs = resolve_metrics(metrics)
+    metric_params = _checked_metric_params(specs, metric_params)
     entries = resolve_models(zoo, models, loader=loader)
     cache = FeatureCache(cache_dir) if use_cache else None
     if cache is not None:
@@ -339,10 +403,12 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     tick = time.perf_counter()
     load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     writes = _CacheWrites(cache)
-    outcomes = [_features_for(entry, data, cache=cache, writes=writes, accelerator=accelerator,
-                              load_options=load_options, batch_size=batch_size, num_workers=num_workers,
-                              chunk_size=chunk_size, report=report) for entry in entries]
+    outcomes = [_guarded(entry, report, partial(_features_for, entry, data, cache=cache, writes=writes,
+                                                accelerator=accelerator, load_options=load_options,
+                                                batch_size=batch_size, num_workers=num_workers,
+                                                chunk_size=chunk_size, report=report)) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
+    _drop_thin_classes(outcomes, data)
     metric_device = accelerator.device
     if not accelerator.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
@@ -362,8 +428,10 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
     run_id = uuid.uuid4().hex[:12]
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     by_name = {o.entry.name: o for o in outcomes}
+    used = [data.labels[o.features.positions] for o in outcomes if o.features is not None]
+    num_classes = len(np.unique(np.concatenate(used))) if used else data.num_classes  # after undecodable images
     common = dict(dataset=data.name, config=data.config, split=data.split, dataset_revision=data.revision or data.fingerprint,
-                  num_classes=data.num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
+                  num_classes=num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
                   hardware=hardware, run_id=run_id)
     rows = []
     for item in scored:
@@ -381,7 +449,7 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
         "run_id": run_id, "tool_version": __version__, "timestamp": timestamp, "dataset": data.name,
         "config": data.config, "split": data.split, "dataset_revision": data.revision,
         "dataset_fingerprint": data.fingerprint, "image_column": data.image_column, "label_column": data.label_column,
-        "num_samples": data.num_samples, "num_classes": data.num_classes, "class_names": data.class_names,
+        "num_samples": data.num_samples, "num_classes": num_classes, "class_names": data.class_names,
         "seed": seed, "zoo": str(zoo) if zoo else None, "metrics": [s.name for s in specs], "hardware": hardware,
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "models": [o.as_dict() for o in outcomes],

@@ -176,11 +176,43 @@ def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None 
     return path
 
 
+_RESULTS_FIX = "pass a results file written by `hf-tsel rank --output` (.csv, .json or .parquet)."
+
+
+def read_csv_table(path: Path, *, fix: str = _RESULTS_FIX, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv``, with a :class:`ResultsError` naming the file when it is not a readable csv."""
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, ParserError, EmptyDataError are ValueErrors
+        raise ResultsError(f"{path} cannot be read as a csv table ({_first_line(exc)})", fix=fix) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """Read a results file written by :func:`write_results`; returns ``(validated table, run metadata)``."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
+    try:
+        df, run = _read_results_file(path)
+    except ResultsError:
+        raise
+    except (OSError, ValueError) as exc:  # broken JSON / parquet / csv, or not text at all
+        raise ResultsError(f"{path} cannot be read as a results file ({_first_line(exc)})", fix=_RESULTS_FIX) from None
+    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy"):
+        if name in df.columns:
+            df[name] = pd.to_numeric(df[name], errors="coerce")
+    try:
+        return validate_results(df), run
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc.problem}", fix=exc.fix or _RESULTS_FIX) from None
+
+
+def _read_results_file(path: Path) -> tuple[pd.DataFrame, dict]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         df = pd.read_csv(path, dtype={name: str for name, (kind, _) in _SCHEMA.items() if kind == "str"})
@@ -200,7 +232,4 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
         df, run = table.to_pandas(), json.loads(raw) if raw else {}
     else:
         raise ResultsError(f"unsupported results file {path.name!r}; use a .csv, .json or .parquet suffix")
-    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy"):
-        if name in df.columns:
-            df[name] = pd.to_numeric(df[name], errors="coerce")
-    return validate_results(df), run
+    return df, run

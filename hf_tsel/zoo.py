@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
 import site
 import sys
@@ -32,6 +33,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, ZooError
+from .hub_access import looks_like_local_path
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
@@ -128,8 +130,16 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = zoo_path(name_or_path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not a UTF-8 text file (is it a zoo YAML at all?)",
+                       fix="pass a zoo YAML file saved as UTF-8, or a bundled zoo name (`hf-tsel zoo list`).") from None
+    except OSError as exc:
+        raise ZooError(f"cannot read the zoo file {path} ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ZooError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ZooError(f"{path} is not valid YAML ({problem}{where})", fix="correct the YAML syntax there.") from None
     if isinstance(document, list):
         document = {"models": document}
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
@@ -180,6 +190,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     bad_pre = sorted(set(values.get("preprocessing", {})) - PREPROCESSING_KEYS)
     if bad_pre:
         raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
+    _check_preprocessing(values.get("preprocessing", {}), where)
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
     if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
@@ -187,6 +198,17 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
     return ZooEntry(**values)
+
+
+def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:
+    """Build the preprocessing overrides once, so a bad value is reported before any model downloads."""
+    from .backbones.preprocess import ImageTransform  # lazy: backbones imports this module
+
+    try:
+        ImageTransform(**preprocessing)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"{where}: invalid preprocessing {preprocessing}: {exc}",
+                       fix="correct the 'preprocessing' mapping of this entry in the zoo file.") from None
 
 
 def guess_loader(model_id: str) -> str:
@@ -215,6 +237,36 @@ def default_name(model_id: str) -> str:
     return model_id.rstrip("/").split(":")[-1].split("/")[-1] or model_id
 
 
+def find_model(name: str, entries: list[ZooEntry], *, zoo: str | Path | None, loader: str | None = None) -> ZooEntry:
+    """The entry of ``entries`` named ``name`` (or with that hub id), else an ad-hoc entry for ``name``.
+
+    With an explicit ``zoo``, a bare name that differs from an entry only in ``-``/``_``/``.``/case
+    (``efficientnet_lite0`` for ``efficientnet-lite0``) is refused with a hint rather than resolved to
+    a Hub model the user did not mean; a name that matches nothing gets the closest zoo names.
+    """
+    known = {e.name: e for e in entries}
+    known.update({e.hub_id: e for e in entries})
+    if name in known:
+        return known[name]
+    bare = "/" not in name and ":" not in name and not Path(name).expanduser().exists()
+    if zoo is not None and bare:
+        same = [e.name for e in entries if _plain(e.name) == _plain(name)]
+        if same:
+            raise ZooError(f"model {name!r} is not in zoo {str(zoo)!r}; did you mean {same[0]!r}?",
+                           fix=f"pass --model {same[0]} (or a full Hub id to rank a model outside the zoo).")
+    try:
+        return entry_for_model(name, loader=loader)
+    except ZooError as exc:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6) if bare else []
+        if not close:
+            raise
+        raise ZooError(f"{exc.problem} Closest names in the zoo: {close}.", fix=exc.fix) from None
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     """Zoo entry for an ad-hoc ``--model ORG/NAME`` (loader guessed unless given)."""
     if not model_id or not model_id.strip():
@@ -222,6 +274,10 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     model_id = model_id.strip()
     if model_id.startswith("hf-hub:"):
         model_id = model_id[len("hf-hub:"):]
+    local = Path(model_id).expanduser()
+    if looks_like_local_path(model_id) and not local.exists():
+        raise ZooError(f"the local model path {model_id!r} does not exist (looked for {local.resolve()})",
+                       fix="check the path for typos (a Hub model id has the form 'org/name').")
     if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
         model_id = _timm_hub_id(model_id)
     if model_id.startswith("offline:") and loader is None:

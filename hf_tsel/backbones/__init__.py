@@ -9,9 +9,11 @@ Example:
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import torch
 
+from ..hub_access import looks_like_local_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError
 from .preprocess import ImageTransform
@@ -43,6 +45,8 @@ def load_backbone(
         BackboneLoadError: with ``kind`` in ``not_found``, ``gated``, ``private``,
             ``pickle_only``, ``remote_code``, ``network``, ``invalid``.
     """
+    if looks_like_local_path(entry.hub_id) and not Path(entry.hub_id).expanduser().exists():
+        raise BackboneLoadError(entry.name, "not_found", f"the local path {entry.hub_id} does not exist; check it for typos")
     if entry.loader not in _LOADERS:
         raise BackboneLoadError(entry.name, "invalid", f"unknown loader {entry.loader!r}; use one of {sorted(_LOADERS)}")
     module_name, function_name = _LOADERS[entry.loader]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,17 @@ def load_timm(entry: ZooEntry, *, device: torch.device, allow_pickle: bool = Fal
 
 def create_timm_model(entry: ZooEntry, source: str, *, pretrained: bool = True) -> torch.nn.Module:
     """``timm.create_model`` with the entry's kwargs; failures become :class:`BackboneLoadError`."""
+    from safetensors import SafetensorError
+
     with hub_errors(entry.hub_id, entry.revision):
         try:
             return timm.create_model(source, pretrained=pretrained, **entry.model_kwargs)
+        except json.JSONDecodeError as exc:
+            raise BackboneLoadError(entry.name, "invalid", f"its config.json is not valid JSON ({exc}); "
+                                    "fix the file or download the model again") from None
+        except SafetensorError as exc:
+            raise BackboneLoadError(entry.name, "invalid", f"its model.safetensors weights are damaged or truncated "
+                                    f"({exc}); download the model again (delete it from the cache) or fix the file") from None
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise BackboneLoadError(
                 entry.name, "invalid", f"timm could not build it from {source!r}: {exc}. Check the architecture, model_kwargs and weights"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._args import check_output_file, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,9 +17,9 @@ if TYPE_CHECKING:
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
@@ -26,24 +27,18 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
                         help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output files that already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the table")
 
 
-def check_outputs(paths: list[str]) -> None:
-    """Fail before any work if an output suffix is not supported."""
+def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
+    """Fail before any work if an output file cannot (or, without ``overwrite``, must not) be written."""
     from ..errors import UserError
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
-        folder = Path(path).expanduser().resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".hf-tsel-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot write the output file {path!r} ({exc.strerror or exc}); pick another path") from None
+        check_output_file(path, "--output", overwrite=overwrite)
 
 
 def _cell(value: float, rank: Any) -> str:
@@ -112,13 +107,30 @@ def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
 
 
 def exit_code(df: pd.DataFrame) -> int:
-    """0 if at least one model was scored; 1 (with a message) if every model failed to load."""
+    """0 if every model was scored; 3 if some failed; 2 (with a message) if no model got a finite score."""
     import sys
 
+    import numpy as np
+
+    from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
+
     models = df.attrs.get("run", {}).get("models", [])
-    if models and all(m["status"] == "failed" for m in models):
-        print(f"error: none of the {len(models)} model(s) could be loaded; see the messages above", file=sys.stderr)
-        return 1
+    failed = [m["name"] for m in models if m["status"] == "failed"]
+    scores = df["score"].astype(float)
+    if not np.isfinite(scores).any():
+        if len(failed) == len(models):
+            why = f"all {len(models)} model(s) failed"
+        elif failed:
+            why = f"{len(failed)} of {len(models)} model(s) failed and the others got only NaN scores"
+        else:
+            why = f"every score of the {len(models)} model(s) is NaN or not applicable"
+        print(f"error: no model got a score ({why}). Fix the problems listed above (model errors, metric notes) "
+              "and run again.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if failed:
+        print(f"warning: {len(failed)} of {len(models)} models failed ({', '.join(failed[:10])}); the others are "
+              "ranked. See the reasons above.", file=sys.stderr)
+        return EXIT_PARTIAL_FAILURE
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 
 from ..defaults import DEFAULT_METRICS
 from ..packaged_data import digits_arrays, fashion_mnist_arrays
+from ._args import positive_int
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
 DEMO_METRICS = DEFAULT_METRICS
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
                         help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
     parser.add_argument("--split", choices=["train", "test"], default="test", help="Fashion-MNIST split (default test)")
-    parser.add_argument("--samples-per-class", type=int, default=10, help="stratified sample size per class (default 10)")
+    parser.add_argument("--samples-per-class", type=positive_int, default=10, help="stratified sample size per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
     parser.set_defaults(func=run)
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..offline_models import prepare_offline_zoo
     from ..ranking import rank, resolve_metrics
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     metrics = args.metrics or ",".join(DEMO_METRICS)
     resolve_metrics(metrics)  # fail on a typo before converting models or reading data
