@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from .errors import HfTselError, UserError
 from .data import ImageDataset, load_image_dataset
-from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
+from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
@@ -323,6 +323,8 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
             start = time.perf_counter()
             note, values = None, {}
+            if "priors" in spec.parameters:
+                params = {"priors": {o.entry.name: o.entry.metadata for o in ready}, **params}
             if len(ready) < 2:
                 note = "not applicable: this metric compares at least 2 models with features"
             else:
@@ -361,7 +363,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          num_workers: int = 0, device: str | None = None, precision: str = "auto",
          cache_dir: str | Path | None = None, use_cache: bool = True, allow_pickle: bool = False,
          trust_remote_code: bool = False, loader: str | None = None, chunk_size: int = 512,
-         metric_params: dict[str, dict] | None = None, progress: bool = False) -> pd.DataFrame:
+         metric_params: dict[str, dict] | None = None, progress: bool = False,
+         n_boot: int = DEFAULT_N_BOOT) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names, the zoo and the cache folder are checked before any data is read. Features are
@@ -381,9 +384,14 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         cache_dir, use_cache: feature cache folder (default ``$HF_TSEL_HOME/features``) or no cache.
         allow_pickle, trust_remote_code: opt-ins passed to the model loaders.
         metric_params: ``{metric_name: {param: value}}``.
+        n_boot: bootstrap resamples behind the consensus's ``p_top1``/rank interval (0: none). Every run
+            adds ``consensus`` rows (:func:`hf_tsel.recommendation.consensus_records`) and
+            ``df.attrs["run"]["recommendation"]`` (the recommendation line and warnings).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if n_boot < 0:
+        raise UserError(f"n_boot must be >= 0 (0 skips the bootstrap), got {n_boot}")
     specs = resolve_metrics(metrics)
     metric_params = _checked_metric_params(specs, metric_params)
     entries = resolve_models(zoo, models, loader=loader)
@@ -412,14 +420,21 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     metric_device = accelerator.device
     if not accelerator.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
+    from .recommendation import consensus_records
+
     tick = time.perf_counter()
-    scored = score_models(specs, outcomes, data.labels, seed=seed, device=metric_device, metric_params=metric_params)
+    scored = score_models([s for s in specs if s.name != "consensus"], outcomes, data.labels, seed=seed,
+                          device=metric_device, metric_params=metric_params)
+    consensus, recommendation = consensus_records(outcomes, data.labels, scored, seed=seed, device=metric_device,
+                                                  n_boot=n_boot)
+    scored += consensus
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     df = _results_table(data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
                         hardware=describe_hardware(metric_device, accelerator.num_processes))
     df.attrs["run"]["cache_dir"] = str(cache.root) if cache is not None else None
     df.attrs["run"]["cache_error"] = writes.error
+    df.attrs["run"]["recommendation"] = recommendation
     return df
 
 

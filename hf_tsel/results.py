@@ -25,7 +25,9 @@ from .errors import ResultsError
 __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
            "write_results", "read_results"]
 
-RESULTS_SCHEMA_VERSION = "1.0"
+RESULTS_SCHEMA_VERSION = "1.1"
+# 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
+_READABLE_VERSIONS = {"1.0", RESULTS_SCHEMA_VERSION}
 
 # name -> (kind, nullable); kinds are checked by validate_results.
 _SCHEMA: dict[str, tuple[str, bool]] = {
@@ -42,6 +44,9 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
     "metric": ("str", False),
     "score": ("float", True),  # NaN when the metric does not apply or failed; `note` says why
     "rank": ("int", True),
+    "p_top1": ("float", True),  # consensus rows: bootstrap probability of being the best model (hf_tsel.recommendation)
+    "rank_low": ("int", True),  # consensus rows: 90 % bootstrap interval of the rank
+    "rank_high": ("int", True),
     "num_samples": ("int", False),
     "num_classes": ("int", False),
     "seed": ("int", False),
@@ -120,14 +125,15 @@ def validate_results(df: pd.DataFrame) -> pd.DataFrame:
     for name, (kind, nullable) in _SCHEMA.items():
         _check_kind(df, name, kind, nullable)
     versions = set(df["schema_version"])
-    if versions - {RESULTS_SCHEMA_VERSION}:
-        raise ResultsError(f"schema_version {sorted(versions)} is not supported; this tool reads {RESULTS_SCHEMA_VERSION}")
+    if versions - _READABLE_VERSIONS:
+        raise ResultsError(f"schema_version {sorted(versions)} is not supported; this tool reads {sorted(_READABLE_VERSIONS)}")
+    df["schema_version"] = RESULTS_SCHEMA_VERSION  # older files are upgraded: their new columns are empty
     df["score"] = df["score"].astype(float)
     if df["rank"].isna().all() and df["score"].notna().any():
         df = add_ranks(df)
-    for name in ("rank", "num_samples", "num_classes", "seed"):
+    for name in ("rank", "rank_low", "rank_high", "num_samples", "num_classes", "seed"):
         df[name] = df[name].astype("Int64")
-    for name in ("seconds", "extraction_seconds", "ground_truth_accuracy"):
+    for name in ("seconds", "extraction_seconds", "ground_truth_accuracy", "p_top1"):
         df[name] = df[name].astype(float)
     for name, (kind, _) in _SCHEMA.items():
         if kind == "str":  # one representation whatever the reader produced: Python str or None
@@ -203,7 +209,7 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
         raise
     except (OSError, ValueError) as exc:  # broken JSON / parquet / csv, or not text at all
         raise ResultsError(f"{path} cannot be read as a results file ({_first_line(exc)})", fix=_RESULTS_FIX) from None
-    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy"):
+    for name in ("score", "seconds", "extraction_seconds", "ground_truth_accuracy", "p_top1"):
         if name in df.columns:
             df[name] = pd.to_numeric(df[name], errors="coerce")
     try:

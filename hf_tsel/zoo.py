@@ -64,6 +64,9 @@ class ZooEntry:
     output_node: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     notes: str = ""
+    # Facts about the model, not about how to run it: params, imagenet_top1, feature_dim, pretraining_data
+    # (see METADATA_KEYS); they feed the prior:* baseline metrics and never change the features.
+    metadata: dict = field(default_factory=dict)
 
     def __hash__(self) -> int:  # dict fields make the generated hash fail
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
@@ -74,6 +77,7 @@ class ZooEntry:
 
 
 _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
+METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "pretraining_data": str, "source": str}
 _ZOO_FIELDS = {"name", "description", "models", "gaps"}
 
 
@@ -178,6 +182,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     for key in ("name", "loader", "revision", "family", "pretraining", "pooling", "license", "notes"):
         if key in values and not isinstance(values[key], str):
             raise ZooError(f"{where}: {key!r} must be a string, got {values[key]!r}")
+    _check_metadata(values.get("metadata", {}), where)
     for key in ("preprocessing", "key_map", "model_kwargs"):
         if not isinstance(values.get(key, {}), dict):
             raise ZooError(f"{where}: {key!r} must be a mapping, got {values[key]!r}")
@@ -198,6 +203,20 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
     return ZooEntry(**values)
+
+
+def _check_metadata(metadata: Any, where: str) -> None:
+    if not isinstance(metadata, dict):
+        raise ZooError(f"{where}: 'metadata' must be a mapping, got {metadata!r}")
+    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    if unknown:
+        raise ZooError(f"{where}: unknown metadata key(s) {unknown}; valid keys are {sorted(METADATA_KEYS)}")
+    for key, value in metadata.items():
+        kind = METADATA_KEYS[key]
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                               else isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise ZooError(f"{where}: metadata {key!r} must be {kind.__name__} or null, got {value!r}")
 
 
 def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
+    parser.add_argument("--show-metrics", action="store_true",
+                        help="show every metric's score and rank next to the consensus (implied by --metrics)")
+    parser.add_argument("--n-boot", type=non_negative_int, default=200, metavar="B",
+                        help="bootstrap resamples behind P(best) and the rank interval (default 200; 0: none)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
@@ -49,36 +53,76 @@ def _cell(value: float, rank: Any) -> str:
     return f"{value:.3g}\n#{int(rank)}" if rank is not None and not pd.isna(rank) else f"{value:.3g}"
 
 
-def print_leaderboard(df: pd.DataFrame) -> None:
-    """One row per model, one column per metric (score and rank), sorted by the first metric."""
-    from rich.console import Console
+def _leaderboard_order(df: pd.DataFrame, models: list[dict], metrics: list[str]) -> list[dict]:
+    """Models by consensus rank (then P(best)), else by the first metric; unscored models last."""
     import pandas as pd
+
+    key_metric = "consensus" if (df["metric"] == "consensus").any() else (metrics[0] if metrics else None)
+    rows = df[df["metric"] == key_metric].set_index("model")
+    score = rows["score"] if key_metric else pd.Series(dtype=float)
+    p_top1 = rows["p_top1"] if "p_top1" in rows else pd.Series(dtype=float)
+
+    def key(model: dict) -> tuple:
+        value = score.get(model["name"], float("nan"))
+        chance = p_top1.get(model["name"], float("nan"))
+        return (math.isnan(value), -value if not math.isnan(value) else 0.0, -(0.0 if pd.isna(chance) else chance))
+
+    return sorted(models, key=key)
+
+
+def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    import pandas as pd
+
+    cells = {}
+    for r in df[df["metric"] == "consensus"].itertuples():
+        p = "n/a" if pd.isna(r.p_top1) else f"{r.p_top1:.2f}"
+        interval = "n/a" if pd.isna(r.rank_low) else (f"#{int(r.rank_low)}" if r.rank_low == r.rank_high
+                                                       else f"#{int(r.rank_low)}-{int(r.rank_high)}")
+        cells[r.model] = (p, interval)
+    return cells
+
+
+def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
+    """One row per model sorted by consensus, with P(best) and the 90 % rank interval; then the recommendation.
+
+    ``show_metrics`` adds one column per metric (score and rank).
+    """
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     run = df.attrs.get("run", {})
-    metrics = run.get("metrics") or list(dict.fromkeys(df["metric"]))
+    metrics = [m for m in run.get("metrics") or list(dict.fromkeys(df["metric"])) if m != "consensus"]
     models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
-    first = df[df["metric"] == metrics[0]].set_index("model")["score"] if metrics else pd.Series(dtype=float)
-    order = sorted(models, key=lambda m: -first.get(m["name"], float("-inf")) if not pd.isna(first.get(m["name"], float("nan"))) else math.inf)
+    has_consensus = bool((df["metric"] == "consensus").any())
+    shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
     title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {run.get('num_samples', '?')} samples, "
-             f"{run.get('num_classes', '?')} classes (score and #rank per metric, higher is better)")
+             f"{run.get('num_classes', '?')} classes (score and #rank, higher is better; sorted by consensus)")
     console = Console()
     console.print(escape(title), highlight=False)
     table = Table()
     table.add_column("model", style="bold", overflow="fold")
     cells = {(r.model, r.metric): _cell(r.score, r.rank) for r in df.itertuples()}
-    for metric in metrics:
+    confidence = _confidence_cells(df)
+    for metric in shown:
         # never wrap or cut a number: a metric column is as wide as its widest value
         width = max([len(line) for m in models for line in cells.get((m["name"], metric), "n/a").split("\n")] + [4])
         table.add_column(metric, justify="right", no_wrap=True, min_width=width)
+        if metric == "consensus":
+            table.add_column("P(best)", justify="right", no_wrap=True)
+            table.add_column("rank 90%", justify="right", no_wrap=True)
     table.add_column("features", overflow="fold")
-    for model in order:
+    for model in _leaderboard_order(df, models, metrics):
         name = model["name"]
         status = model.get("status", "")
         if status == "failed":
             status = "failed (see below)"
-        table.add_row(escape(name), *[cells.get((name, metric), "n/a") for metric in metrics], status)
+        row = []
+        for metric in shown:
+            row.append(cells.get((name, metric), "n/a"))
+            if metric == "consensus":
+                row += list(confidence.get(name, ("n/a", "n/a")))
+        table.add_row(escape(name), *row, status)
     console.print(table)
     for model in models:
         if model.get("error"):
@@ -90,6 +134,20 @@ def print_leaderboard(df: pd.DataFrame) -> None:
     seconds = run.get("stage_seconds")
     if seconds:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    print_recommendation(run.get("recommendation") or {})
+
+
+def print_recommendation(recommendation: dict) -> None:
+    """The recommendation line, the consensus members (and those dropped, with why) and the sample-size warning."""
+    if not recommendation:
+        return
+    members = ", ".join(recommendation["members"])
+    dropped = "; ".join(f"{m} dropped: {why}" for m, why in recommendation.get("dropped", {}).items())
+    print(f"  consensus of {members} (by {recommendation['rule']}, {recommendation['n_boot']} bootstrap resamples)"
+          + (f"; {dropped}" if dropped else ""))
+    print(recommendation["line"])
+    if recommendation.get("advice"):
+        print(f"warning: {recommendation['advice']}")
 
 
 def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:

@@ -54,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
     df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
+              n_boot=args.n_boot)
     if "run" not in df.attrs:
         return 0
-    print_leaderboard(df)
+    print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     return exit_code(df)

@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
               precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache,
               allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code, loader=args.loader,
-              progress=not args.quiet)
+              progress=not args.quiet, n_boot=args.n_boot)
     if "run" not in df.attrs:  # a non-main process of `accelerate launch`
         return 0
-    print_leaderboard(df)
+    print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     if args.push_to:
         from ..publish import push_results

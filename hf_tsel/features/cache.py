@@ -48,7 +48,7 @@ _KEY_FORMAT = re.compile(r"^[0-9a-f]{32}$")  # cache_key(): 32 hex digits
 # every file name the cache writes inside an entry (temporary files start with "." and end with ".tmp")
 _OWN_FILE = re.compile(r"^(manifest\.json|features\.safetensors|\d{6}\.safetensors)(\.corrupt)?$|^\..+\.tmp$")
 # ZooEntry fields that only label a model; they do not change its features.
-_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes"}
+_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata"}
 
 
 def default_cache_dir() -> Path:

@@ -300,9 +300,35 @@ def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return table.sort_values("mean", ascending=False)
 
 
+def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Consensus, its members, the priors and a random pick: weighted tau per task, mean and worst, top-1 regret.
+
+    Random: expected tau 0 and expected regret ``best - mean accuracy``.
+    """
+    from ..metrics.consensus import CONSENSUS_MEMBERS
+    from ..metrics.priors import PRIOR_METRICS
+
+    rows = evaluation[(evaluation["protocol"] == protocol)
+                      & evaluation["metric"].isin(["consensus", *CONSENSUS_MEMBERS, *PRIOR_METRICS])]
+    gt = ground_truth[ground_truth["protocol"] == protocol].groupby("dataset")["accuracy"]
+    random = pd.DataFrame({"dataset": gt.max().index, "metric": "random", "weighted_kendall_tau": 0.0,
+                           "top1_regret": (gt.max() - gt.mean()).to_numpy()})
+    rows = pd.concat([rows[["dataset", "metric", "weighted_kendall_tau", "top1_regret"]], random])
+    table = rows.pivot_table(index="metric", columns="dataset", values="weighted_kendall_tau", aggfunc="first")
+    summary = rows.groupby("metric").agg(mean_tau=("weighted_kendall_tau", "mean"),
+                                         worst_tau=("weighted_kendall_tau", "min"),
+                                         mean_top1_regret=("top1_regret", "mean"))
+    return table.join(summary).sort_values("mean_tau", ascending=False)
+
+
 def markdown_summary(result: OfflineBenchmarkResult) -> str:
     """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
     parts = []
+    for protocol in sorted(result.evaluation["protocol"].unique()):
+        parts.append(f"How sure is the answer? Consensus, its members, the priors and random against the "
+                     f"**{protocol}** ground truth (weighted tau per dataset; top-1 regret in accuracy; the "
+                     "calibration of P(best) is measured by benchmarks/consensus_calibration.py):\n")
+        parts.append(_markdown(answer_table(result.evaluation, result.ground_truth, protocol).reset_index()))
     for protocol in sorted(result.evaluation["protocol"].unique()):
         table = weighted_tau_table(result.evaluation, protocol)
         parts.append(f"Weighted Kendall tau against the **{protocol}** ground truth "

@@ -323,6 +323,8 @@ def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
         raise MetricInputError(spec.name, "this metric min-max scales over the models and needs at least 2.",
                                "score at least two models together.")
     kwargs = _call_kwargs(spec, seed, params)
+    if probs and "source_probs" in spec.parameters:
+        kwargs.setdefault("source_probs", probs)
     inputs = {model: prepare_inputs(spec.name, feats, labels, needs_features=True, needs_source_probs=False,
                                     device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
               for model, feats in features_by_model.items()}
