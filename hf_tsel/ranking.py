@@ -59,6 +59,7 @@ class ModelOutcome:
                 "status": self.status, "error": self.error, "extraction_seconds": round(self.extraction_seconds, 3),
                 "data_seconds": round(self.data_seconds, 3), "forward_seconds": round(self.forward_seconds, 3),
                 "num_corrupt": self.num_corrupt, "has_source_logits": has_logits,
+                "details": self.features.manifest.get("details", {}) if self.features is not None else {},
                 "feature_dim": None if self.features is None else int(self.features.features.shape[1])}
 
 
@@ -235,6 +236,7 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                       stacklevel=2)
     manifest = {"model": entry.name, "model_id": entry.hub_id, "model_revision": backbone.resolved_revision,
                 "loader": entry.loader, "pooling": entry.pooling, "preprocessing": backbone.preprocessing,
+                "details": backbone.details,  # e.g. preprocessing fixes applied by the loader
                 "dataset": data.name, "config": data.config, "split": data.split, "dataset_fingerprint": data.fingerprint,
                 "sample_key": data.sample_key, "num_corrupt": result.num_corrupt, "tool_version": __version__}
     features = CachedFeatures(result.features, result.positions, result.source_logits, manifest)

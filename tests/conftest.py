@@ -42,7 +42,7 @@ def offline_zoo_dir(tmp_path_factory) -> Path:
 
     Converting real weights takes seconds; every test that needs these models shares this folder.
     """
-    from hf_tsel.offline_models import prepare_offline_zoo
+    from hf_tsel.offline.models import prepare_offline_zoo
 
     home = tmp_path_factory.mktemp("hf_tsel_home")
     prepare_offline_zoo(home, names=["efficientnet-lite0", "open-nsfw"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 from ..defaults import DEFAULT_METRICS
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
 from ._args import positive_int
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
@@ -34,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):
     """A stratified sample of a packaged dataset as a ``datasets.Dataset`` (``image`` + ``label`` ClassLabel)."""
     from ..data import from_arrays, stratified_sample
+    from ..offline.packaged_data import digits_arrays, fashion_mnist_arrays
 
     images, labels, class_names = digits_arrays() if name == "digits" else fashion_mnist_arrays(split)
     keep = stratified_sample(labels, samples_per_class=samples_per_class, seed=seed)
@@ -42,7 +42,7 @@ def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..offline_models import prepare_offline_zoo
+    from ..offline.models import prepare_offline_zoo
     from ..ranking import rank, resolve_metrics
 
     check_outputs(args.output, overwrite=args.overwrite)

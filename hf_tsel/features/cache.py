@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import CacheError
+from ..paths import tsel_home
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
 
@@ -53,8 +54,7 @@ _DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadat
 
 def default_cache_dir() -> Path:
     """``$HF_TSEL_HOME/features``; ``HF_TSEL_HOME`` defaults to ``~/.cache/hf-tsel``."""
-    home = os.environ.get("HF_TSEL_HOME") or Path("~/.cache/hf-tsel").expanduser()
-    return Path(home) / "features"
+    return tsel_home() / "features"
 
 
 def model_spec(entry: Any) -> dict[str, Any]:

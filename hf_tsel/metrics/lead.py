@@ -33,6 +33,7 @@ from typing import Sequence
 
 import torch
 
+from ..sampling import shuffled_by_class
 from ._common import one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
@@ -95,10 +96,9 @@ def ovr_svm_probabilities(features: torch.Tensor, labels: torch.Tensor, num_clas
         decision = augmented @ _fit_ovr_svm(augmented, signs, gram, svm_c, max_iter)
     else:
         fold_of = torch.empty(n, dtype=torch.long, device=features.device)
-        for c in range(num_classes):  # stratified: consecutive ranks of a shuffled class go to different folds
-            members = torch.nonzero(labels == c).flatten()
-            fold_of[members[torch.randperm(len(members), generator=generator).to(members.device)]] = (
-                torch.arange(len(members), device=features.device) % folds)
+        # stratified: consecutive ranks of a shuffled class go to different folds
+        for members in shuffled_by_class(labels, range(num_classes), lambda n: torch.randperm(n, generator=generator)):
+            fold_of[members] = torch.arange(len(members), device=features.device) % folds
         decision = torch.empty(n, num_classes, dtype=features.dtype, device=features.device)
         for fold in range(folds):
             held_out = fold_of == fold
@@ -208,8 +208,8 @@ def lead(inputs: MetricInputs, *, eta: float = 1e-6, t: float = 1.0, samples_per
     layers = init_mlp_head(features.shape[1], k, hidden, generator=generator, dtype=features.dtype,
                            device=features.device)
     # Mean eigenvalue of each class's S x S NTK = its trace / S; all classes share one batched pass.
-    chosen = [members[torch.randperm(len(members), generator=generator)[:samples_per_class].to(members.device)]
-              for members in (torch.nonzero(labels == c).flatten() for c in range(k))]
+    chosen = [members[:samples_per_class]
+              for members in shuffled_by_class(labels, range(k), lambda n: torch.randperm(n, generator=generator))]
     diagonal = head_ntk_diagonal(layers, features[torch.cat(chosen)]).double()
     sample_class = torch.repeat_interleave(torch.arange(k, device=features.device),
                                            torch.tensor([len(c) for c in chosen], device=features.device))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,6 +90,17 @@ def test_results_files_roundtrip_with_run_metadata(tmp_path, fake_models, suffix
     pd.testing.assert_frame_equal(back[["model", "metric", "rank"]], df[["model", "metric", "rank"]])
     np.testing.assert_allclose(back["score"], df["score"])
     assert back["note"].isna().sum() == df["note"].isna().sum()
+
+
+def test_backbone_details_reach_the_run_metadata_and_the_cache_manifest(tmp_path, fake_models):
+    zoo, _ = fake_models
+    for expected_status in ("extracted", "cached"):
+        df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path)
+        models = {m["name"]: m for m in df.attrs["run"]["models"]}
+        assert models["alpha"]["status"] == expected_status
+        assert models["alpha"]["details"] == {"features": "colour statistics"}
+    manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")]
+    assert manifests and all(m["details"] == {"features": "colour statistics"} for m in manifests)
 
 
 def test_results_validation_names_the_problem():
