@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import check_output_file
+from ._args import check_output_file, non_negative_int
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -138,7 +138,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def write_tiny_zoo(path: Path, hub_cache, keys: list[str]) -> Path:
-    """A zoo YAML of the MODEL engineer's tiny cached models (``hub_cache.ids[key]``), timm/transformers loaders."""
+    """A zoo YAML of the tiny cached models of ``hub_cache`` (``hub_cache.ids[key]``), timm/transformers loaders."""
     loaders = {"transformers_vit": "transformers"}
     models = "".join(f"  - name: {key.replace('_', '-')}\n    hub_id: {hub_cache.ids[key]}\n"
                      f"    loader: {loaders.get(key, 'timm')}\n" for key in keys)
@@ -169,18 +169,14 @@ def run_cli(args: list[str], env: dict, timeout: float = 240):
                           timeout=timeout)
 
 
-def launch_two_cpu_processes() -> list[str]:
-    """``torchrun`` of ``hf_tsel.cli`` as 2 CPU processes (gloo) on a free port; append the CLI arguments.
+def launch_two_cpu_processes(port: int) -> list[str]:
+    """``torchrun`` of ``hf_tsel.cli`` as 2 CPU processes (gloo) rendezvousing on ``port``; append the CLI arguments.
 
     ``accelerate launch --cpu --num_processes 2`` would start a single process: without MPI,
     accelerate's simple launcher does not spawn CPU workers. torchrun sets the ``torch.distributed``
     environment that ``Accelerator(cpu=True)`` turns into a 2-process gloo group.
     """
-    import socket
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
             "--master_port", str(port), "-m", "hf_tsel.cli"]

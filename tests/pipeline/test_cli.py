@@ -144,7 +144,7 @@ def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
+def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path, free_port):
     """Two launched CPU processes (image-parallel: --no-cache) shard each model's images; results equal one process.
 
     24 images in batches of 5 leave uneven last batches, so the padding duplicates must be dropped.
@@ -153,7 +153,7 @@ def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
     args = ["rank", dataset, "--zoo", str(zoo), "--metrics", "logme,leep", "--batch-size", "5", "--no-cache", "-q"]
     single = run_cli([*args, "-o", str(tmp_path / "one.json")], env)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([*launch_two_cpu_processes(), *args, "-o", str(tmp_path / "two.json")], env=env,
+    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "-o", str(tmp_path / "two.json")], env=env,
                             capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("timm-cnn") == 1  # only the main process prints the table

@@ -138,11 +138,11 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
 
 
 @pytest.mark.slow
-def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_setup, tmp_path):
+def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_setup, tmp_path, free_port):
     env, zoo, dataset = cli_setup
     args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
             "--metrics", "logme,leep,hscore"]
-    double = subprocess.run([*launch_two_cpu_processes(), *args, "--cache-dir", str(tmp_path / "c"),
+    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "--cache-dir", str(tmp_path / "c"),
                              "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
     _, run = read_results(tmp_path / "two.json")
