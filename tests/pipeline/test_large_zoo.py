@@ -108,6 +108,7 @@ def _manifests(cache: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three CLI runs in subprocesses on a loaded 2-core machine
 def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup, tmp_path):
     env, zoo, dataset = cli_setup
     cache = tmp_path / "shared-cache"
@@ -138,6 +139,7 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a 2-process launch and a 1-process run in subprocesses
 def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_setup, tmp_path, free_port):
     env, zoo, dataset = cli_setup
     args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
