@@ -134,7 +134,7 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
                       "-o", str(tmp_path / "single.json")], env)
     assert single.returncode == 0, single.stderr
     one, union = _scores(tmp_path / "single.json"), _scores(tmp_path / "merged.json")
-    assert one.keys() == union.keys() and len(one) == 9
+    assert one.keys() == union.keys() and len(one) == 12  # 3 models x (3 metrics + consensus)
     np.testing.assert_allclose([union[k] for k in one], [one[k] for k in one], rtol=1e-5)
 
 
@@ -156,5 +156,5 @@ def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_se
     single = run_cli([*args, "--no-cache", "-q", "-o", str(tmp_path / "one.json")], env)
     assert single.returncode == 0, single.stderr
     one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
-    assert one.keys() == two.keys() and len(one) == 9
+    assert one.keys() == two.keys() and len(one) == 12  # 3 models x (3 metrics + consensus)
     np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)
