@@ -42,8 +42,8 @@ def _evaluate(spec, features: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     if spec.consumes == "model_set":
         anchor, _ = _clusters(1.0, seed=99, n_per_class=len(labels) // N_CLASSES, dim=features.shape[1])
         return score_zoo(spec.name, {"model": features, "anchor": anchor[:len(labels)]}, labels, seed=seed)["model"]
-    probs = _probs(features) if spec.consumes == "source_probs" else None
-    return score(spec.name, features if spec.consumes == "features" else None, labels, source_probs=probs, seed=seed)
+    probs = _probs(features) if "source_probs" in spec.consumes else None
+    return score(spec.name, features if "features" in spec.consumes else None, labels, source_probs=probs, seed=seed)
 
 
 @functools.lru_cache(maxsize=None)
