@@ -203,6 +203,7 @@ def lda_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes:
     Every sample's posterior comes from the LDA fitted on the other folds (``folds = 1``: in-sample),
     with the pooled within-class covariance shrunk as scikit-learn's ``shrinkage="auto"``.
     """
+    features = features.double()  # an over-confident LDA needs the range: a float32 posterior can underflow to 0
     fold_of = (torch.zeros(len(labels), dtype=torch.long, device=labels.device) if folds <= 1
                else stratified_folds(labels, num_classes, folds, generator))
     posteriors = torch.empty(len(labels), num_classes, dtype=features.dtype, device=features.device)
@@ -359,4 +360,5 @@ def lead(inputs: MetricInputs, *, t: float = 1.0, time_unit: float | None = None
     rate = per_class / (pooled if time_unit is None else time_unit)
     evolved = evolve_logits(probabilities.double(), one_hot(labels, k), rate[labels], t)
     # F_t is a convex combination of probability vectors: its cross-entropy with the labels is -log F_t[y].
-    return float(torch.log(evolved[torch.arange(len(labels), device=labels.device), labels]).mean())
+    true_class = evolved[torch.arange(len(labels), device=labels.device), labels]
+    return float(torch.log(true_class.clamp_min(torch.finfo(true_class.dtype).tiny)).mean())  # t = 0: F_0 may be 0

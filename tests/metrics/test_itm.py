@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from hf_tsel.metrics import MetricInputError, score
-from hf_tsel.metrics.itm import adaptive_rate, dca_target, mean_centre_distance, stratified_split
+from hf_tsel.metrics._validation import prepare_inputs
+from hf_tsel.metrics.itm import (adaptive_rate, dca_target, itm_trace, mean_centre_distance, stratified_split,
+                                 training_span)
 
 from .synthetic import one_hot_blobs
 
-FAST = dict(iterations=100, eval_every=50)
+FAST = dict(iterations=100, checks=2)
 
 
 _data = functools.partial(one_hot_blobs, n_per_class=40, classes=4, dim=16)
@@ -82,5 +84,44 @@ def test_stratified_four_to_one_split():
 
 def test_bad_parameters_are_explained():
     features, labels = _data(1.0)
-    with pytest.raises(MetricInputError, match="eval_every"):
-        score("itm", features, labels, iterations=10, eval_every=100)
+    with pytest.raises(MetricInputError, match="epochs > 0"):
+        score("itm", features, labels, epochs=0)
+    with pytest.raises(MetricInputError, match="checks >= 1"):
+        score("itm", features, labels, checks=0)
+
+
+def _inputs(features, labels):
+    return prepare_inputs("itm", features, labels, needs_features=True, needs_source_probs=False)
+
+
+def test_validation_does_not_decay_when_n_train_is_below_d():
+    """N_train = 160 < D = 400. The literal 500 iterations are 500 passes over the training part: the
+    map over-fits and the validation log-likelihood falls throughout (below the new final accuracy).
+    With the budget in passes (20) and the map restricted to the training span it does not fall."""
+    inputs = _inputs(*one_hot_blobs(4.0, n_per_class=50, classes=4, dim=400, seed=1))
+    new = itm_trace(inputs, checks=10)
+    assert new.accuracy[-1] >= new.accuracy[0] and new.log_likelihood[-1] >= new.log_likelihood[0]
+    assert all(later >= earlier - 0.02 for earlier, later in zip(new.log_likelihood, new.log_likelihood[1:]))
+    old = itm_trace(inputs, iterations=500, span=False, checks=10)
+    assert old.log_likelihood[-1] < old.log_likelihood[0] - 1.0
+    assert old.accuracy[-1] < new.accuracy[-1]
+
+
+@pytest.mark.parametrize("per_class, expected", [(50, 20), (200, 50)])
+def test_iterations_follow_the_budget_in_passes(per_class, expected):
+    """``ceil(epochs * N_train / batch)``, batch min(256, N_train): 20 passes of 160 (batch 160) or 640 samples."""
+    trace = itm_trace(_inputs(*one_hot_blobs(2.0, n_per_class=per_class, classes=4, dim=8)), checks=4)
+    assert trace.iterations[-1] == expected and len(trace.iterations) == 4
+    assert itm_trace(_inputs(*one_hot_blobs(2.0, n_per_class=50, classes=4, dim=8)), iterations=30,
+                     checks=3).iterations == [10, 20, 30]
+
+
+def test_training_span_is_an_orthonormal_basis_of_the_training_rows():
+    rng = np.random.default_rng(0)
+    features = torch.from_numpy(rng.normal(size=(30, 50)))
+    rows = torch.arange(20)
+    basis = training_span(features, rows)
+    assert basis.shape == (50, 20)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(20, dtype=basis.dtype), rtol=0, atol=1e-10)
+    torch.testing.assert_close(features[rows] @ basis @ basis.T, features[rows], rtol=0, atol=1e-10)
+    assert training_span(features[:, :10], rows) is None  # N_train >= D: nothing to drop
