@@ -32,8 +32,9 @@ from ._common import class_means, one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["itm", "itm_trace", "ITMTrace", "training_span", "adaptive_rate", "dca_target", "stratified_split", "mean_centre_distance"]
+__all__ = ["itm", "itm_trace", "training_budget", "ITMTrace", "training_span", "adaptive_rate", "dca_target", "stratified_split", "mean_centre_distance"]
 
+PAPER_BATCH = 256
 PAPER = "Zheng et al., Implicit Modeling for Transferability Estimation of Vision Foundation Models, NeurIPS 2025"
 
 
@@ -100,15 +101,38 @@ class ITMTrace:
     accuracy: list[float]
 
 
-def itm_trace(inputs: MetricInputs, *, epochs: float = 20.0, iterations: int | None = None, batch_size: int = 256,
-              lr: float = 5e-3, weight_decay: float = 1e-2, checks: int = 5, pc_weight: float = 1.0,
-              anchor_rate: float = 0.5, anchor_distance: float = 1.0, span: bool = True, seed: int = 0) -> ITMTrace:
+def training_budget(n_train: int, epochs: float | None, iterations: int | None,
+                    batch_size: int | None) -> tuple[int, int]:
+    """``(iterations, batch)`` from any two of: passes over the training part, iterations, batch size.
+
+    * ``batch_size=None``: ``batch = min(256, ceil(epochs * n_train / iterations))``, so that the
+      iterations cover at most ``epochs`` passes (the paper's 256 caps it);
+    * ``iterations=None``: ``iterations = ceil(epochs * n_train / batch)``;
+    * ``epochs=None``: both as given (the paper's literal 500 x 256).
+    The batch never exceeds ``n_train``.
+    """
+    if batch_size is None:
+        batch = min(PAPER_BATCH, max(1, math.ceil(epochs * n_train / iterations)))
+    else:
+        batch = batch_size
+    batch = min(batch, n_train)
+    if iterations is None:
+        iterations = max(1, math.ceil(epochs * n_train / batch))
+    return iterations, batch
+
+
+def itm_trace(inputs: MetricInputs, *, epochs: float | None = 20.0, iterations: int | None = 500,
+              batch_size: int | None = None, lr: float = 5e-3, weight_decay: float = 1e-2, checks: int = 5,
+              pc_weight: float = 1.0, anchor_rate: float = 0.5, anchor_distance: float = 1.0, span: bool = True,
+              seed: int = 0) -> ITMTrace:
     """Train ITM's module (see :func:`itm`) and return its validation checks."""
-    if epochs <= 0 or (iterations is not None and iterations < 1) or batch_size < 1 or checks < 1 or lr <= 0:
-        raise MetricInputError("itm", f"need epochs > 0, iterations None or >= 1, batch_size >= 1, checks >= 1 and "
-                               f"lr > 0 (got epochs={epochs}, iterations={iterations}, batch_size={batch_size}, "
-                               f"checks={checks}, lr={lr}).", "use the defaults epochs=20, batch_size=256, checks=5, "
-                               "lr=5e-3.")
+    given = [v is not None for v in (epochs, iterations, batch_size)]
+    if (sum(given) != 2 or (epochs is not None and epochs <= 0) or (iterations is not None and iterations < 1)
+            or (batch_size is not None and batch_size < 1) or checks < 1 or lr <= 0):
+        raise MetricInputError("itm", f"give exactly two of epochs (> 0), iterations (>= 1) and batch_size (>= 1), "
+                               f"and checks >= 1, lr > 0 (got epochs={epochs}, iterations={iterations}, "
+                               f"batch_size={batch_size}, checks={checks}, lr={lr}).",
+                               "use the defaults epochs=20, iterations=500, batch_size=None, checks=5, lr=5e-3.")
     features, labels, k = inputs.features, inputs.labels, inputs.num_classes
     features = (features - features.mean(dim=0)) / features.std(dim=0, correction=0).clamp_min(1e-8)
     generator = torch.Generator().manual_seed(int(seed))
@@ -119,9 +143,8 @@ def itm_trace(inputs: MetricInputs, *, epochs: float = 20.0, iterations: int | N
     basis = training_span(features, train) if span else None
     if basis is not None:
         features = features @ basis
-    # Budget in passes over the training part (the paper's 500 x 256 samples are 2-80 passes of its datasets).
-    batch = min(batch_size, len(train))
-    total = iterations if iterations is not None else max(checks, math.ceil(epochs * len(train) / batch))
+    total, batch = training_budget(len(train), epochs, iterations, batch_size)
+    total = max(total, checks)
     check_at = sorted({max(1, round(total * (i + 1) / checks)) for i in range(checks)})
     # Choice: the mapped embedding has one dimension per class, so the one-hot centres are orthonormal.
     centres = one_hot(torch.arange(k, device=features.device), k, features.dtype)
@@ -156,18 +179,21 @@ def itm_trace(inputs: MetricInputs, *, epochs: float = 20.0, iterations: int | N
 
 
 @register("itm", consumes="features", paper=PAPER, stochastic=True)
-def itm(inputs: MetricInputs, *, epochs: float = 20.0, iterations: int | None = None, batch_size: int = 256,
-        lr: float = 5e-3, weight_decay: float = 1e-2, checks: int = 5, pc_weight: float = 1.0,
-        anchor_rate: float = 0.5, anchor_distance: float = 1.0, span: bool = True, seed: int = 0) -> float:
+def itm(inputs: MetricInputs, *, epochs: float | None = 20.0, iterations: int | None = 500,
+        batch_size: int | None = None, lr: float = 5e-3, weight_decay: float = 1e-2, checks: int = 5,
+        pc_weight: float = 1.0, anchor_rate: float = 0.5, anchor_distance: float = 1.0, span: bool = True,
+        seed: int = 0) -> float:
     """ITM: validation log-likelihood after divide-and-conquer adaptation of a linear map (NeurIPS'25, Eq. 7-12).
 
     Args:
-        epochs: training budget in passes over the training part; the iteration count is
-            ``ceil(epochs * N_train / batch)`` (choice: 20, the median of the paper's 500 iterations x
-            256 samples over its ten datasets' 4/5 training parts).
-        iterations: a fixed iteration count instead (the paper's literal 500; ablation).
-        batch_size, lr: AdamW training of the module (paper: 256, 5e-3); ``weight_decay`` is AdamW's
-            (choice: PyTorch's default 1e-2).
+        epochs, iterations, batch_size: the training budget, any two of them (:func:`training_budget`).
+            Default: the paper's 500 iterations with the batch (at most the paper's 256) chosen so
+            that they make at most 20 passes over the training part (choice: 20 is the median of the
+            paper's 500 x 256 samples over its ten datasets' 4/5 training parts, 2-80 passes).
+            ``epochs=None, batch_size=256``: the literal 500 x 256 (old behaviour);
+            ``iterations=None, batch_size=256``: 20 passes at batch 256, iterations derived from N
+            (under-trains small targets: few AdamW steps).
+        lr: AdamW learning rate (paper 5e-3); ``weight_decay`` is AdamW's (choice: PyTorch's 1e-2).
         checks: evenly spaced validation checks (paper: every 100 of 500 iterations, i.e. 5); the
             score averages them.
         pc_weight: lambda of Eq. 8, the weight of the pseudo-cluster MSE next to the cross-entropy.
