@@ -178,10 +178,19 @@ def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None
 def _hub_load_dataset(repo_id: str, config: str | None, split: str, revision: str | None) -> Any:
     import datasets
     from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub import constants
+    from huggingface_hub.errors import RevisionNotFoundError
 
     try:
         return datasets.load_dataset(repo_id, config, split=split, revision=revision)
-    except DatasetNotFoundError as exc:
+    except DatasetNotFoundError as exc:  # datasets raises it for missing repos, missing revisions and gated repos
+        if isinstance(exc.__cause__, RevisionNotFoundError):
+            raise DataError(f"dataset {repo_id!r} has no revision {revision!r}.",
+                            fix="pass a branch, tag or commit sha of the dataset with --revision.") from None
+        if "gated dataset" in str(exc):  # datasets re-raises this one without its GatedRepoError cause
+            raise DataError(f"dataset {repo_id!r} is gated and the Hub refused access to it.",
+                            fix=f"accept its conditions on {constants.ENDPOINT}/datasets/{repo_id}, then log in with "
+                                "`hf auth login` or set HF_TOKEN.") from None
         raise DataError(f"dataset {repo_id!r} was not found on the Hub ({exc}), and no local folder has that name. "
                         "Check the id or path (and your access for gated or private datasets: `hf auth login`).") from None
     except ValueError as exc:

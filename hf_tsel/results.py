@@ -5,8 +5,6 @@ schema, so a results file from ``hf-tsel rank --output`` can be pushed or compar
 
 Example:
     >>> import pandas as pd
-
-from .errors import ResultsError
     >>> df = pd.DataFrame([empty_record(dataset="d", split="train", model="m", metric="logme", score=1.0)])
     >>> validate_results(df)["rank"].tolist()
     [1]
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .errors import ResultsError
 
 __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
            "write_results", "read_results"]

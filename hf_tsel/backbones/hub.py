@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,10 +25,27 @@ from .base import BackboneLoadError
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt")
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Broken connections as raised by huggingface_hub's HTTP client (httpx2 in 2.x, httpx in 1.x).
+
+    requests (0.x) raises OSError subclasses, which ``ConnectionError`` below already covers.
+    """
+    errors = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
 @contextmanager
 def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
     """Translate huggingface_hub exceptions into :class:`BackboneLoadError` with advice."""
-    page = f"https://huggingface.co/{model}"
+    page = f"{constants.ENDPOINT}/{model}"
     try:
         yield
     except BackboneLoadError:
@@ -66,8 +84,11 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
                 model, "private", f"access denied: use a token (HF_TOKEN / `hf auth login`) with read access to {page}"
             ) from None
         raise BackboneLoadError(model, "network", f"the Hub answered with an error ({exc}); retry later") from None
-    except ConnectionError as exc:
-        raise BackboneLoadError(model, "network", f"connection failed ({exc}); check your network and retry") from None
+    except (ConnectionError, *_TRANSPORT_ERRORS) as exc:  # e.g. the server went away in the middle of a download
+        raise BackboneLoadError(
+            model, "network", f"the connection to the Hub broke off ({exc}); check your network and run the same "
+            "command again",
+        ) from None
 
 
 def hub_file(repo_id: str, filename: str, revision: str = "main", *, required: bool = True) -> Path | None:

@@ -1,16 +1,12 @@
-"""Fixtures for the publishing tests: results tables, a fake Hub on 127.0.0.1 and a CLI runner.
+"""Fixtures for the publishing tests: results tables, the Hub stand-in on 127.0.0.1 and a CLI runner.
 
 ``huggingface_hub`` reads ``HF_ENDPOINT`` when it is imported, so pushes run in subprocesses whose
-environment points at the fake Hub (and never at huggingface.co).
+environment points at the stand-in (``tests/hub/``) and never at huggingface.co.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +14,11 @@ import pytest
 
 from hf_tsel.results import empty_record, validate_results, write_results
 
-from .fake_hub import FakeHub
+from ..hub.harness import REPO_ROOT, client_env, run_cli, start_cli  # noqa: F401 (used by the test modules)
+from ..hub.harness import TEST_TOKEN as FAKE_TOKEN
+from ..hub.server import HubServer
 
-FAKE_TOKEN = "hf_fakeSecretToken0123456789abcdefXYZ"
 MODELS = ["resnet50", "vit-b16", "dino-s16", "mae-b16", "clip-b32", "convnext-t"]
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_results(run_id: str, models: list[str], *, dataset: str = "org/flowers", metrics=("logme", "leep"),
@@ -49,34 +45,16 @@ def make_results(run_id: str, models: list[str], *, dataset: str = "org/flowers"
 
 @pytest.fixture
 def fake_hub():
-    with FakeHub() as hub:
+    with HubServer() as hub:
         yield hub
 
 
 @pytest.fixture
 def hub_env(tmp_path):
-    """Environment for subprocesses talking to a fake Hub (call with the hub)."""
-    def env_for(hub: FakeHub, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_TOKEN=FAKE_TOKEN, HF_HOME=str(tmp_path / "hf_home"),
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", NO_PROXY="127.0.0.1,localhost",
-                   PYTHONPATH=str(REPO_ROOT))
-        env.update(extra)
-        return env
+    """Environment for subprocesses talking to a Hub stand-in (call with the hub)."""
+    def env_for(hub: HubServer, **extra: str) -> dict[str, str]:
+        return client_env(hub.url, tmp_path, **extra)
     return env_for
-
-
-# like the installed `hf-tsel` script (`python -m hf_tsel.cli` would give a second copy of the cli module)
-_CLI = [sys.executable, "-c", "import sys; from hf_tsel.cli import main; sys.exit(main(sys.argv[1:]))"]
-
-
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*_CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
-
-
-def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([*_CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO_ROOT)
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from hf_tsel.publish.schema import FIELD_DOCS, merge_results, same_records
 from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, write_results
 
 from .conftest import FAKE_TOKEN, REPO_ROOT, make_results, run_cli, start_cli
-from .fake_hub import FakeHub
+from ..hub.server import HubServer
 
 REPO = "hf-tsel-test/results"
 
 
-def read_published(hub: FakeHub, tmp_path, repo: str = REPO) -> pd.DataFrame:
+def read_published(hub: HubServer, tmp_path, repo: str = REPO) -> pd.DataFrame:
     local = tmp_path / "published.parquet"
     local.write_bytes(hub.file(repo, RESULTS_PATH_IN_REPO))
     return read_results(local)[0]
@@ -134,7 +134,7 @@ def test_newer_run_replaces_older_records(fake_hub, hub_env, tmp_path):
 
 
 def test_concurrent_pushes_lose_nothing(hub_env, tmp_path):
-    with FakeHub(hold_commits=2) as hub:  # both pushers build their commit on the same head
+    with HubServer(hold_commits=2) as hub:  # both pushers build their commit on the same head
         env = hub_env(hub)
         files = [write_results(make_results(f"run-{i}", [f"model-{i}-{j}" for j in range(3)], seed=i),
                                tmp_path / f"r{i}.parquet", {}) for i in (1, 2)]

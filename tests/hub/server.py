@@ -1,14 +1,24 @@
-"""A small in-memory Hugging Face Hub for offline tests of the publishing code.
+"""A local stand-in for the Hugging Face Hub HTTP API, for tests of both the download and the upload side.
 
-It speaks the subset of the Hub HTTP API that ``huggingface_hub`` 2.x uses for ``create_repo``,
-``create_commit``/``upload_folder`` (preupload, NDJSON commit, LFS batch + PUT), ``repo_info``,
-``list_repo_tree``, ``get_paths_info``, ``hf_hub_download``, ``snapshot_download`` and
-``add_space_variable``. Commits get real sha1 ids and a commit whose ``parentCommit`` is not the branch
-head is refused with HTTP 412, like the Hub. Clients must run with ``HF_HUB_DISABLE_XET=1`` (binary files then go through the LFS batch API).
+It speaks the subset of the Hub API that the real clients (``huggingface_hub``, ``datasets``, ``timm``,
+``transformers``) call, with the Hub's headers and error codes:
 
-Usage::
+- download: repo info (``/api/{type}s/{repo}[/revision/{rev}]``), tree listing, paths-info, and
+  ``/[datasets/]{repo}/resolve/{rev}/{file}`` (GET and HEAD) with ``ETag``, ``X-Repo-Commit``,
+  ``Content-Length`` and ``Range``. Like the Hub, LFS files (binary ones) are answered with a 302 to a
+  separate "CDN" origin (a second listener) carrying ``X-Linked-Etag``/``X-Linked-Size``, so the client
+  drops the ``Authorization`` header for the blob download;
+- errors: 404/401 ``RepoNotFound``, 404 ``RevisionNotFound`` and ``EntryNotFound`` (with
+  ``X-Repo-Commit``), 401/403 ``GatedRepo`` for gated repos (metadata stays public, files do not);
+- upload: create repo, preupload, NDJSON commit (HTTP 412 on a stale ``parentCommit``), LFS batch +
+  PUT, ``validate-yaml``, Space variables. Clients must run with ``HF_HUB_DISABLE_XET=1``.
 
-    with FakeHub() as hub:          # serves on 127.0.0.1:<ephemeral port>
+Tests seed repos with :meth:`HubServer.add_repo` / :meth:`HubServer.commit`, can make a blob's download
+die half-way (:meth:`HubServer.cut_download`) and inspect :attr:`HubServer.requests`. Both listeners bind
+127.0.0.1 on ephemeral ports and stop when the ``with`` block ends::
+
+    with HubServer() as hub:
+        sha = hub.add_repo("org/tiny", {"config.json": b"{}", "model.safetensors": weights})
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", ...}
 """
 
@@ -18,10 +28,11 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
@@ -29,6 +40,8 @@ _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _API_REPO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(.*))?$")
 _RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 _LFS_BATCH = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch$")
+_CDN_BLOB = re.compile(r"^/([0-9a-f]{64})/(.+)$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -36,13 +49,11 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _is_binary(sample: bytes) -> bool:
-    if b"\0" in sample:
-        return True
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return False
+    return b"\0" in sample
 
 
 @dataclass
@@ -50,10 +61,14 @@ class StoredFile:
     data: bytes
     lfs: bool
 
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
     def entry(self, path: str) -> dict:
         info = {"type": "file", "path": path, "size": len(self.data), "oid": git_blob_sha1(self.data)}
         if self.lfs:
-            info["lfs"] = {"oid": hashlib.sha256(self.data).hexdigest(), "size": len(self.data), "pointerSize": 130}
+            info["lfs"] = {"oid": self.sha256, "size": len(self.data), "pointerSize": 130}
         return info
 
 
@@ -71,6 +86,7 @@ class Repo:
     repo_id: str
     sdk: str | None
     private: bool
+    gated: bool = False
     commits: list[Commit] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
 
@@ -84,8 +100,19 @@ class Repo:
         return next((c for c in self.commits if c.sha == revision), None)
 
 
-class FakeHub:
-    """In-memory Hub served over HTTP on 127.0.0.1 (a thread of the calling process).
+@dataclass(frozen=True)
+class Request:
+    """One request as the server saw it (``server`` is ``"api"`` or ``"cdn"``)."""
+
+    server: str
+    method: str
+    path: str
+    authorization: str | None
+    range: str | None
+
+
+class HubServer:
+    """In-memory Hub served over HTTP on 127.0.0.1 (threads of the calling process).
 
     ``hold_commits=n`` makes the first ``n`` commit requests wait for each other (up to 30 s) before any is
     applied, so concurrent pushers are guaranteed to race on the same parent commit.
@@ -94,29 +121,69 @@ class FakeHub:
     def __init__(self, *, hold_commits: int = 0) -> None:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
-        self.authorizations: list[str] = []
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[Request] = []
         self.conflicts = 0
+        self._cut: dict[str, bool] = {}  # sha256 -> whether its truncated download was already served
         self._lock = threading.Lock()
         self._hold = threading.Barrier(hold_commits, timeout=30) if hold_commits > 1 else None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self, name)) for name in ("api", "cdn")]
+        for server in self._servers:
+            server.daemon_threads = True
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        """The Hub endpoint (``HF_ENDPOINT``)."""
+        return _address(self._servers[0])
 
-    def __enter__(self) -> "FakeHub":
-        self._thread.start()
+    @property
+    def cdn_url(self) -> str:
+        """Where LFS downloads are redirected to (another origin, as the Hub's CDN)."""
+        return _address(self._servers[1])
+
+    @property
+    def authorizations(self) -> list[str]:
+        return [r.authorization for r in self.requests if r.authorization]
+
+    def __enter__(self) -> "HubServer":
+        for server in self._servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
 
-    # -- inspection helpers for tests -------------------------------------------------------------
+    # -- seeding and inspection helpers for tests -------------------------------------------------
+    def add_repo(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", gated: bool = False,
+                 message: str = "add files") -> str:
+        """Create a repo holding ``files`` (binary ones stored as LFS); returns the commit sha."""
+        with self._lock:
+            self._create(repo_type, repo_id, None, private=False).gated = gated
+        return self.commit(repo_id, files, repo_type=repo_type, message=message)
+
+    def commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model",
+               message: str = "update files") -> str:
+        """Add or replace ``files`` on ``main``; returns the new commit sha."""
+        operations = []
+        for path, data in files.items():
+            if _is_binary(data[:512]):
+                oid = hashlib.sha256(data).hexdigest()
+                self.lfs_objects[oid] = data
+                operations.append({"key": "lfsFile", "value": {"path": path, "oid": oid}})
+            else:
+                operations.append({"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode()}})
+        with self._lock:
+            return self._apply(self.repo(repo_id, repo_type), {"summary": message}, operations).sha
+
+    def cut_download(self, repo_id: str, path: str, *, repo_type: str = "model") -> None:
+        """The next download of this file stops half-way, then the blob host dies: later requests get no answer."""
+        self._cut[self.repo(repo_id, repo_type).head.files[path].sha256] = False
+
+    def restore_downloads(self) -> None:
+        """The blob host is back: cut files download normally again."""
+        self._cut.clear()
+
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
         return self.repos[(repo_type, repo_id)]
 
@@ -157,13 +224,18 @@ class FakeHub:
         return commit
 
 
+def _address(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str, error_code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, error_code: str | None = None, headers: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.error_code = status, message, error_code
+        self.status, self.message, self.error_code, self.headers = status, message, error_code, headers or {}
 
 
-def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -174,21 +246,24 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self, method: str) -> None:
             parts = urlsplit(self.path)
             path, query = unquote(parts.path), parse_qs(parts.query)
-            hub.requests.append((method, path))
-            if auth := self.headers.get("Authorization"):
-                hub.authorizations.append(auth)
+            hub.requests.append(Request(server_name, method, path, self.headers.get("Authorization"),
+                                        self.headers.get("Range")))
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             try:
-                status, payload, headers = self._route(method, path, query, body)
-            except _HttpError as err:
-                headers = {"X-Error-Message": err.message}
-                if err.error_code:
-                    headers["X-Error-Code"] = err.error_code
+                if server_name == "cdn":
+                    return self._cdn(method, path)
+                answer = self._route(method, path, query, body)
+                if answer is None:  # the route sent file content itself
+                    return
+                status, payload, headers = answer
+            except _HttpError as err:  # the Hub's error headers, read by huggingface_hub's hf_raise_for_status
+                headers = {"X-Error-Message": err.message, **err.headers,
+                           **({"X-Error-Code": err.error_code} if err.error_code else {})}
                 status, payload = err.status, {"error": err.message}
             self._send(method, status, payload, headers)
 
-        def _send(self, method: str, status: int, payload, headers: dict) -> None:
+        def _send(self, method: str, status: int, payload, headers: dict, body_limit: int | None = None) -> None:
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             headers.setdefault("Content-Type", "application/json")
@@ -197,26 +272,45 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if method != "HEAD":
-                self.wfile.write(data)
+                self.wfile.write(data[:body_limit])
 
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_HEAD(self) -> None:
-            self._dispatch("HEAD")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def do_PUT(self) -> None:
-            self._dispatch("PUT")
+        def _send_content(self, method: str, data: bytes, headers: dict, body_limit: int | None = None) -> None:
+            """File content, honouring a ``Range: bytes=a-[b]`` header like the Hub and its CDN."""
+            headers.update({"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"})
+            match = _RANGE.match(self.headers.get("Range", ""))
+            if match is None:
+                return self._send(method, 200, data, headers, body_limit)
+            start, end = int(match.group(1)), int(match.group(2) or len(data) - 1)
+            if start >= len(data):
+                return self._send(method, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
+            end = min(end, len(data) - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            self._send(method, 206, data[start:end + 1], headers, body_limit)
 
         def _require_token(self) -> None:
             if not self.headers.get("Authorization", "").startswith("Bearer "):
                 raise _HttpError(401, "Invalid credentials in Authorization header")
 
+        # -- the CDN: LFS blobs by sha256, and downloads that die half-way ------------------------
+        def _cdn(self, method: str, path: str) -> None:
+            match = _CDN_BLOB.match(path)
+            if method not in ("GET", "HEAD") or match is None or match.group(1) not in hub.lfs_objects:
+                return self._send(method, 404, b"NoSuchKey", {"Content-Type": "text/plain"})
+            oid, data = match.group(1), hub.lfs_objects[match.group(1)]
+            if oid not in hub._cut:
+                return self._send_content(method, data, {"ETag": f'"{oid}"'})
+            self.close_connection = True
+            if not hub._cut[oid]:  # first download: headers promise everything, half the body comes, then EOF
+                hub._cut[oid] = True
+                self._send_content(method, data, {"ETag": f'"{oid}"'}, body_limit=len(data) // 2)
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            # afterwards the host is dead: the connection closes without an answer
+
         # -- routes -------------------------------------------------------------------------------
         def _route(self, method: str, path: str, query: dict, body: bytes):
+            if method in ("GET", "HEAD") and path == "/":  # the home page, e.g. for reachability probes
+                return 200, b"<html>Hub stand-in</html>", {"Content-Type": "text/html"}
             if method == "POST" and path == "/api/repos/create":
                 return self._create_repo(json.loads(body))
             if method == "POST" and path == "/api/validate-yaml":
@@ -227,7 +321,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return self._lfs_batch(json.loads(body))
             if method in ("GET", "HEAD") and (match := _RESOLVE.match(path)):
                 repo_type = {"datasets": "dataset", "spaces": "space", None: "model"}[match.group(1)]
-                return self._resolve(self._repo(repo_type, match.group(2)), match.group(3), match.group(4))
+                return self._resolve(method, self._repo(repo_type, match.group(2)), match.group(3), match.group(4))
             if match := _API_REPO.match(path):
                 repo = self._repo(match.group(1)[:-1], match.group(2))
                 return self._repo_api(method, repo, match.group(3) or "", query, body)
@@ -235,8 +329,9 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _repo(self, repo_type: str, repo_id: str) -> Repo:
             repo = hub.repos.get((repo_type, repo_id))
-            if repo is None:
-                raise _HttpError(404, "Repository not found", "RepoNotFound")
+            if repo is None:  # the Hub answers 401 to anonymous callers, so private repos stay hidden
+                status = 404 if self.headers.get("Authorization") else 401
+                raise _HttpError(status, "Repository not found", "RepoNotFound")
             return repo
 
         def _create_repo(self, payload: dict):
@@ -267,6 +362,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if method == "GET" and action in ("", "revision"):
                 commit = self._commit(repo, tail or "main")
                 return 200, {"id": repo.repo_id, "sha": commit.sha, "private": repo.private, "sdk": repo.sdk,
+                             "gated": "auto" if repo.gated else False, "disabled": False,
+                             "lastModified": "2026-01-01T00:00:00.000Z",
                              "siblings": [{"rfilename": p} for p in sorted(commit.files)]}, {}
             if method == "GET" and action == "tree":
                 revision, _, folder = tail.partition("/")
@@ -313,11 +410,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             commit = self._commit(repo, revision)
             files = []
             for item in payload["files"]:
-                lfs = _is_binary(base64.b64decode(item["sample"]))
-                existing = commit.files.get(item["path"])
-                oid = None
-                if existing is not None:
-                    oid = hashlib.sha256(existing.data).hexdigest() if lfs else git_blob_sha1(existing.data)
+                lfs, existing = _is_binary(base64.b64decode(item["sample"])), commit.files.get(item["path"])
+                oid = existing and (existing.sha256 if lfs else git_blob_sha1(existing.data))
                 files.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
                               "shouldIgnore": False, "oid": oid})
             return 200, {"files": files}, {}
@@ -341,7 +435,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _commit_request(self, repo: Repo, revision: str, body: bytes):
             self._require_token()
             if unquote(revision) != "main":
-                raise _HttpError(400, "the fake Hub only commits to main")
+                raise _HttpError(400, "the Hub stand-in only commits to main")
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             operations = [line for line in lines if line["key"] != "header"]
@@ -360,14 +454,22 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             url = f"{hub.url}/{_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.sha}"
             return 200, {"commitUrl": url, "commitOid": commit.sha, "success": True}, {}
 
-        def _resolve(self, repo: Repo, revision: str, path: str):
+        def _resolve(self, method: str, repo: Repo, revision: str, path: str):
             commit = self._commit(repo, revision)
+            if repo.gated:  # anonymous callers get 401, tokens without granted access 403
+                status = 403 if self.headers.get("Authorization") else 401
+                raise _HttpError(status, f"Access to {repo.repo_type} {repo.repo_id} is restricted and you are not "
+                                 "in the authorized list.", "GatedRepo")
             stored = commit.files.get(path)
             if stored is None:
-                raise _HttpError(404, "Entry not found", "EntryNotFound")
-            etag = hashlib.sha256(stored.data).hexdigest() if stored.lfs else git_blob_sha1(stored.data)
-            headers = {"ETag": f'"{etag}"', "X-Repo-Commit": commit.sha, "Content-Type": "application/octet-stream"}
-            return 200, stored.data, headers
+                raise _HttpError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.sha})
+            headers = {"ETag": f'"{git_blob_sha1(stored.data)}"', "X-Repo-Commit": commit.sha}
+            if not stored.lfs:
+                return self._send_content(method, stored.data, headers)
+            headers.update({"X-Linked-Etag": f'"{stored.sha256}"', "X-Linked-Size": str(len(stored.data)),
+                            "Location": f"{hub.cdn_url}/{stored.sha256}/{quote(path.rsplit('/', 1)[-1])}"})
+            return 302, b"", headers
 
+    for method in ("GET", "HEAD", "POST", "PUT"):  # http.server calls do_<METHOD>
+        setattr(Handler, f"do_{method}", lambda self, method=method: self._dispatch(method))
     return Handler
-
