@@ -143,7 +143,7 @@ def persistence_ratio(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMO
         >>> source = np.repeat([0, 1, 2], 30)
         >>> one_hot = np.eye(3)[source]
         >>> tight = 10 * np.eye(4)[source] + rng.normal(size=(90, 4))
-        >>> target_labels = np.zeros(90, dtype=int)
+        >>> target_labels = np.repeat([0, 1], 45)  # not used: the score is a model prior
         >>> score("persistence_ratio", tight, target_labels, source_probs=one_hot) > score(
         ...     "persistence_ratio", rng.normal(size=(90, 4)), target_labels, source_probs=one_hot)
         True
