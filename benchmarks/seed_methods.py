@@ -41,17 +41,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS: dict[str, tuple[str, str, dict]] = {
     "logme": ("baseline", "logme", {}),
     "lead (old: svm-normalised, unit 1e6)": ("old", "lead", {"initial": "svm-normalised", "time_unit": 1e6}),
-    "lead (new: svm-platt, pooled unit)": ("fix", "lead", {}),
-    "lead svm-platt, unit 1e6": ("ablation", "lead", {"time_unit": 1e6}),
+    "lead (fix: svm-platt, pooled unit)": ("fix", "lead", {"initial": "svm-platt"}),
+    "lead (default: lda, pooled unit)": ("tuning", "lead", {"initial": "lda"}),
+    "lead svm-platt, unit 1e6": ("ablation", "lead", {"initial": "svm-platt", "time_unit": 1e6}),
     "lead svm-normalised, pooled unit": ("ablation", "lead", {"initial": "svm-normalised"}),
-    "lead svm-platt, no evolution (t=0)": ("ablation", "lead", {"t": 0.0}),
+    "lead svm-platt, no evolution (t=0)": ("ablation", "lead", {"initial": "svm-platt", "t": 0.0}),
     "lead svm-normalised, no evolution (t=0)": ("ablation", "lead", {"initial": "svm-normalised", "t": 0.0}),
-    "lead lda, pooled unit": ("ablation", "lead", {"initial": "lda"}),
     "lead lda, no evolution (t=0)": ("ablation", "lead", {"initial": "lda", "t": 0.0}),
-    "lead svm-platt, t=0.3": ("sensitivity", "lead", {"t": 0.3}),
-    "lead svm-platt, t=3": ("sensitivity", "lead", {"t": 3.0}),
+    "lead svm-platt, t=0.3": ("sensitivity", "lead", {"initial": "svm-platt", "t": 0.3}),
+    "lead svm-platt, t=3": ("sensitivity", "lead", {"initial": "svm-platt", "t": 3.0}),
     "itm (old: 500 x 256, full space)": ("old", "itm", {"epochs": None, "batch_size": 256, "span": False}),
-    "itm (new: 500 iterations, <= 20 passes, span)": ("fix", "itm", {}),
+    "itm (new: 500 iterations, <= 20 passes, span)": ("fix", "itm", {"epochs": 20.0, "iterations": 500,
+                                                                      "batch_size": None}),
     "itm 500 x 256, span": ("ablation", "itm", {"epochs": None, "batch_size": 256}),
     "itm <= 20 passes, full space": ("ablation", "itm", {"span": False}),
     "itm 20 passes at batch 256 (iterations from N)": ("ablation", "itm", {"iterations": None, "batch_size": 256}),
@@ -101,45 +102,64 @@ def npz_pairs(folder: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, 
 def score_variants(pairs, seeds: list[int], done: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (dataset, model, variant, seed) with the score (NaN where a variant does not apply).
 
-    Pairs whose every variant and seed is already in ``done`` (a previous scores table) are reused.
+    Rows already in ``done`` (a previous scores table) are reused instead of recomputed.
     """
+    previous = {} if done is None else {(r.dataset, r.model, r.metric, r.seed): r.score
+                                        for r in done.itertuples(index=False)}
     rows = []
     for dataset, model, features, labels, logits in pairs:
-        if done is not None:
-            previous = done[(done["dataset"] == dataset) & (done["model"] == model)]
-            wanted = {(v, s) for v, (_, metric, _) in VARIANTS.items() for s in seeds
-                      if metric != "persistence_ratio" or logits is not None}
-            if wanted <= set(zip(previous["metric"], previous["seed"])):
-                rows += previous[[(v, s) in wanted for v, s in zip(previous["metric"], previous["seed"])]].to_dict(
-                    "records")
-                continue
         start = time.perf_counter()
         probs = None if logits is None else torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
         for variant, (group, metric, params) in VARIANTS.items():
             if metric == "persistence_ratio" and probs is None:
                 continue  # no source head, so no source classes
             for seed in seeds:
-                try:
-                    value = score(metric, features, labels, source_probs=probs, seed=seed, **params)
-                except Exception as exc:  # noqa: BLE001 (record and go on: one failure must not lose the table)
-                    print(f"  {dataset}/{model}: {variant} failed: {exc}")
-                    value = math.nan
+                value = previous.get((dataset, model, variant, seed))
+                if value is None:
+                    try:
+                        value = score(metric, features, labels, source_probs=probs, seed=seed, **params)
+                    except Exception as exc:  # noqa: BLE001 (record and go on: one failure must not lose the table)
+                        print(f"  {dataset}/{model}: {variant} failed: {exc}")
+                        value = math.nan
                 rows.append({"dataset": dataset, "model": model, "metric": variant, "group": group, "seed": seed,
                              "score": value})
         print(f"  {dataset}/{model}: scored in {time.perf_counter() - start:.1f}s")
     return pd.DataFrame(rows)
 
 
+# Choices made by evidence: each held-out dataset gets the candidate with the best mean tau on the others.
+LEAVE_ONE_DATASET_OUT = {
+    "lead initial classifier (svm-platt | lda)": ["lead (fix: svm-platt, pooled unit)", "lead (default: lda, pooled unit)"],
+    "lead t (0.3 | 1 | 3, svm-platt)": ["lead svm-platt, t=0.3", "lead (fix: svm-platt, pooled unit)", "lead svm-platt, t=3"],
+    "itm passes (7 | 20 | 60)": ["itm <= 7 passes", "itm (new: 500 iterations, <= 20 passes, span)", "itm <= 60 passes"],
+}
+
+
+def leave_one_dataset_out(taus: pd.DataFrame, candidates: list[str]) -> pd.Series:
+    """Per held-out dataset, the tau of the candidate with the best mean tau on the other datasets."""
+    chosen = {}
+    for dataset in taus.columns:
+        others = taus.loc[candidates, [c for c in taus.columns if c != dataset]].mean(axis=1)
+        chosen[dataset] = taus.loc[others.idxmax(), dataset]
+    return pd.Series(chosen)
+
+
 def summarise(evaluation: pd.DataFrame, name: str) -> str:
     """Markdown: mean weighted tau per variant and protocol, and the per-dataset values."""
     parts = [f"# Seed methods on the {name} benchmark\n",
              "Weighted Kendall tau (mean over seeds per dataset, then over datasets). Groups: old = before issue 9, "
-             "fix = faithful fixes (docs/methods.md), ablation = one component switched, sensitivity = a default "
-             "moved 3x (not used to choose anything).\n"]
+             "fix = faithful fixes (docs/methods.md), tuning = a choice made by evidence (the registry "
+             "default of LEAD's initial classifier), tuning (LOO) = that choice made leave-one-dataset-out, ablation = "
+             "one component switched, sensitivity = a default moved 3x.\n"]
     for protocol, rows in evaluation.groupby("protocol"):
         table = rows.pivot_table(index=["group", "metric"], columns="dataset", values="weighted_kendall_tau")
         table["mean"] = table.mean(axis=1)
-        order = {"baseline": 0, "old": 1, "fix": 2, "ablation": 3, "sensitivity": 4}
+        taus = table.droplevel("group")
+        for label, candidates in LEAVE_ONE_DATASET_OUT.items():
+            if set(candidates) <= set(taus.index):
+                row = leave_one_dataset_out(taus.drop(columns="mean"), candidates)
+                table.loc[("tuning (LOO)", label), :] = [*row.values, row.mean()]
+        order = {"baseline": 0, "old": 1, "fix": 2, "tuning": 3, "tuning (LOO)": 4, "ablation": 5, "sensitivity": 6}
         table = table.reset_index()
         table = table.assign(order=table["group"].map(order)).sort_values(["order", "metric"]).drop(columns="order")
         parts.append(f"\n## Ground truth: {protocol}\n")
@@ -157,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="offline", help="benchmark name used in the output file names")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the stochastic metrics")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--resume", action="store_true", help="reuse the pairs already in the scores file")
+    parser.add_argument("--resume", action="store_true", help="reuse the scores already in the scores file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a loaded shared CPU, 2 threads ran ~7x slower)")
     args = parser.parse_args(argv)

@@ -5,25 +5,23 @@ appendix Eq. 15-17), where ``Phi`` is the neural tangent kernel (NTK). Its solut
 between the initial logits and the one-hot labels (Eq. 6/22). LEAD replaces ``Phi`` by the mean
 eigenvalue of a per-class NTK (Eq. 7) and scores the evolved logits with the cross-entropy:
 
-1. initial logits ``F_0``: a one-vs-rest linear SVM on the features, its K decision values
-   turned into probabilities (appendix B: "normalized to obtain the predicted probabilities"),
-   cross-fitted over 5 folds so that they describe unseen samples;
+1. initial probabilities ``F_0`` of a classifier on the features, cross-fitted over 5 folds so
+   that they describe unseen samples: a one-vs-rest linear SVM whose decision values are
+   Platt-calibrated (appendix B: "normalized to obtain the predicted probabilities"), or a
+   shrinkage LDA (appendix C.1; the default, chosen by evidence);
 2. a randomly initialised MLP head (hidden widths 1024 and 2048, Kaiming init, the paper's [22]);
 3. per class, the NTK of ``S = 64`` random samples with gradients of the *summed* logits w.r.t. the
    head parameters (appendix Eq. 24, the approximation of Mohamadi & Sutherland), and its mean
    eigenvalue ``lambda_k = trace / S``;
-4. ``F_t = (1 - exp(-eta*lambda_k*t)) * y + exp(-eta*lambda_k*t) * F_0`` for every sample of class k;
+4. ``F_t = (1 - exp(-r_k * t)) * y + exp(-r_k * t) * F_0`` for every sample of class k, with the
+   rate ``r_k = lambda_k / lambda_pooled`` (time in units of the pooled mean eigenvalue: order 1 at
+   the paper's default t = 1, saturated by t = 10 as its Fig. 4 describes, and comparable across
+   feature dimensions);
 5. score = minus the cross-entropy of ``F_t`` with the labels, ``mean log F_t[y]`` (``F_t`` is a
    probability vector; higher is better).
 
-No official code exists; every choice the paper leaves open is listed in ``docs/methods.md``. The
-main ones: features are z-scored (per dimension) before both the SVM and the head; the SVM is
-liblinear's L2-regularised squared-hinge primal (``LinearSVC()`` defaults, bias regularised too);
-probabilities are ``sigmoid(d_k) / sum_j sigmoid(d_j)``, from SVMs fitted without the sample
-(an in-sample SVM in high dimension puts nearly every training sample on its margin, so its
-outputs say little about the model); the paper's ablation keeps "the unit
-as 1e6" for t, read here as ``eta = 1e-6`` so that ``t = 1`` (its default) means 1e6 time units
-of rate ``lambda * 1e-6``.
+No official code exists; every choice the paper leaves open, and the derivation of the time unit,
+is in ``docs/methods.md``.
 """
 
 from __future__ import annotations
@@ -312,7 +310,7 @@ def class_mean_eigenvalues(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], 
 
 
 @register("lead", consumes="features", paper=PAPER, stochastic=True, dtype=torch.float32)
-def lead(inputs: MetricInputs, *, t: float = 1.0, time_unit: float | None = None, initial: str = "svm-platt",
+def lead(inputs: MetricInputs, *, t: float = 1.0, time_unit: float | None = None, initial: str = "lda",
          samples_per_class: int = 64, hidden: Sequence[int] = (1024, 2048), svm_c: float = 1.0,
          svm_max_iter: int = 10, folds: int = 5, seed: int = 0) -> float:
     """LEAD: minus the cross-entropy of logits evolved by the NTK closed form (Hu et al., CVPR'24, Eq. 7).
@@ -323,9 +321,10 @@ def lead(inputs: MetricInputs, *, t: float = 1.0, time_unit: float | None = None
             mean NTK eigenvalue, so the exponent of class k is ``t * lambda_k / lambda_pooled`` (order 1
             at t = 1, saturated by t = 10, as the paper's Fig. 4 describes; comparable across feature
             dimensions). A number fixes it for every model (``1e6``: the previous absolute reading).
-        initial: classifier for ``F_0`` (appendix B / C.1): ``"svm-platt"`` (one-vs-rest linear SVM,
-            Platt-calibrated), ``"lda"`` (Ledoit-Wolf LDA) or ``"svm-normalised"`` (uncalibrated
-            ``sigmoid(d)/sum``, ablation only).
+        initial: classifier for ``F_0`` (appendix B / C.1): ``"lda"`` (Ledoit-Wolf LDA; the default,
+            chosen by evidence, leave-one-dataset-out, see docs/methods.md), ``"svm-platt"`` (the
+            paper's one-vs-rest linear SVM, Platt-calibrated) or ``"svm-normalised"`` (uncalibrated
+            ``sigmoid(d)/sum``, the previous behaviour, ablation only).
         samples_per_class: S, samples of each class in its NTK (fewer if the class is smaller).
         hidden: hidden widths of the random MLP head.
         svm_c: SVM regularisation (``LinearSVC`` ``C``); svm_max_iter: L-BFGS iterations per fit.
