@@ -182,13 +182,17 @@ def ovr_svm_probabilities(features: torch.Tensor, labels: torch.Tensor, num_clas
     return positive / positive.sum(dim=1, keepdim=True)
 
 
-def ledoit_wolf_shrinkage(centred: torch.Tensor, covariance: torch.Tensor) -> float:
-    """Ledoit & Wolf (2004) shrinkage of ``covariance = centred^T centred / n`` towards ``tr/D * I`` (in [0, 1])."""
-    n, dim = centred.shape
+def ledoit_wolf_shrinkage(squared_norms: torch.Tensor, covariance: torch.Tensor, n: int) -> float:
+    """Ledoit & Wolf (2004) shrinkage of ``covariance`` (of ``n`` centred rows) towards ``tr/D * I``, in [0, 1].
+
+    ``squared_norms`` are the rows' squared norms; ``sum |x_i|^4 / n - |S|_F^2`` over ``n`` is the
+    variance of the sample covariance's entries, ``|S - mu I|_F^2`` their dispersion.
+    """
+    dim = covariance.shape[0]
     mu = covariance.trace() / dim
-    dispersion = (covariance * covariance).sum() - dim * mu * mu
-    fourth = (centred * centred).sum(dim=1).square().sum() / n
-    variance = (fourth - (covariance * covariance).sum()) / n
+    frobenius = (covariance * covariance).sum()
+    dispersion = frobenius - dim * mu * mu
+    variance = (squared_norms.square().sum() / n - frobenius) / n
     if float(dispersion) <= 0:
         return 1.0
     return float(torch.clamp(variance / dispersion, 0.0, 1.0))
@@ -204,6 +208,7 @@ def lda_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes:
     features = features.double()  # an over-confident LDA needs the range: a float32 posterior can underflow to 0
     fold_of = (torch.zeros(len(labels), dtype=torch.long, device=labels.device) if folds <= 1
                else stratified_folds(labels, num_classes, folds, generator))
+    gram = features.T @ features
     posteriors = torch.empty(len(labels), num_classes, dtype=features.dtype, device=features.device)
     for fold in range(max(folds, 1)):
         held_out = fold_of == fold
@@ -211,13 +216,16 @@ def lda_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes:
             continue
         fit = ~held_out if folds > 1 else held_out
         x, y = features[fit], labels[fit]
+        counts = class_counts(y, num_classes).to(x.dtype)
         means = class_means(x, y, num_classes)
-        centred = x - means[y]
-        covariance = centred.T @ centred / len(x)
+        # Within-class scatter from the full Gram minus the held-out fold's (no second N x D^2 product).
+        fit_gram = gram - features[held_out].T @ features[held_out] if folds > 1 else gram
+        covariance = (fit_gram - (means.T * counts) @ means) / len(x)
         check_within_class_variance("lead", covariance)
-        priors = (class_counts(y, num_classes).to(x.dtype) + 1e-12) / len(x)
-        directions = discriminant_directions(means, shrink(covariance, ledoit_wolf_shrinkage(centred, covariance)))
-        posteriors[held_out] = lda_posteriors(features[held_out], means, priors, directions)
+        squared_norms = (x - means[y]).square().sum(dim=1)
+        shrinkage = ledoit_wolf_shrinkage(squared_norms, covariance, len(x))
+        directions = discriminant_directions(means, shrink(covariance, shrinkage))
+        posteriors[held_out] = lda_posteriors(features[held_out], means, (counts + 1e-12) / len(x), directions)
     return posteriors
 
 

@@ -12,8 +12,8 @@ from scipy.integrate import solve_ivp
 
 from hf_tsel.metrics import MetricInputError, score
 from hf_tsel.metrics.lead import (class_mean_eigenvalues, evolve_logits, head_ntk, head_ntk_diagonal,
-                                  init_mlp_head, initial_probabilities, lda_probabilities, ovr_svm_decision_values,
-                                  ovr_svm_probabilities, platt_probabilities)
+                                  init_mlp_head, initial_probabilities, lda_probabilities, ledoit_wolf_shrinkage,
+                                  ovr_svm_decision_values, ovr_svm_probabilities, platt_probabilities)
 
 from .synthetic import one_hot_blobs
 
@@ -170,6 +170,16 @@ def test_initial_probabilities_are_calibrated(initial):
     old_confidence, old_accuracy = _confidence_and_accuracy(
         initial_probabilities(*inputs, 10, "svm-normalised", generator=torch.Generator().manual_seed(0)), labels)
     assert old_accuracy - old_confidence > 0.4
+
+
+def test_ledoit_wolf_shrinkage_matches_scikit_learn():
+    covariance_module = pytest.importorskip("sklearn.covariance")
+    rng = np.random.default_rng(0)
+    centred = rng.normal(size=(50, 80)) @ rng.normal(size=(80, 80))
+    centred -= centred.mean(0)
+    rows = torch.from_numpy(centred)
+    ours = ledoit_wolf_shrinkage((rows * rows).sum(1), rows.T @ rows / 50, 50)
+    assert ours == pytest.approx(covariance_module.ledoit_wolf_shrinkage(centred, assume_centered=True), rel=1e-10)
 
 
 def test_lda_probabilities_are_out_of_sample():
