@@ -19,7 +19,7 @@ METRICS = list_metrics(include_transforms=False)
 N_PER_CLASS, N_CLASSES, DIM = 24, 3, 8
 # Deterministic metrics: only floating-point summation order changes under a permutation.
 DETERMINISTIC_RTOL = 1e-6
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)  # five draws: three underestimate the spread of heavy-tailed scores (LEAD near its ceiling)
 
 
 def _clusters(separation: float, seed: int = 0, n_per_class: int = N_PER_CLASS, dim: int = DIM):
