@@ -19,7 +19,7 @@ from pathlib import Path
 import hf_tsel
 from hf_tsel.commands.demo import demo_dataset
 from hf_tsel.defaults import DEFAULT_METRICS
-from hf_tsel.offline_models import prepare_offline_zoo
+from hf_tsel.offline.models import prepare_offline_zoo
 
 
 def measure(dataset: str, samples_per_class: int, metrics: list[str], batch_size: int, cache_dir: Path) -> dict:

@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "rank"]
+__all__ = ["__version__", "rank", "recommend"]
 
 
 def rank(*args: Any, **kwargs: Any):
@@ -14,3 +14,10 @@ def rank(*args: Any, **kwargs: Any):
     from .ranking import rank as _rank
 
     return _rank(*args, **kwargs)
+
+
+def recommend(*args: Any, **kwargs: Any):
+    """Consensus ranking with P(best) and rank intervals; see :func:`hf_tsel.recommendation.recommend`."""
+    from .recommendation import recommend as _recommend
+
+    return _recommend(*args, **kwargs)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except HfTselError as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even if a library's text is not
         return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001 (last resort: a bug must still end in one readable line)
         if args.verbose:

@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .hub_access import looks_like_local_path
+from .sampling import shuffled_by_class
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
            "from_arrays"]
@@ -98,7 +100,27 @@ class ImageDataset:
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
-        return image.convert("RGB")
+        return _to_8bit(image).convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit integer and float greyscale images to 8 bits (``convert`` would clip them to white).
+
+    ``I;16*`` and ``I`` (Pillow's mode for 16-bit PNGs) are read as 16-bit data when their values
+    fit in 0..65535; ``F`` as 0..1 when they fit. Other ranges are stretched from their minimum to
+    their maximum.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    array = np.asarray(image, dtype=np.float64)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0 and high <= 1:
+        array = array * 255
+    elif low >= 0 and high <= 65535:
+        array = array / 257
+    else:
+        array = (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
 
 
 def _is_hub_id(source: str) -> bool:
@@ -123,12 +145,21 @@ def _unknown_split(exc: Exception, split: str, name: str) -> DataError | None:
 def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
     import datasets
 
+    saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+    if saved and config is not None:
+        raise DataError(f"{path} was written by save_to_disk, which keeps no configurations; --config {config!r} "
+                        "cannot be applied.", fix="drop --config.")
     if (path / "dataset_dict.json").is_file():
         return _select_split(datasets.load_from_disk(str(path)), split, str(path)), f"disk:{path}"
     if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
-        return datasets.load_from_disk(str(path)), f"disk:{path}"
+        dataset = datasets.load_from_disk(str(path))
+        if split not in ("train", str(dataset.split)):
+            raise DataError(f"{path} holds a single saved Dataset, which has no splits; --split {split!r} cannot be "
+                            "applied.", fix="drop --split, or save a DatasetDict (dataset_dict.save_to_disk) to "
+                            "choose among splits.")
+        return dataset, f"disk:{path}"
     try:
-        return datasets.load_dataset(str(path), config, split=split), f"local:{path}"
+        dataset = datasets.load_dataset(str(path), config, split=split)
     except ValueError as exc:
         error = _unknown_split(exc, split, str(path))
         if error:
@@ -138,6 +169,12 @@ def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:
     except FileNotFoundError as exc:
         raise DataError(f"no data files found in {path} ({exc}). Use an imagefolder (<split>/<class>/*.jpg), "
                         "parquet files, or a folder written by Dataset.save_to_disk.") from None
+    if dataset.info.builder_name == "imagefolder" and "label" not in dataset.features:
+        # imagefolder adds labels only when it finds two or more class folders
+        raise DataError(f"the image folder {path} (split {split!r}) holds only one class (one class folder, or images "
+                        "not sorted into class folders); transferability ranking needs at least 2 classes",
+                        fix="put each class's images in its own folder: <split>/<class>/*.jpg.")
+    return dataset, f"local:{path}"
 
 
 def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None) -> tuple[Any, str | None]:
@@ -157,6 +194,9 @@ def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None
                             "existing folder.") from None
         dataset, _ = _load_local(folder, config, split)
         return dataset, folder.name
+    from .hub_access import require_hub
+
+    require_hub(f"dataset {repo_id!r}")
     try:
         dataset = _hub_load_dataset(repo_id, config, split, revision)
     except RuntimeError as exc:
@@ -218,8 +258,14 @@ def _open_split(source: Any, config: str | None, split: str, revision: str | Non
     if path.exists():
         if not path.is_dir():
             raise DataError(f"{path} is a file; pass a dataset folder (imagefolder, parquet files or save_to_disk)")
+        if revision is not None:
+            raise DataError(f"--revision {revision!r} applies to Hub datasets, but {path} is a local folder",
+                            fix="drop --revision (or pass the Hub dataset id).")
         dataset, _ = _load_local(path, config, split)
         return dataset, str(path), dataset._fingerprint, None
+    if looks_like_local_path(text):
+        raise DataError(f"the dataset folder {text!r} does not exist (looked for {path.resolve()})",
+                        fix="check the path for typos (a Hub dataset id has the form 'org/name').")
     if not _is_hub_id(text):
         raise DataError(f"dataset {text!r} is neither an existing folder nor a Hub id like 'org/name'; "
                         "check the path or the id")
@@ -337,7 +383,8 @@ def stratified_sample(labels: np.ndarray, *, samples_per_class: int | None = Non
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    by_class = {c: rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+    classes = np.unique(labels)
+    by_class = dict(zip(classes, shuffled_by_class(labels, classes, rng.permutation)))
     if samples_per_class is not None:
         if samples_per_class < 1:
             raise DataError(f"--samples-per-class must be at least 1, got {samples_per_class}")

@@ -15,6 +15,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,9 +24,9 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .errors import UserError
+from .errors import HfTselError, UserError
 from .data import ImageDataset, load_image_dataset
-from .defaults import DEFAULT_METRICS, DEFAULT_ZOO
+from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
 from .features import CacheError, CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
@@ -58,6 +59,7 @@ class ModelOutcome:
                 "status": self.status, "error": self.error, "extraction_seconds": round(self.extraction_seconds, 3),
                 "data_seconds": round(self.data_seconds, 3), "forward_seconds": round(self.forward_seconds, 3),
                 "num_corrupt": self.num_corrupt, "has_source_logits": has_logits,
+                "details": self.features.manifest.get("details", {}) if self.features is not None else {},
                 "feature_dim": None if self.features is None else int(self.features.features.shape[1])}
 
 
@@ -66,7 +68,11 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     from .metrics import MetricInputError, get_metric
 
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise UserError("the metric list is empty (--metrics \"\")",
+                            fix="name at least one metric (see `hf-tsel metrics`), or leave out --metrics for the "
+                                "defaults.")
     names = list(names or DEFAULT_METRICS)
     specs, seen = [], set()
     for name in names:
@@ -80,6 +86,22 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     return specs
 
 
+def _checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
+    """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
+    from .metrics import MetricInputError, check_parameters, get_metric
+
+    by_name = {spec.name: spec for spec in specs}
+    checked = {}
+    for name, params in (metric_params or {}).items():
+        spec = by_name.get(get_metric(name).name)
+        if spec is None:
+            raise MetricInputError(name, "metric_params names a metric this run does not compute.",
+                                   f"add it to the metrics, or drop its parameters; this run computes {sorted(by_name)}.")
+        check_parameters(spec, params)
+        checked[spec.name] = params
+    return checked
+
+
 def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None = None, *,
                    loader: str | None = None) -> list[Any]:
     """Zoo entries to rank: the whole ``zoo``, or the ``models`` named.
@@ -87,13 +109,12 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None =
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
-    from .zoo import entry_for_model, load_zoo
+    from .zoo import find_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    known = {e.name: e for e in load_zoo(zoo or DEFAULT_ZOO)}
-    known.update({e.hub_id: e for e in known.values()})
-    entries = [known.get(m) or entry_for_model(m, loader=loader) for m in models]
+    zoo_entries = load_zoo(zoo or DEFAULT_ZOO)
+    entries = [find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -215,6 +236,7 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                       stacklevel=2)
     manifest = {"model": entry.name, "model_id": entry.hub_id, "model_revision": backbone.resolved_revision,
                 "loader": entry.loader, "pooling": entry.pooling, "preprocessing": backbone.preprocessing,
+                "details": backbone.details,  # e.g. preprocessing fixes applied by the loader
                 "dataset": data.name, "config": data.config, "split": data.split, "dataset_fingerprint": data.fingerprint,
                 "sample_key": data.sample_key, "num_corrupt": result.num_corrupt, "tool_version": __version__}
     features = CachedFeatures(result.features, result.positions, result.source_logits, manifest)
@@ -226,6 +248,48 @@ def _features_for(entry: Any, data: ImageDataset, *, cache: FeatureCache | None,
                         features=features, extraction_seconds=time.perf_counter() - start,
                         data_seconds=result.data_seconds, forward_seconds=result.forward_seconds,
                         num_corrupt=result.num_corrupt)
+
+
+def _guarded(entry: Any, report: _Progress, work: Callable[[], ModelOutcome]) -> ModelOutcome:
+    """``work()``, or a failed outcome with a one-line reason: one bad model must not end a zoo run."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 (any resolve/download/load/forward failure; Ctrl-C still stops the run)
+        logger.debug("model %s failed", entry.name, exc_info=exc)
+        reason = " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+        report.say(f"[{entry.name}] failed: {reason}")
+        return ModelOutcome(entry, "failed", error=reason)
+
+
+def _drop_thin_classes(outcomes: Sequence[ModelOutcome], data: ImageDataset) -> None:
+    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+
+    Metrics need every class present twice; scoring the classes that remain (and recording how
+    many) beats both a crash and a silent score on fewer classes than the run reports.
+    """
+    names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
+    notes = set()
+    for o in outcomes:
+        if o.features is None:
+            continue
+        labels = data.labels[o.features.positions]
+        counts = np.bincount(labels, minlength=len(names))
+        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        if not len(thin):
+            continue
+        keep = torch.from_numpy(~np.isin(labels, thin))
+        f = o.features
+        o.features = CachedFeatures(f.features[keep], f.positions[keep.numpy()],
+                                    None if f.source_logits is None else f.source_logits[keep], f.manifest)
+        remaining = len(np.unique(labels[keep.numpy()]))
+        lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
+                                                    f"has {counts[c]} readable image") for c in thin)
+        notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
+                  "classes")
+        if remaining < 2:
+            o.features, o.status, o.error = None, "failed", "fewer than 2 classes have 2 or more readable images"
+    for note in sorted(notes):
+        warnings.warn(note, stacklevel=3)
 
 
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
@@ -261,6 +325,8 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
             start = time.perf_counter()
             note, values = None, {}
+            if "priors" in spec.parameters:
+                params = {"priors": {o.entry.name: o.entry.metadata for o in ready}, **params}
             if len(ready) < 2:
                 note = "not applicable: this metric compares at least 2 models with features"
             else:
@@ -299,12 +365,14 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          num_workers: int = 0, device: str | None = None, precision: str = "auto",
          cache_dir: str | Path | None = None, use_cache: bool = True, allow_pickle: bool = False,
          trust_remote_code: bool = False, loader: str | None = None, chunk_size: int = 512,
-         metric_params: dict[str, dict] | None = None, progress: bool = False) -> pd.DataFrame:
+         metric_params: dict[str, dict] | None = None, progress: bool = False,
+         n_boot: int = DEFAULT_N_BOOT) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names, the zoo and the cache folder are checked before any data is read. Features are
-    cached per model; a re-run (even with other metrics) loads no model. Models that fail to load
-    are reported (``df.attrs["models"]``) and skipped; metrics that need a source classifier head
+    cached per model; a re-run (even with other metrics) loads no model. A model that fails
+    (resolving, loading or extracting) is reported with a one-line reason (``df.attrs["run"]["models"]``)
+    and skipped; metrics that need a source classifier head
     get NaN with a ``note`` for models without one. Run metadata is in ``df.attrs["run"]``.
 
     Args:
@@ -318,10 +386,16 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         cache_dir, use_cache: feature cache folder (default ``$HF_TSEL_HOME/features``) or no cache.
         allow_pickle, trust_remote_code: opt-ins passed to the model loaders.
         metric_params: ``{metric_name: {param: value}}``.
+        n_boot: bootstrap resamples behind the consensus's ``p_top1``/rank interval (0: none). Every run
+            adds ``consensus`` rows (:func:`hf_tsel.recommendation.consensus_records`) and
+            ``df.attrs["run"]["recommendation"]`` (the recommendation line and warnings).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if n_boot < 0:
+        raise UserError(f"n_boot must be >= 0 (0 skips the bootstrap), got {n_boot}")
     specs = resolve_metrics(metrics)
+    metric_params = _checked_metric_params(specs, metric_params)
     entries = resolve_models(zoo, models, loader=loader)
     cache = FeatureCache(cache_dir) if use_cache else None
     if cache is not None:
@@ -339,21 +413,30 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     tick = time.perf_counter()
     load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
     writes = _CacheWrites(cache)
-    outcomes = [_features_for(entry, data, cache=cache, writes=writes, accelerator=accelerator,
-                              load_options=load_options, batch_size=batch_size, num_workers=num_workers,
-                              chunk_size=chunk_size, report=report) for entry in entries]
+    outcomes = [_guarded(entry, report, partial(_features_for, entry, data, cache=cache, writes=writes,
+                                                accelerator=accelerator, load_options=load_options,
+                                                batch_size=batch_size, num_workers=num_workers,
+                                                chunk_size=chunk_size, report=report)) for entry in entries]
     timings["extraction"] = time.perf_counter() - tick
+    _drop_thin_classes(outcomes, data)
     metric_device = accelerator.device
     if not accelerator.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
+    from .recommendation import consensus_records
+
     tick = time.perf_counter()
-    scored = score_models(specs, outcomes, data.labels, seed=seed, device=metric_device, metric_params=metric_params)
+    scored = score_models([s for s in specs if s.name != "consensus"], outcomes, data.labels, seed=seed,
+                          device=metric_device, metric_params=metric_params)
+    consensus, recommendation = consensus_records(outcomes, data.labels, scored, seed=seed, device=metric_device,
+                                                  n_boot=n_boot)
+    scored += consensus
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     df = _results_table(data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
                         hardware=describe_hardware(metric_device, accelerator.num_processes))
     df.attrs["run"]["cache_dir"] = str(cache.root) if cache is not None else None
     df.attrs["run"]["cache_error"] = writes.error
+    df.attrs["run"]["recommendation"] = recommendation
     return df
 
 
@@ -362,8 +445,10 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
     run_id = uuid.uuid4().hex[:12]
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     by_name = {o.entry.name: o for o in outcomes}
+    used = [data.labels[o.features.positions] for o in outcomes if o.features is not None]
+    num_classes = len(np.unique(np.concatenate(used))) if used else data.num_classes  # after undecodable images
     common = dict(dataset=data.name, config=data.config, split=data.split, dataset_revision=data.revision or data.fingerprint,
-                  num_classes=data.num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
+                  num_classes=num_classes, seed=seed, tool_version=__version__, timestamp=timestamp,
                   hardware=hardware, run_id=run_id)
     rows = []
     for item in scored:
@@ -381,7 +466,7 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
         "run_id": run_id, "tool_version": __version__, "timestamp": timestamp, "dataset": data.name,
         "config": data.config, "split": data.split, "dataset_revision": data.revision,
         "dataset_fingerprint": data.fingerprint, "image_column": data.image_column, "label_column": data.label_column,
-        "num_samples": data.num_samples, "num_classes": data.num_classes, "class_names": data.class_names,
+        "num_samples": data.num_samples, "num_classes": num_classes, "class_names": data.class_names,
         "seed": seed, "zoo": str(zoo) if zoo else None, "metrics": [s.name for s in specs], "hardware": hardware,
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "models": [o.as_dict() for o in outcomes],

@@ -6,25 +6,25 @@ A zoo file looks like::
     description: what the zoo is for
     models:
       - name: resnet50-tv              # unique display name
-        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>" or a local folder/file
+        hub_id: timm/resnet50.tv_in1k  # Hub repo, local folder/file, or <scheme>:<name> (hf_tsel.sources)
         loader: timm                   # timm | transformers | checkpoint | onnx
         family: supervised-cnn
         pretraining: supervised
         license: bsd-3-clause
 
-Bundled zoos live in ``model_zoos/`` at the repository root; a wheel installs them to
-``<prefix>/share/hf-tsel/model_zoos``. :func:`load_zoo` also accepts the path of a user YAML file.
+Bundled zoos live in ``model_zoos/`` at the repository root and are installed as the package data
+``hf_tsel.model_zoos`` (:func:`hf_tsel.paths.package_data`). :func:`load_zoo` also accepts the path
+of a user YAML file.
 
 Example:
-    >>> [e.name for e in load_zoo("offline")][:1]
-    ['efficientnet-lite0']
+    >>> [e.loader for e in load_zoo("supervised-cnn")][:1]
+    ['timm']
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import site
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,15 +32,15 @@ from typing import Any
 import yaml
 
 from .errors import UserError, ZooError
+from .hub_access import looks_like_local_path
+from .paths import package_data
+from .sources import is_source_id, source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
 PREPROCESSING_KEYS = frozenset(
     {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "resize_size", "layout", "channel_order", "scale"}
 )
-_SOURCE_ROOT_ZOOS = Path(__file__).resolve().parent.parent / "model_zoos"  # source checkout / editable install
-# wheel installs (pyproject data-files): into the environment, or the user base with `pip install --user`
-_INSTALLED_ZOOS = [Path(base) / "share" / "hf-tsel" / "model_zoos" for base in (sys.prefix, site.getuserbase())]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class ZooEntry:
     output_node: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     notes: str = ""
+    # Facts about the model, not about how to run it: params, imagenet_top1, feature_dim, pretraining_data
+    # (see METADATA_KEYS); they feed the prior:* baseline metrics and never change the features.
+    metadata: dict = field(default_factory=dict)
 
     def __hash__(self) -> int:  # dict fields make the generated hash fail
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
@@ -72,16 +75,13 @@ class ZooEntry:
 
 
 _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
+METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "pretraining_data": str, "source": str}
 _ZOO_FIELDS = {"name", "description", "models", "gaps"}
-
-
-def _zoo_dirs() -> list[Path]:
-    return [d for d in (_SOURCE_ROOT_ZOOS, *_INSTALLED_ZOOS) if d.is_dir()]
 
 
 def list_zoos() -> list[str]:
     """Names of the bundled zoos (``model_zoos/*.yaml``)."""
-    return sorted({p.stem for d in _zoo_dirs() for p in d.glob("*.yaml")})
+    return sorted(p.stem for p in package_data("model_zoos").glob("*.yaml"))
 
 
 def zoo_path(name_or_path: str | Path) -> Path:
@@ -91,10 +91,9 @@ def zoo_path(name_or_path: str | Path) -> Path:
         if not candidate.is_file():
             raise ZooError(f"zoo file {candidate} does not exist; pass an existing YAML file or one of {list_zoos()}")
         return candidate
-    for directory in _zoo_dirs():
-        path = directory / f"{name_or_path}.yaml"
-        if path.is_file():
-            return path
+    path = package_data("model_zoos") / f"{name_or_path}.yaml"
+    if path.is_file():
+        return path
     raise ZooError(f"unknown zoo {str(name_or_path)!r}; bundled zoos are {list_zoos()}, or pass the path of a YAML file")
 
 
@@ -128,8 +127,16 @@ def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = zoo_path(name_or_path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not a UTF-8 text file (is it a zoo YAML at all?)",
+                       fix="pass a zoo YAML file saved as UTF-8, or a bundled zoo name (`hf-tsel zoo list`).") from None
+    except OSError as exc:
+        raise ZooError(f"cannot read the zoo file {path} ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ZooError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ZooError(f"{path} is not valid YAML ({problem}{where})", fix="correct the YAML syntax there.") from None
     if isinstance(document, list):
         document = {"models": document}
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
@@ -168,6 +175,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     for key in ("name", "loader", "revision", "family", "pretraining", "pooling", "license", "notes"):
         if key in values and not isinstance(values[key], str):
             raise ZooError(f"{where}: {key!r} must be a string, got {values[key]!r}")
+    _check_metadata(values.get("metadata", {}), where)
     for key in ("preprocessing", "key_map", "model_kwargs"):
         if not isinstance(values.get(key, {}), dict):
             raise ZooError(f"{where}: {key!r} must be a mapping, got {values[key]!r}")
@@ -180,21 +188,46 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     bad_pre = sorted(set(values.get("preprocessing", {})) - PREPROCESSING_KEYS)
     if bad_pre:
         raise ZooError(f"{where}: unknown preprocessing key(s) {bad_pre}; valid keys are {sorted(PREPROCESSING_KEYS)}")
+    _check_preprocessing(values.get("preprocessing", {}), where)
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
-    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
+    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not is_source_id(hub_id):
         raise ZooError(f"{where}: the onnx loader needs 'filename' (the .onnx file inside the repo) unless hub_id is a local .onnx file")
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
     return ZooEntry(**values)
 
 
+def _check_metadata(metadata: Any, where: str) -> None:
+    if not isinstance(metadata, dict):
+        raise ZooError(f"{where}: 'metadata' must be a mapping, got {metadata!r}")
+    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    if unknown:
+        raise ZooError(f"{where}: unknown metadata key(s) {unknown}; valid keys are {sorted(METADATA_KEYS)}")
+    for key, value in metadata.items():
+        kind = METADATA_KEYS[key]
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                               else isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise ZooError(f"{where}: metadata {key!r} must be {kind.__name__} or null, got {value!r}")
+
+
+def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:
+    """Build the preprocessing overrides once, so a bad value is reported before any model downloads."""
+    from .backbones.preprocess import ImageTransform  # lazy: backbones imports this module
+
+    try:
+        ImageTransform(**preprocessing)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"{where}: invalid preprocessing {preprocessing}: {exc}",
+                       fix="correct the 'preprocessing' mapping of this entry in the zoo file.") from None
+
+
 def guess_loader(model_id: str) -> str:
     """Loader for an ad-hoc model id: timm for ``timm/...`` repos and timm names, else transformers."""
-    from .offline_models import offline_loader
-
-    if model_id.startswith("offline:"):
-        return offline_loader(model_id)
+    source = source_for(model_id)
+    if source is not None:
+        return source.loader(model_id)
     if model_id.startswith(("timm/", "hf-hub:")):
         return "timm"
     if model_id.endswith(".onnx"):
@@ -215,6 +248,36 @@ def default_name(model_id: str) -> str:
     return model_id.rstrip("/").split(":")[-1].split("/")[-1] or model_id
 
 
+def find_model(name: str, entries: list[ZooEntry], *, zoo: str | Path | None, loader: str | None = None) -> ZooEntry:
+    """The entry of ``entries`` named ``name`` (or with that hub id), else an ad-hoc entry for ``name``.
+
+    With an explicit ``zoo``, a bare name that differs from an entry only in ``-``/``_``/``.``/case
+    (``efficientnet_lite0`` for ``efficientnet-lite0``) is refused with a hint rather than resolved to
+    a Hub model the user did not mean; a name that matches nothing gets the closest zoo names.
+    """
+    known = {e.name: e for e in entries}
+    known.update({e.hub_id: e for e in entries})
+    if name in known:
+        return known[name]
+    bare = "/" not in name and ":" not in name and not Path(name).expanduser().exists()
+    if zoo is not None and bare:
+        same = [e.name for e in entries if _plain(e.name) == _plain(name)]
+        if same:
+            raise ZooError(f"model {name!r} is not in zoo {str(zoo)!r}; did you mean {same[0]!r}?",
+                           fix=f"pass --model {same[0]} (or a full Hub id to rank a model outside the zoo).")
+    try:
+        return entry_for_model(name, loader=loader)
+    except ZooError as exc:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6) if bare else []
+        if not close:
+            raise
+        raise ZooError(f"{exc.problem} Closest names in the zoo: {close}.", fix=exc.fix) from None
+
+
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     """Zoo entry for an ad-hoc ``--model ORG/NAME`` (loader guessed unless given)."""
     if not model_id or not model_id.strip():
@@ -222,14 +285,17 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     model_id = model_id.strip()
     if model_id.startswith("hf-hub:"):
         model_id = model_id[len("hf-hub:"):]
-    if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
+    local = Path(model_id).expanduser()
+    if looks_like_local_path(model_id) and not local.exists():
+        raise ZooError(f"the local model path {model_id!r} does not exist (looked for {local.resolve()})",
+                       fix="check the path for typos (a Hub model id has the form 'org/name').")
+    source = source_for(model_id)
+    if source is None and "/" not in model_id and not local.exists():
         model_id = _timm_hub_id(model_id)
-    if model_id.startswith("offline:") and loader is None:
-        # offline models need their zoo entry's preprocessing (e.g. NHWC/BGR for ONNX graphs)
-        for zoo in ("offline", "offline-benchmark"):
-            known = next((e for e in load_zoo(zoo) if e.hub_id == model_id), None)
-            if known is not None:
-                return known
+    if source is not None and loader is None:
+        known = source.zoo_entry(model_id)  # e.g. the preprocessing an ONNX graph needs
+        if known is not None:
+            return known
     raw: dict[str, Any] = {"name": default_name(model_id), "hub_id": model_id}
     if loader is not None:
         raw["loader"] = loader

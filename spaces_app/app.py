@@ -26,9 +26,9 @@ import pandas as pd  # noqa: E402
 
 from hf_tsel.defaults import DEFAULT_METRICS  # noqa: E402
 from hf_tsel.metrics import list_metrics  # noqa: E402
-from hf_tsel.publish.leaderboard import (MEAN_RANK, LoadedResults, leaderboard_view,  # noqa: E402
+from hf_tsel.publish.leaderboard import (MEAN_RANK, RECOMMENDATION, LoadedResults, leaderboard_view,  # noqa: E402
                                          load_leaderboard_results, metrics_markdown, model_view,
-                                         prediction_vs_truth)
+                                         prediction_vs_truth, recommendation_html)
 
 ALLOW_RANK_ENV = "HF_TSEL_SPACE_ALLOW_RANK"
 _MAX_NOTES = 20
@@ -96,7 +96,7 @@ def build_app(results: LoadedResults) -> gr.Blocks:
     families = sorted(table["family"].unique())
     pretrainings = sorted(table["pretraining"].unique())
     first_target = targets[0] if targets else None
-    first_metric = MEAN_RANK if metric_names else None
+    first_metric = RECOMMENDATION if metric_names else None
 
     with gr.Blocks(title="hf-tsel leaderboard") as demo:
         gr.Markdown("# Which backbone should I fine-tune?\nTransferability rankings of pre-trained vision models "
@@ -106,12 +106,13 @@ def build_app(results: LoadedResults) -> gr.Blocks:
         with gr.Tab("Leaderboard"):
             with gr.Row():
                 target = gr.Dropdown(targets, value=first_target, label="target dataset")
-                metric = gr.Dropdown([MEAN_RANK, *metric_names], value=first_metric, label="metric")
+                metric = gr.Dropdown([RECOMMENDATION, MEAN_RANK, *metric_names], value=first_metric, label="metric")
                 search = gr.Textbox(label="search models", placeholder="e.g. resnet, dino", elem_id="search")
             with gr.Row():
                 family = gr.CheckboxGroup(families, value=families, label="model family", elem_id="family-filter")
                 pretraining = gr.CheckboxGroup(pretrainings, value=pretrainings, label="pre-training",
                                                elem_id="pretraining-filter")
+            answer = gr.HTML(recommendation_html(table, first_target), elem_id="recommendation")
             board = gr.Dataframe(leaderboard_view(table, first_target, first_metric), interactive=False,
                                  label="leaderboard (click a column header to sort)", elem_id="leaderboard",
                                  max_height=700, buttons=["copy", "fullscreen"])
@@ -121,8 +122,13 @@ def build_app(results: LoadedResults) -> gr.Blocks:
                 return leaderboard_view(table, target_value, metric_value, families=family_value,
                                         pretraining=pretraining_value, search=search_value or "")
 
+            def update_answer(target_value, family_value, pretraining_value):
+                return recommendation_html(table, target_value, families=family_value, pretraining=pretraining_value)
+
             for control in filters:
                 control.change(update, filters, board)
+            for control in (target, family, pretraining):
+                control.change(update_answer, [target, family, pretraining], answer)
         with gr.Tab("Model"):
             models = sorted(table["model"].unique())
             model = gr.Dropdown(models, value=models[0] if models else None, label="model")

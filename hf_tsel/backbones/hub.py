@@ -20,6 +20,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..hub_access import NO_HUB_FIX, hub_reachable
 from .base import BackboneLoadError
 
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt")
@@ -73,7 +74,7 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
                 f"not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on (HF_HUB_OFFLINE=1); "
                 "download it once with network access, or unset HF_HUB_OFFLINE",
             ) from None
-        raise BackboneLoadError(model, "network", "the Hub could not be reached and the model is not cached; check your connection or proxy and retry") from None
+        raise BackboneLoadError(model, "network", f"cannot reach the Hub and the model is not in the local cache; {NO_HUB_FIX}") from None
     except HFValidationError as exc:
         raise BackboneLoadError(model, "invalid", f"not a valid Hub repo id or revision ({exc}); use ORG/NAME or a local path") from None
     except EntryNotFoundError as exc:
@@ -86,20 +87,28 @@ def hub_errors(model: str, revision: str = "main") -> Iterator[None]:
         raise BackboneLoadError(model, "network", f"the Hub answered with an error ({exc}); retry later") from None
     except (ConnectionError, *_TRANSPORT_ERRORS) as exc:  # e.g. the server went away in the middle of a download
         raise BackboneLoadError(
-            model, "network", f"the connection to the Hub broke off ({exc}); check your network and run the same "
-            "command again",
+            model, "network", f"the connection to the Hub broke off ({exc}); check your network and retry (run the "
+            "same command again)",
         ) from None
 
 
 def hub_file(repo_id: str, filename: str, revision: str = "main", *, required: bool = True) -> Path | None:
-    """Download (or find in the cache) one file of a model repo; ``None`` if absent and not required."""
+    """Download (or find in the cache) one file of a model repo; ``None`` if absent and not required.
+
+    When the Hub cannot be reached, the local cache is used without the client's ~30 s of retries.
+    """
+    cache_only = not hub_reachable()
     with hub_errors(repo_id, revision):
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=cache_only))
         except EntryNotFoundError:
             if required:
                 raise
             return None
+        except LocalEntryNotFoundError:
+            if required or not cache_only:
+                raise
+            return None  # not cached; without the Hub we cannot tell whether the repo has it
 
 
 def snapshot_revision(path: Path) -> str:

@@ -56,6 +56,8 @@ class ImageTransform:
             size = (3, size, size)
         elif len(size) == 2:
             size = (3, *size)
+        if len(size) != 3 or size[0] != 3 or min(int(v) for v in size) < 1:
+            raise ValueError(f"input_size must be a size, [height, width] or [3, height, width], got {self.input_size}")
         object.__setattr__(self, "input_size", tuple(int(v) for v in size))
         object.__setattr__(self, "mean", _per_channel(self.mean, "mean"))
         object.__setattr__(self, "std", _per_channel(self.std, "std"))

@@ -1,7 +1,8 @@
-"""timm backbones: Hub repos in timm format (``timm/<arch>.<tag>``), offline and local folders."""
+"""timm backbones: Hub repos in timm format (``timm/<arch>.<tag>``), local folders and ``<scheme>:<name>`` ids."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from ..sources import resolve_model_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError, TorchBackbone, probe_feature_dim
 from .hub import content_revision, hub_errors, hub_file, snapshot_revision
@@ -36,9 +38,17 @@ def load_timm(entry: ZooEntry, *, device: torch.device, allow_pickle: bool = Fal
 
 def create_timm_model(entry: ZooEntry, source: str, *, pretrained: bool = True) -> torch.nn.Module:
     """``timm.create_model`` with the entry's kwargs; failures become :class:`BackboneLoadError`."""
+    from safetensors import SafetensorError
+
     with hub_errors(entry.hub_id, entry.revision):
         try:
             return timm.create_model(source, pretrained=pretrained, **entry.model_kwargs)
+        except json.JSONDecodeError as exc:
+            raise BackboneLoadError(entry.name, "invalid", f"its config.json is not valid JSON ({exc}); "
+                                    "fix the file or download the model again") from None
+        except SafetensorError as exc:
+            raise BackboneLoadError(entry.name, "invalid", f"its model.safetensors weights are damaged or truncated "
+                                    f"({exc}); download the model again (delete it from the cache) or fix the file") from None
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise BackboneLoadError(
                 entry.name, "invalid", f"timm could not build it from {source!r}: {exc}. Check the architecture, model_kwargs and weights"
@@ -104,11 +114,10 @@ def pool_timm_features(model: torch.nn.Module, tokens: torch.Tensor, pooling: st
 
 
 def local_model_folder(entry: ZooEntry) -> Path | None:
-    """Folder for ``offline:<name>`` ids and local paths; ``None`` for Hub repos."""
-    if entry.hub_id.startswith("offline:"):
-        from ..offline_models import offline_model_path
-
-        return offline_model_path(entry.hub_id)
+    """Folder for ``<scheme>:<name>`` ids (:mod:`hf_tsel.sources`) and local paths; ``None`` for Hub repos."""
+    resolved = resolve_model_path(entry.hub_id)
+    if resolved is not None:
+        return resolved
     path = Path(entry.hub_id).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

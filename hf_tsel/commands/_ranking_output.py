@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._args import check_output_file, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,9 +17,13 @@ if TYPE_CHECKING:
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--show-metrics", action="store_true",
+                        help="show every metric's score and rank next to the consensus (implied by --metrics)")
+    parser.add_argument("--n-boot", type=non_negative_int, default=200, metavar="B",
+                        help="bootstrap resamples behind P(best) and the rank interval (default 200; 0: none)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
@@ -26,24 +31,18 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
                         help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output files that already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the table")
 
 
-def check_outputs(paths: list[str]) -> None:
-    """Fail before any work if an output suffix is not supported."""
+def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
+    """Fail before any work if an output file cannot (or, without ``overwrite``, must not) be written."""
     from ..errors import UserError
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
-        folder = Path(path).expanduser().resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".hf-tsel-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot write the output file {path!r} ({exc.strerror or exc}); pick another path") from None
+        check_output_file(path, "--output", overwrite=overwrite)
 
 
 def _cell(value: float, rank: Any) -> str:
@@ -54,36 +53,76 @@ def _cell(value: float, rank: Any) -> str:
     return f"{value:.3g}\n#{int(rank)}" if rank is not None and not pd.isna(rank) else f"{value:.3g}"
 
 
-def print_leaderboard(df: pd.DataFrame) -> None:
-    """One row per model, one column per metric (score and rank), sorted by the first metric."""
-    from rich.console import Console
+def _leaderboard_order(df: pd.DataFrame, models: list[dict], metrics: list[str]) -> list[dict]:
+    """Models by consensus rank (then P(best)), else by the first metric; unscored models last."""
     import pandas as pd
+
+    key_metric = "consensus" if (df["metric"] == "consensus").any() else (metrics[0] if metrics else None)
+    rows = df[df["metric"] == key_metric].set_index("model")
+    score = rows["score"] if key_metric else pd.Series(dtype=float)
+    p_top1 = rows["p_top1"] if "p_top1" in rows else pd.Series(dtype=float)
+
+    def key(model: dict) -> tuple:
+        value = score.get(model["name"], float("nan"))
+        chance = p_top1.get(model["name"], float("nan"))
+        return (math.isnan(value), -value if not math.isnan(value) else 0.0, -(0.0 if pd.isna(chance) else chance))
+
+    return sorted(models, key=key)
+
+
+def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    import pandas as pd
+
+    cells = {}
+    for r in df[df["metric"] == "consensus"].itertuples():
+        p = "n/a" if pd.isna(r.p_top1) else f"{r.p_top1:.2f}"
+        interval = "n/a" if pd.isna(r.rank_low) else (f"#{int(r.rank_low)}" if r.rank_low == r.rank_high
+                                                       else f"#{int(r.rank_low)}-{int(r.rank_high)}")
+        cells[r.model] = (p, interval)
+    return cells
+
+
+def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
+    """One row per model sorted by consensus, with P(best) and the 90 % rank interval; then the recommendation.
+
+    ``show_metrics`` adds one column per metric (score and rank).
+    """
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     run = df.attrs.get("run", {})
-    metrics = run.get("metrics") or list(dict.fromkeys(df["metric"]))
+    metrics = [m for m in run.get("metrics") or list(dict.fromkeys(df["metric"])) if m != "consensus"]
     models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
-    first = df[df["metric"] == metrics[0]].set_index("model")["score"] if metrics else pd.Series(dtype=float)
-    order = sorted(models, key=lambda m: -first.get(m["name"], float("-inf")) if not pd.isna(first.get(m["name"], float("nan"))) else math.inf)
+    has_consensus = bool((df["metric"] == "consensus").any())
+    shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
     title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {run.get('num_samples', '?')} samples, "
-             f"{run.get('num_classes', '?')} classes (score and #rank per metric, higher is better)")
+             f"{run.get('num_classes', '?')} classes (score and #rank, higher is better; sorted by consensus)")
     console = Console()
     console.print(escape(title), highlight=False)
     table = Table()
     table.add_column("model", style="bold", overflow="fold")
     cells = {(r.model, r.metric): _cell(r.score, r.rank) for r in df.itertuples()}
-    for metric in metrics:
+    confidence = _confidence_cells(df)
+    for metric in shown:
         # never wrap or cut a number: a metric column is as wide as its widest value
         width = max([len(line) for m in models for line in cells.get((m["name"], metric), "n/a").split("\n")] + [4])
         table.add_column(metric, justify="right", no_wrap=True, min_width=width)
+        if metric == "consensus":
+            table.add_column("P(best)", justify="right", no_wrap=True)
+            table.add_column("rank 90%", justify="right", no_wrap=True)
     table.add_column("features", overflow="fold")
-    for model in order:
+    for model in _leaderboard_order(df, models, metrics):
         name = model["name"]
         status = model.get("status", "")
         if status == "failed":
             status = "failed (see below)"
-        table.add_row(escape(name), *[cells.get((name, metric), "n/a") for metric in metrics], status)
+        row = []
+        for metric in shown:
+            row.append(cells.get((name, metric), "n/a"))
+            if metric == "consensus":
+                row += list(confidence.get(name, ("n/a", "n/a")))
+        table.add_row(escape(name), *row, status)
     console.print(table)
     for model in models:
         if model.get("error"):
@@ -95,6 +134,20 @@ def print_leaderboard(df: pd.DataFrame) -> None:
     seconds = run.get("stage_seconds")
     if seconds:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    print_recommendation(run.get("recommendation") or {})
+
+
+def print_recommendation(recommendation: dict) -> None:
+    """The recommendation line, the consensus members (and those dropped, with why) and the sample-size warning."""
+    if not recommendation:
+        return
+    members = ", ".join(recommendation["members"])
+    dropped = "; ".join(f"{m} dropped: {why}" for m, why in recommendation.get("dropped", {}).items())
+    print(f"  consensus of {members} (by {recommendation['rule']}, {recommendation['n_boot']} bootstrap resamples)"
+          + (f"; {dropped}" if dropped else ""))
+    print(recommendation["line"])
+    if recommendation.get("advice"):
+        print(f"warning: {recommendation['advice']}")
 
 
 def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
@@ -112,13 +165,30 @@ def write_outputs(df: pd.DataFrame, paths: list[str]) -> None:
 
 
 def exit_code(df: pd.DataFrame) -> int:
-    """0 if at least one model was scored; 1 (with a message) if every model failed to load."""
+    """0 if every model was scored; 3 if some failed; 2 (with a message) if no model got a finite score."""
     import sys
 
+    import numpy as np
+
+    from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
+
     models = df.attrs.get("run", {}).get("models", [])
-    if models and all(m["status"] == "failed" for m in models):
-        print(f"error: none of the {len(models)} model(s) could be loaded; see the messages above", file=sys.stderr)
-        return 1
+    failed = [m["name"] for m in models if m["status"] == "failed"]
+    scores = df["score"].astype(float)
+    if not np.isfinite(scores).any():
+        if len(failed) == len(models):
+            why = f"all {len(models)} model(s) failed"
+        elif failed:
+            why = f"{len(failed)} of {len(models)} model(s) failed and the others got only NaN scores"
+        else:
+            why = f"every score of the {len(models)} model(s) is NaN or not applicable"
+        print(f"error: no model got a score ({why}). Fix the problems listed above (model errors, metric notes) "
+              "and run again.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if failed:
+        print(f"warning: {len(failed)} of {len(models)} models failed ({', '.join(failed[:10])}); the others are "
+              "ranked. See the reasons above.", file=sys.stderr)
+        return EXIT_PARTIAL_FAILURE
     return 0
 
 

@@ -7,6 +7,8 @@ import math
 import time
 from pathlib import Path
 
+from ._args import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="compare rankings with published or measured ground truth")
@@ -23,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     paper.add_argument("--dataset-source", help="load the dataset from here (Hub id or folder) instead of the "
                                                 "mapped Hub dataset")
     paper.add_argument("--metrics", help="comma-separated metrics (default: every paper method we implement)")
-    paper.add_argument("--samples-per-class", type=int, help="stratified sample of the train split")
-    paper.add_argument("--max-samples", type=int, help="at most N images in total")
+    paper.add_argument("--samples-per-class", type=positive_int, help="stratified sample of the train split")
+    paper.add_argument("--max-samples", type=positive_int, help="at most N images in total")
     paper.add_argument("--paper-results", help="folder laid out like hf_tsel/resources/paper_results (default: bundled)")
     paper.add_argument("--device", help="cpu or cuda (default: auto)")
-    paper.add_argument("--batch-size", type=int, default=64)
+    paper.add_argument("--batch-size", type=positive_int, default=64)
     paper.add_argument("--cache-dir", help="feature cache folder")
     paper.add_argument("--output", help="write the comparison table to this csv")
     paper.set_defaults(func=run_paper)
@@ -40,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     offline.add_argument("--zoos", default="offline,offline-benchmark", help="comma-separated zoos")
     offline.add_argument("--metrics", help="comma-separated metrics (default: every registry metric + ped+sfda, ped+logme)")
     offline.add_argument("--protocols", default="linear-probe,finetune-last", help="ground-truth protocols")
-    offline.add_argument("--train-per-class", type=int, default=30)
-    offline.add_argument("--test-per-class", type=int, default=20)
-    offline.add_argument("--finetune-epochs", type=int, default=10)
+    offline.add_argument("--train-per-class", type=positive_int, default=30)
+    offline.add_argument("--test-per-class", type=positive_int, default=20)
+    offline.add_argument("--finetune-epochs", type=positive_int, default=10)
     offline.add_argument("--work-dir", help="scores / probes / fine-tuning cache (default $HF_TSEL_HOME/offline-benchmark)")
     offline.add_argument("--cache-dir", help="feature cache folder (default: the shared one)")
     offline.add_argument("--results-dir", default="benchmarks/results", help="where the csv / md tables go")
@@ -122,9 +124,9 @@ def _print_comparison(table, title: str) -> None:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    from ..groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
-                                                 write_benchmark_tables)
-    from ..groundtruth.offline_datasets import OFFLINE_DATASETS
+    from ..offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
+                                     write_benchmark_tables)
+    from ..offline.benchmark_datasets import OFFLINE_DATASETS
 
     config = OfflineBenchmarkConfig(
         datasets=_csv_list(args.datasets) or tuple(OFFLINE_DATASETS), zoos=_csv_list(args.zoos),

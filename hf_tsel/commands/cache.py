@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_command == "clear":
         removed = cache.clear(model=args.model, dataset=args.dataset)
         print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache.root}")
+        kept = cache.foreign_items()
+        if kept:
+            print(f"kept {len(kept)} item(s) that are not hf-tsel cache entries: "
+                  + ", ".join(p.name for p in kept[:20]) + (", ..." if len(kept) > 20 else ""))
         return 0
     entries = cache.entries()
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..defaults import DEFAULT_METRICS
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
+from ._args import positive_int
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
 DEMO_METRICS = DEFAULT_METRICS
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
                         help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
     parser.add_argument("--split", choices=["train", "test"], default="test", help="Fashion-MNIST split (default test)")
-    parser.add_argument("--samples-per-class", type=int, default=10, help="stratified sample size per class (default 10)")
+    parser.add_argument("--samples-per-class", type=positive_int, default=10, help="stratified sample size per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
     parser.set_defaults(func=run)
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):
     """A stratified sample of a packaged dataset as a ``datasets.Dataset`` (``image`` + ``label`` ClassLabel)."""
     from ..data import from_arrays, stratified_sample
+    from ..offline.packaged_data import digits_arrays, fashion_mnist_arrays
 
     images, labels, class_names = digits_arrays() if name == "digits" else fashion_mnist_arrays(split)
     keep = stratified_sample(labels, samples_per_class=samples_per_class, seed=seed)
@@ -41,10 +42,10 @@ def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..offline_models import prepare_offline_zoo
+    from ..offline.models import prepare_offline_zoo
     from ..ranking import rank, resolve_metrics
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     metrics = args.metrics or ",".join(DEMO_METRICS)
     resolve_metrics(metrics)  # fail on a typo before converting models or reading data
@@ -53,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
     df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
+              n_boot=args.n_boot)
     if "run" not in df.attrs:
         return 0
-    print_leaderboard(df)
+    print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     return exit_code(df)

@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from ._args import check_output_file
+
 LABELS = {"weighted_kendall_tau": "τw", "kendall_tau": "Kendall τ", "spearman_rho": "Spearman", "pearson_r": "Pearson",
           "rel@1": "Rel@1", "rel@3": "Rel@3", "top1_regret": "regret@1"}
 
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from ..groundtruth.evaluate import evaluation_table, plot_scores_vs_accuracy, read_scores
     from ..groundtruth.table import ground_truth_from_results, read_ground_truth
 
+    for option, path in (("--output", args.output), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, option)
     scores = read_scores(args.scores)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else ground_truth_from_results(scores,
                                                                                                      where=args.scores)

@@ -6,6 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
+from ._args import non_negative_float, non_negative_int, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,24 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--test-split", default="test", help="evaluation split (default test)")
     data.add_argument("--image-column", help="image column (default: auto-detected)")
     data.add_argument("--label-column", help="label column (default: auto-detected)")
-    data.add_argument("--samples-per-class", type=int, help="train on at most K images per class")
-    data.add_argument("--test-samples-per-class", type=int, help="evaluate on at most K images per class")
-    data.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    data.add_argument("--samples-per-class", type=positive_int, help="train on at most K images per class")
+    data.add_argument("--test-samples-per-class", type=positive_int, help="evaluate on at most K images per class")
+    data.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
     full = parser.add_argument_group("full fine-tuning")
     full.add_argument("--grid", choices=["sgd", "adamw"], default="sgd",
                       help="sgd: lr {1e-1..1e-4} x wd {0,1e-6..1e-3} (LEAD/PED/SFDA); adamw: lr {1e-5,2e-5,5e-5} x "
                            "wd {1e-2,1e-4} (ITM)")
-    full.add_argument("--lr", type=float, nargs="+", help="override the grid's learning rates")
-    full.add_argument("--weight-decay", type=float, nargs="+", help="override the grid's weight decays")
-    full.add_argument("--epochs", type=int, default=10, help="epochs per grid point (default 10)")
-    full.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds averaged per grid point")
-    full.add_argument("--batch-size", type=int, default=32, help="batch size per process (default 32)")
+    full.add_argument("--lr", type=positive_float, nargs="+", help="override the grid's learning rates")
+    full.add_argument("--weight-decay", type=non_negative_float, nargs="+", help="override the grid's weight decays")
+    full.add_argument("--epochs", type=positive_int, default=10, help="epochs per grid point (default 10)")
+    full.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="training seeds averaged per grid point")
+    full.add_argument("--batch-size", type=positive_int, default=32, help="batch size per process (default 32)")
     full.add_argument("--no-augment", action="store_true", help="no random flip/translation while training")
     full.add_argument("--train-layers", choices=["all", "last"], default="all",
                       help="all (default) or only the backbone's last stage (plus the head)")
     full.add_argument("--selection", choices=["best-epoch", "last-epoch"], default="best-epoch",
                       help="accuracy of a grid point: best test accuracy over epochs (ITM) or the last epoch's")
-    full.add_argument("--max-steps-per-epoch", type=int, help="cap the steps of an epoch (quick runs)")
+    full.add_argument("--max-steps-per-epoch", type=positive_int, help="cap the steps of an epoch (quick runs)")
     full.add_argument("--work-dir", default="finetune-runs",
                       help="checkpoints and per-grid-point results (default ./finetune-runs); re-runs resume here")
     parser.add_argument("--output", default="ground_truth.csv", help="GT table csv to create or update")

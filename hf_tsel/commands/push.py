@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import positive_int
+
 
 def repo_id_type(value: str) -> str:
     """argparse type of ``--repo ORG/NAME`` options."""
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Hub dataset repo to publish to")
     parser.add_argument("--private", action="store_true", help="create the repo as private if it does not exist")
     parser.add_argument("--message", help="commit message (default: a summary of the push)")
-    parser.add_argument("--max-attempts", type=int, default=5,
+    parser.add_argument("--max-attempts", type=positive_int, default=5,
                         help="merge-and-commit attempts when others push at the same time (default: 5)")
     parser.set_defaults(func=run)
 

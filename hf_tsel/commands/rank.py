@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import positive_int
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 from .push import repo_id_type
 
@@ -22,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--revision", help="dataset revision (branch, tag or commit) on the Hub")
     data.add_argument("--image-column", help="image column (default: the first Image column)")
     data.add_argument("--label-column", help="label column (default: the first ClassLabel, else 'label'-like column)")
-    data.add_argument("--samples-per-class", type=int, help="stratified sample: at most K images per class")
-    data.add_argument("--max-samples", type=int, help="stratified sample: at most N images in total")
+    data.add_argument("--samples-per-class", type=positive_int, help="stratified sample: at most K images per class")
+    data.add_argument("--max-samples", type=positive_int, help="stratified sample: at most N images in total")
     models = parser.add_argument_group("models")
     models.add_argument("--zoo", help=f"bundled zoo name or zoo YAML path (default {DEFAULT_ZOO}; see `hf-tsel zoo list`)")
     models.add_argument("--model", action="append", dest="models", metavar="ID",
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..ranking import rank
 
-    check_outputs(args.output)
+    check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     df = rank(args.dataset, zoo=args.zoo, models=args.models, metrics=args.metrics, split=args.split,
               config=args.config, revision=args.revision, image_column=args.image_column,
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
               precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache,
               allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code, loader=args.loader,
-              progress=not args.quiet)
+              progress=not args.quiet, n_boot=args.n_boot)
     if "run" not in df.attrs:  # a non-main process of `accelerate launch`
         return 0
-    print_leaderboard(df)
+    print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     if args.push_to:
         from ..publish import push_results

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+from pathlib import Path
 
+from ..errors import UserError
+from ._args import port_number
 from .push import repo_id_type
 
 
@@ -23,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deploy.set_defaults(func=run_deploy)
     serve = actions.add_parser("serve", help="run the leaderboard app locally on 127.0.0.1")
     serve.add_argument("results", metavar="RESULTS", help="results file or folder, or a Hub dataset repo id")
-    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     serve.add_argument("--app-dir", help="folder with the app (default: spaces_app/ of this checkout)")
     serve.set_defaults(func=run_serve)
 
@@ -40,16 +43,18 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
+    from ..hub_access import looks_like_local_path
     from ..publish.leaderboard import RESULTS_PATH_ENV, RESULTS_REPO_ENV
     from ..publish.space import default_app_dir
 
     app = Path(args.app_dir or default_app_dir()) / "app.py"
     if not app.is_file():
         raise UserError(f"no app found at {app}; pass --app-dir pointing at spaces_app/ of an hf-tsel checkout")
-    os.environ[RESULTS_PATH_ENV if Path(args.results).exists() else RESULTS_REPO_ENV] = args.results
+    local = Path(args.results).expanduser().exists()
+    if not local and (looks_like_local_path(args.results) or args.results.endswith((".csv", ".json", ".parquet"))):
+        raise UserError(f"the results file {args.results!r} does not exist",
+                        fix="check the path for typos, or pass a Hub dataset repo id (org/name).")
+    os.environ[RESULTS_PATH_ENV if local else RESULTS_REPO_ENV] = args.results
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     os.environ["GRADIO_SERVER_PORT"] = str(args.port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -5,21 +5,30 @@ Layout under the cache root (default ``$HF_TSEL_HOME/features``, ``~/.cache/hf-t
     <key>/manifest.json            # written last: an entry is complete iff its manifest exists
     <key>/features.safetensors     # "features" [N, D] float32, "positions" [N] int64, "source_logits" [N, C_s]
     <key>/chunks/<i>.safetensors   # partial progress of an unfinished extraction (removed when complete)
+    <key>/<file>.corrupt           # a file that could not be read, moved aside (the entry is then rebuilt)
 
 ``<key>`` hashes the model's loading spec (hub id, requested revision, loader, pooling,
 preprocessing overrides, ...) and the dataset sample (fingerprint, split, sampled indices). The
 resolved model revision and effective preprocessing are stored in the manifest; an entry whose
 resolved revision differs from the one the local Hub cache now points at is treated as stale.
+
+The cache heals itself: an unreadable manifest, features or chunk file is reported once (a
+warning), renamed to ``*.corrupt`` and rebuilt by the next extraction. :meth:`FeatureCache.clear`
+deletes only folders that are provably cache entries (a key-shaped name holding only cache files),
+so pointing ``--cache-dir`` at a folder with other content never deletes that content.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +37,24 @@ import numpy as np
 import torch
 
 from ..errors import CacheError
+from ..paths import tsel_home
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
 
 _FEATURES_FILE = "features.safetensors"
 _MANIFEST_FILE = "manifest.json"
 _CHUNKS_DIR = "chunks"
+_CORRUPT_SUFFIX = ".corrupt"
+_KEY_FORMAT = re.compile(r"^[0-9a-f]{32}$")  # cache_key(): 32 hex digits
+# every file name the cache writes inside an entry (temporary files start with "." and end with ".tmp")
+_OWN_FILE = re.compile(r"^(manifest\.json|features\.safetensors|\d{6}\.safetensors)(\.corrupt)?$|^\..+\.tmp$")
 # ZooEntry fields that only label a model; they do not change its features.
-_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes"}
+_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata"}
 
 
 def default_cache_dir() -> Path:
     """``$HF_TSEL_HOME/features``; ``HF_TSEL_HOME`` defaults to ``~/.cache/hf-tsel``."""
-    home = os.environ.get("HF_TSEL_HOME") or Path("~/.cache/hf-tsel").expanduser()
-    return Path(home) / "features"
+    return tsel_home() / "features"
 
 
 def model_spec(entry: Any) -> dict[str, Any]:
@@ -75,6 +88,29 @@ def _cache_write_error(path: Path, exc: OSError) -> CacheError:
         problem = exc.strerror or str(exc)
     return CacheError(f"cannot write the feature cache at {path} ({problem}). Free some space or pass a writable "
                       "folder with --cache-dir (or run with --no-cache); features already cached are kept.")
+
+
+def _unreadable(exc: Exception) -> bool:
+    """Whether ``exc`` means "this cache file is damaged" (rather than a bug)."""
+    from safetensors import SafetensorError
+
+    return isinstance(exc, (OSError, ValueError, KeyError, SafetensorError))
+
+
+def _is_entry(folder: Path) -> bool:
+    """Whether ``folder`` is provably a cache entry: a key-shaped name holding nothing but cache files."""
+    if not folder.is_dir() or folder.is_symlink() or not _KEY_FORMAT.match(folder.name):
+        return False
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder).parts
+        if path.is_symlink():
+            return False
+        if path.is_dir():
+            if relative != (_CHUNKS_DIR,):
+                return False
+        elif not (len(relative) <= 2 and relative[:-1] in ((), (_CHUNKS_DIR,)) and _OWN_FILE.match(path.name)):
+            return False
+    return True
 
 
 class FeatureCache:
@@ -122,14 +158,38 @@ class FeatureCache:
         return tensors["features"], tensors["positions"].numpy(), tensors.get("source_logits")
 
     def load(self, key: str) -> CachedFeatures | None:
-        """The complete entry ``key``, or None (missing, unfinished or unreadable)."""
+        """The complete entry ``key``, or None (missing or unfinished; a damaged file is moved aside)."""
         folder = self.root / key
+        manifest_path, features_path = folder / _MANIFEST_FILE, folder / _FEATURES_FILE
+        if not manifest_path.is_file():
+            return None  # never written, or interrupted before the manifest (written last)
         try:
-            manifest = json.loads((folder / _MANIFEST_FILE).read_text(encoding="utf-8"))
-            features, positions, logits = self._read(folder / _FEATURES_FILE)
-        except (OSError, ValueError, KeyError):
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            self._move_aside(key, [manifest_path], exc)
+            return None
+        try:
+            features, positions, logits = self._read(features_path)
+            if features.ndim != 2 or positions.shape != (len(features),) or len(features) != manifest.get("num_samples"):
+                raise ValueError(f"{len(features)} feature rows for {manifest.get('num_samples')} samples")
+        except Exception as exc:
+            if not _unreadable(exc):
+                raise
+            self._move_aside(key, [features_path, manifest_path], exc, model=manifest.get("model"))
             return None
         return CachedFeatures(features=features, positions=positions, source_logits=logits, manifest=manifest)
+
+    def _move_aside(self, key: str, paths: list[Path], reason: Exception, model: str | None = None) -> None:
+        """Rename damaged files to ``*.corrupt`` (kept for inspection) and say so once."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):  # another process may have moved it first
+                os.replace(path, path.with_name(path.name + _CORRUPT_SUFFIX))
+        damaged = "/".join(paths[0].relative_to(self.root / key).parts)
+        owner = f" of model {model!r}" if model else ""
+        warnings.warn(f"the feature cache entry {key}{owner} has a corrupt {damaged} ({reason}); moved aside to "
+                      f"{damaged}{_CORRUPT_SUFFIX} and the features are extracted again", stacklevel=3)
 
     def save(self, key: str, features: CachedFeatures) -> None:
         """Store a complete entry (tensors first, manifest last) and drop its partial chunks."""
@@ -137,6 +197,10 @@ class FeatureCache:
 
         folder = self.root / key
         tensors = self._tensors(features.features, features.positions, features.source_logits)
+        try:  # an old manifest must not vouch for features that are half replaced
+            (folder / _MANIFEST_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise _cache_write_error(self.root, exc) from None
         manifest = {**features.manifest, "key": key, "num_samples": int(len(features.positions)),
                     "feature_dim": int(features.features.shape[1]), "has_source_logits": features.source_logits is not None,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -166,14 +230,18 @@ class FeatureCache:
                     if (handle.metadata() or {}).get("model_revision") != revision:
                         continue  # written for a revision the branch no longer points at
                 chunks[int(path.stem)] = self._read(path)
-            except (OSError, ValueError, KeyError):
-                continue  # a torn file cannot exist (atomic rename), but a foreign one is simply ignored
+            except Exception as exc:
+                if not _unreadable(exc):
+                    raise
+                self._move_aside(key, [path], exc)  # recomputed by this extraction
         return chunks
 
     def entries(self) -> list[dict[str, Any]]:
         """Manifests of all complete entries, plus size on disk (``bytes``)."""
         result = []
         for manifest_path in sorted(self.root.glob(f"*/{_MANIFEST_FILE}")) if self.root.is_dir() else []:
+            if not _is_entry(manifest_path.parent):
+                continue
             try:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
@@ -186,15 +254,24 @@ class FeatureCache:
         """Keys of unfinished extractions that have checkpointed chunks."""
         if not self.root.is_dir():
             return []
-        return sorted(p.parent.parent.name for p in self.root.glob(f"*/{_CHUNKS_DIR}/*.safetensors")
-                      if not (p.parent.parent / _MANIFEST_FILE).exists())
+        return sorted({p.parent.parent.name for p in self.root.glob(f"*/{_CHUNKS_DIR}/*.safetensors")
+                       if not (p.parent.parent / _MANIFEST_FILE).exists() and _is_entry(p.parent.parent)})
+
+    def foreign_items(self) -> list[Path]:
+        """Everything in the root that is not a cache entry (never touched by :meth:`clear`)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if not _is_entry(p) and not p.name.startswith(".probe-"))
 
     def clear(self, *, model: str | None = None, dataset: str | None = None) -> int:
-        """Delete entries (all, or those whose manifest matches ``model``/``dataset``); returns how many."""
+        """Delete entries (all, or those whose manifest matches ``model``/``dataset``); returns how many.
+
+        Only provable cache entries are deleted (see :meth:`foreign_items` for what is kept).
+        """
         if not self.root.is_dir():
             return 0
         removed = 0
-        for folder in [p for p in self.root.iterdir() if p.is_dir()]:
+        for folder in sorted(p for p in self.root.iterdir() if _is_entry(p)):
             try:
                 manifest = json.loads((folder / _MANIFEST_FILE).read_text(encoding="utf-8"))
             except (OSError, ValueError):

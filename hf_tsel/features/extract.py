@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..data import CorruptImageError, ImageDataset
+from ..errors import UserError
 
 __all__ = ["ExtractionResult", "extract_features", "make_accelerator"]
 
@@ -60,8 +61,6 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-
-    from ..errors import UserError
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is visible; drop --device or use --device cpu")

@@ -8,25 +8,41 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..errors import UserError
+from ..errors import ResultsError, UserError
 
 SCORE_COLUMNS = ("dataset", "model", "metric", "score")
+_SCORES_FIX = ("pass a results file from `hf-tsel rank --output`, or a csv with the columns "
+               f"{','.join(SCORE_COLUMNS)}.")
 MEASURES = ("weighted_kendall_tau", "kendall_tau", "spearman_rho", "pearson_r", "rel@1", "rel@3", "top1_regret")
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
     """Scores from a results file (any :mod:`hf_tsel.results` format) or a ``dataset,model,metric,score`` csv."""
+    from ..results import read_csv_table, read_results
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"scores file {path} does not exist; create one with `hf-tsel rank --output FILE`")
     if path.suffix == ".csv":
-        frame = pd.read_csv(path)
-        if set(SCORE_COLUMNS) <= set(frame.columns) and "schema_version" not in frame.columns:
-            return frame
-    from ..results import read_results
+        frame = read_csv_table(path, fix=_SCORES_FIX)
+        if "schema_version" not in frame.columns:
+            missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+            if missing:
+                raise ResultsError(f"the scores file {path} lacks the column(s) {missing}", fix=_SCORES_FIX)
+            return _numeric_scores(frame, path)
 
     frame, _ = read_results(path)
     return frame
+
+
+def _numeric_scores(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    values = pd.to_numeric(frame["score"], errors="coerce")
+    bad = frame["score"].notna() & values.isna()
+    if bad.any():
+        row = bad.idxmax()
+        raise ResultsError(f"the scores file {path} has non-numeric scores ({int(bad.sum())} row(s); line {row + 2}: "
+                           f"{frame.loc[row, 'score']!r})", fix="write numbers (or leave the cell empty for no score).")
+    return frame.assign(score=values)
 
 
 def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protocol: str | None = None,
@@ -46,6 +62,10 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
         if ground_truth.empty:
             raise UserError(f"the ground truth has no rows of protocol {protocol!r}")
     if metrics:
+        unknown = sorted(set(metrics) - set(scores["metric"]))
+        if unknown:
+            raise UserError(f"metric(s) {unknown} are not in the scores", fix="choose --metric among "
+                            f"{sorted(set(scores['metric']))}.")
         scores = scores[scores["metric"].isin(list(metrics))]
     common = sorted(set(scores["dataset"]) & set(ground_truth["dataset"]))
     if not common:

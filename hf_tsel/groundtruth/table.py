@@ -55,11 +55,17 @@ def read_ground_truth(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ground-truth file {path} does not exist; create it with `hf-tsel finetune`")
+    from ..results import read_csv_table, read_results
+
     if path.suffix == ".csv":
-        frame = pd.read_csv(path)
+        fix = (f"a ground-truth table has the columns {list(GT_FIELDS)} (`hf-tsel finetune` writes one), or pass a "
+               "results file with ground_truth_accuracy.")
+        frame = read_csv_table(path, fix=fix)
         if "accuracy" in frame.columns:
             return validate_ground_truth(frame, where=str(path))
-    from ..results import read_results
+        if "schema_version" not in frame.columns:
+            raise UserError(f"the ground-truth file {path} lacks the column 'accuracy' (it has {list(frame.columns)})",
+                            fix=fix)
 
     results, _ = read_results(path)
     return ground_truth_from_results(results, where=str(path))

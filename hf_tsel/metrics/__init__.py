@@ -16,8 +16,8 @@ Example:
 import importlib
 import pkgutil
 
-from ._registry import (MetricSpec, MetricTable, get_metric, list_metrics, register, register_transform, score,
-                        score_zoo)
+from ._registry import (MetricSpec, MetricTable, check_parameters, get_metric, list_metrics, register,
+                        register_transform, score, score_zoo)
 from ._validation import MetricInputError, MetricInputs
 
 # Each public module of this package registers its metrics on import.
@@ -26,4 +26,4 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["MetricSpec", "MetricTable", "MetricInputError", "MetricInputs", "get_metric", "list_metrics", "register",
-           "register_transform", "score", "score_zoo"]
+           "register_transform", "score", "score_zoo", "check_parameters"]

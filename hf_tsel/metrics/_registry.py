@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
 
@@ -13,6 +16,7 @@ from ._validation import MetricInputError, MetricInputs, prepare_inputs
 
 __all__ = [
     "MetricSpec", "MetricTable", "register", "register_transform", "get_metric", "list_metrics", "score", "score_zoo",
+    "check_parameters",
 ]
 
 Consumes = Literal["features", "source_probs", "features+source_probs", "model_set"]
@@ -130,6 +134,7 @@ def _composed(transform: _Transform, base: MetricSpec) -> MetricSpec:
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=inspect.signature(transform.fn).parameters[n].default)
         for n in transform.parameters if n not in base_signature.parameters]
     composed_fn.__signature__ = base_signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    composed_fn.parts = (transform.fn, base.fn)  # type: ignore[attr-defined]  (their type hints check parameters)
     return replace(base, name=f"{transform.prefix}+{base.name}", fn=composed_fn, aliases=(),
                    paper=f"{transform.paper}; base: {base.paper}",
                    summary=f"{transform.summary} Then: {base.summary}")
@@ -181,12 +186,67 @@ def list_metrics(*, include_transforms: bool = True) -> MetricTable:
     return MetricTable(specs)
 
 
-def _call_kwargs(spec: MetricSpec, seed: int | None, params: Mapping[str, Any]) -> dict[str, Any]:
+def _parameter_types(spec: MetricSpec) -> dict[str, Any]:
+    """Resolved type hints of the metric's keyword parameters (of both parts of a composed metric)."""
+    hints: dict[str, Any] = {}
+    for fn in getattr(spec.fn, "parts", (spec.fn,)):
+        try:
+            hints.update(typing.get_type_hints(fn))
+        except (NameError, TypeError):  # an unresolvable hint only skips the value check
+            continue
+    return {name: hints[name] for name in spec.parameters if name in hints}
+
+
+def _accepts(hint: Any, value: Any) -> tuple[bool, str]:
+    """Whether ``value`` fits the type hint ``hint``, and a description of the allowed values."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    allowed, ok = [], False
+    for option in options:
+        if option is type(None):
+            allowed.append("None")
+            ok |= value is None
+        elif typing.get_origin(option) is Literal:
+            allowed.append(" or ".join(repr(v) for v in typing.get_args(option)))
+            ok |= value in typing.get_args(option)
+        elif option is bool:
+            allowed.append("true or false")
+            ok |= isinstance(value, bool)
+        elif option is int:
+            allowed.append("a whole number")
+            ok |= isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif option is float:
+            allowed.append("a finite number")
+            ok |= isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        elif option is str:
+            allowed.append("a string")
+            ok |= isinstance(value, str)
+        else:
+            return True, ""  # sequences, tensors, Any: checked by the metric itself
+    return ok, " or ".join(allowed)
+
+
+def check_parameters(spec: MetricSpec, params: Mapping[str, Any]) -> None:
+    """Raise :class:`MetricInputError` naming the parameter if ``params`` has an unknown name or a bad value.
+
+    Example:
+        >>> check_parameters(get_metric("gbc"), {"gaussian_type": "full"})
+        Traceback (most recent call last):
+        hf_tsel.errors.MetricInputError: [gbc] parameter gaussian_type='full' is not allowed. Fix: use 'spherical' or 'diagonal'.
+    """
     accepted = set(spec.parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise MetricInputError(spec.name, f"unknown parameter(s) {', '.join(unknown)}.",
                                f"accepted parameters: {', '.join(sorted(accepted)) or 'none'}.")
+    for name, hint in _parameter_types(spec).items():
+        if name in params:
+            ok, allowed = _accepts(hint, params[name])
+            if not ok:
+                raise MetricInputError(spec.name, f"parameter {name}={params[name]!r} is not allowed.", f"use {allowed}.")
+
+
+def _call_kwargs(spec: MetricSpec, seed: int | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    check_parameters(spec, params)
     kwargs = dict(params)
     if "seed" in inspect.signature(spec.fn).parameters:
         kwargs["seed"] = 0 if seed is None else int(seed)
@@ -263,6 +323,8 @@ def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
         raise MetricInputError(spec.name, "this metric min-max scales over the models and needs at least 2.",
                                "score at least two models together.")
     kwargs = _call_kwargs(spec, seed, params)
+    if probs and "source_probs" in spec.parameters:
+        kwargs.setdefault("source_probs", probs)
     inputs = {model: prepare_inputs(spec.name, feats, labels, needs_features=True, needs_source_probs=False,
                                     device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
               for model, feats in features_by_model.items()}

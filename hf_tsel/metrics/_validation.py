@@ -95,7 +95,7 @@ def _check_labels(metric: str, labels: Any, n_samples: int | None, min_per_class
         raise MetricInputError(metric, f"labels contain {len(class_values)} class; transferability needs at least 2.",
                                "use a dataset (or split) with at least two classes.")
     if counts.min() < min_per_class:
-        small = [f"{class_values[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < min_per_class)[:5]]
+        small = [f"{class_values[i].item()!r} ({counts[i]})" for i in np.flatnonzero(counts < min_per_class)[:5]]
         raise MetricInputError(metric, f"every class needs at least {min_per_class} samples; too few in class(es) {', '.join(small)}.",
                                "sample more images per class or drop those classes.")
     return remapped.astype(np.int64), class_values

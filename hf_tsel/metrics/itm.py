@@ -28,11 +28,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..sampling import shuffled_by_class
 from ._common import class_means, one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["itm", "itm_trace", "training_budget", "ITMTrace", "training_span", "adaptive_rate", "dca_target", "stratified_split", "mean_centre_distance"]
+__all__ = ["itm", "itm_trace", "training_budget", "ITMTrace", "training_span", "adaptive_rate", "dca_target",
+           "stratified_split", "mean_centre_distance"]
 
 PAPER_BATCH = 256
 PAPER = "Zheng et al., Implicit Modeling for Transferability Estimation of Vision Foundation Models, NeurIPS 2025"
@@ -42,9 +44,7 @@ def stratified_split(labels: torch.Tensor, num_classes: int, *, validation_fract
                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded per-class split into (train, validation) indices; every class keeps >= 1 sample in each part."""
     train, validation = [], []
-    for c in range(num_classes):
-        members = torch.nonzero(labels == c).flatten()
-        members = members[torch.randperm(len(members), generator=generator).to(members.device)]
+    for members in shuffled_by_class(labels, range(num_classes), lambda n: torch.randperm(n, generator=generator)):
         n_val = min(len(members) - 1, max(1, round(validation_fraction * len(members))))
         validation.append(members[:n_val])
         train.append(members[n_val:])

@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 
+from ..sampling import shuffled_by_class
 from ._common import class_counts, class_means, one_hot
 from ._lda import check_within_class_variance, discriminant_directions, lda_posteriors, shrink
 from ._registry import register
@@ -83,10 +84,8 @@ def _fit_ovr_svm(augmented: torch.Tensor, signs: torch.Tensor, gram: torch.Tenso
 def stratified_folds(labels: torch.Tensor, num_classes: int, folds: int, generator: torch.Generator | None) -> torch.Tensor:
     """``[N]`` fold of each sample: consecutive ranks of a shuffled class go to different folds."""
     fold_of = torch.empty(len(labels), dtype=torch.long, device=labels.device)
-    for c in range(num_classes):
-        members = torch.nonzero(labels == c).flatten()
-        fold_of[members[torch.randperm(len(members), generator=generator).to(members.device)]] = (
-            torch.arange(len(members), device=labels.device) % folds)
+    for members in shuffled_by_class(labels, range(num_classes), lambda n: torch.randperm(n, generator=generator)):
+        fold_of[members] = torch.arange(len(members), device=labels.device) % folds
     return fold_of
 
 
@@ -307,8 +306,8 @@ def class_mean_eigenvalues(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], 
     The pooled value is the mean eigenvalue of the class-mixed NTK (the paper's "original NTK",
     appendix C.2); all classes share one batched pass.
     """
-    chosen = [members[torch.randperm(len(members), generator=generator)[:samples_per_class].to(members.device)]
-              for members in (torch.nonzero(labels == c).flatten() for c in range(num_classes))]
+    chosen = [members[:samples_per_class]
+              for members in shuffled_by_class(labels, range(num_classes), lambda n: torch.randperm(n, generator=generator))]
     diagonal = head_ntk_diagonal(layers, features[torch.cat(chosen)]).double()
     sample_class = torch.repeat_interleave(torch.arange(num_classes, device=features.device),
                                            torch.tensor([len(c) for c in chosen], device=features.device))

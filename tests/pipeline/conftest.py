@@ -171,7 +171,7 @@ def hub_env(hub_cache: HubCache) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def offline_zoo_dir(tmp_path_factory) -> Path:
     """``HF_TSEL_HOME`` with the packaged EfficientNet-Lite0 and open-nsfw models converted (once per session)."""
-    from hf_tsel.offline_models import prepare_offline_zoo
+    from hf_tsel.offline.models import prepare_offline_zoo
 
     home = tmp_path_factory.mktemp("hf_tsel_home")
     prepare_offline_zoo(home, names=["efficientnet-lite0", "open-nsfw"])

@@ -77,6 +77,7 @@ class FakeBackbone:
         self.has_source_head = source_classes is not None
         self.preprocessing = {"input_size": [3, 8, 8]}
         self.preprocessor = to_small_tensor
+        self.details = {"features": "colour statistics"}
         generator = torch.Generator().manual_seed(sum(map(ord, entry.name)))
         self.projection = torch.randn(6, feature_dim, generator=generator)
         self.head = torch.randn(feature_dim, source_classes, generator=generator) if source_classes else None

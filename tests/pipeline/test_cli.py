@@ -136,6 +136,11 @@ def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path
     assert set(df["model"]) == {"efficientnet-lite0", "open-nsfw"}
     logme = df[df.metric == "logme"]
     assert logme["score"].notna().all() and sorted(logme["rank"]) == [1, 2]
+    consensus = df[df.metric == "consensus"].sort_values(["rank", "p_top1", "model"], ascending=[True, False, True])
+    assert consensus["p_top1"].sum() == pytest.approx(1.0) and (consensus["rank_low"] <= consensus["rank_high"]).all()
+    best = consensus["model"].iloc[0]
+    assert f"Fine-tune {best}: consensus #1, P(best) {consensus['p_top1'].iloc[0]:.2f}" in result.stdout
+    assert "P(best)" in result.stdout.split("Fine-tune")[0]  # the leaderboard column
 
 
 @pytest.mark.slow

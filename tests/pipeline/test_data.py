@@ -141,6 +141,7 @@ def test_script_based_hub_dataset_falls_back_to_the_parquet_branch(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo_id, revision=None: Info())
+    monkeypatch.setattr("hf_tsel.hub_access.require_hub", lambda what: None)  # no network here
     data = load_image_dataset("someone/cars", split="train")
     assert calls == [None, "refs/convert/parquet"]
     assert data.revision == "e" * 40 and data.fingerprint == f"hub:someone/cars@{'e' * 40}"
@@ -148,7 +149,7 @@ def test_script_based_hub_dataset_falls_back_to_the_parquet_branch(monkeypatch):
 
 def test_packaged_demo_datasets():
     from hf_tsel.commands.demo import demo_dataset
-    from hf_tsel.packaged_data import FASHION_MNIST_DIR
+    from hf_tsel.offline.packaged_data import FASHION_MNIST_DIR
 
     digits = load_image_dataset(demo_dataset("digits", samples_per_class=3))
     assert digits.num_samples == 30 and digits.class_names == [str(d) for d in range(10)]

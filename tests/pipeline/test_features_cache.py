@@ -81,17 +81,18 @@ def test_cuda_oom_halves_the_batch_and_continues():
 
 def test_cache_roundtrip_is_atomic_and_listable(tmp_path):
     cache = FeatureCache(tmp_path)
+    k1, k2 = "1" * 32, "2" * 32  # clear() deletes only folders named like cache keys
     features = CachedFeatures(torch.randn(5, 3), np.arange(5), torch.randn(5, 2), {"model": "m", "dataset": "d"})
-    cache.save("k1", features)
-    loaded = cache.load("k1")
+    cache.save(k1, features)
+    loaded = cache.load(k1)
     torch.testing.assert_close(loaded.features, features.features)
     torch.testing.assert_close(loaded.source_logits, features.source_logits)
     assert loaded.manifest["feature_dim"] == 3 and not list(tmp_path.rglob("*.tmp"))
-    cache.save_chunk("k2", 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
-    assert cache.partial_entries() == ["k2"] and cache.load("k2") is None
-    assert list(cache.load_chunks("k2", revision="r1")) == [0] and cache.load_chunks("k2", revision="r2") == {}
+    cache.save_chunk(k2, 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
+    assert cache.partial_entries() == [k2] and cache.load(k2) is None
+    assert list(cache.load_chunks(k2, revision="r1")) == [0] and cache.load_chunks(k2, revision="r2") == {}
     assert [e["model"] for e in cache.entries()] == ["m"]
-    assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load("k1") is None
+    assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load(k1) is None
 
 
 def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hf_tsel.backbones import BackboneLoadError, ImageTransform, load_backbone
-from hf_tsel.offline_models import OFFLINE_MODELS, OfflineModel, offline_model_path, prepare_offline_zoo
+from hf_tsel.offline.models import OFFLINE_MODELS, OfflineModel, offline_model_path, prepare_offline_zoo
 from hf_tsel.zoo import load_zoo
 
 EGYPTIAN_CAT = 285  # ImageNet class of scikit-image's "chelsea" photo

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import hf_tsel
-from hf_tsel.cli import UserError
+from hf_tsel.errors import UserError
 from hf_tsel.metrics import get_metric, list_metrics
 from hf_tsel.ranking import DEFAULT_METRICS, resolve_metrics
 from hf_tsel.results import RESULT_FIELDS, ResultsError, read_results, validate_results, write_results
@@ -74,7 +76,9 @@ def test_unknown_metric_fails_before_any_work(tmp_path, fake_models):
 
 def test_default_metrics_are_registered():
     assert [s.name for s in resolve_metrics(None)] == list(DEFAULT_METRICS)
-    assert {get_metric(name).consumes for name in DEFAULT_METRICS} == {"features", "source_probs", "model_set"}
+    from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS
+
+    assert {get_metric(name).name for name in CONSENSUS_MEMBERS} <= set(DEFAULT_METRICS)  # scores reused
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
@@ -87,6 +91,17 @@ def test_results_files_roundtrip_with_run_metadata(tmp_path, fake_models, suffix
     pd.testing.assert_frame_equal(back[["model", "metric", "rank"]], df[["model", "metric", "rank"]])
     np.testing.assert_allclose(back["score"], df["score"])
     assert back["note"].isna().sum() == df["note"].isna().sum()
+
+
+def test_backbone_details_reach_the_run_metadata_and_the_cache_manifest(tmp_path, fake_models):
+    zoo, _ = fake_models
+    for expected_status in ("extracted", "cached"):
+        df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path)
+        models = {m["name"]: m for m in df.attrs["run"]["models"]}
+        assert models["alpha"]["status"] == expected_status
+        assert models["alpha"]["details"] == {"features": "colour statistics"}
+    manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")]
+    assert manifests and all(m["details"] == {"features": "colour statistics"} for m in manifests)
 
 
 def test_results_validation_names_the_problem():

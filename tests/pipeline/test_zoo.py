@@ -129,7 +129,7 @@ def test_unknown_zoo_name_and_missing_file():
 
 
 def test_zoo_error_is_a_cli_user_error():
-    from hf_tsel.cli import UserError
+    from hf_tsel.errors import UserError
 
     assert issubclass(ZooError, UserError) and issubclass(ZooError, ValueError)
 
@@ -177,3 +177,16 @@ def test_zoo_entry_is_hashable_and_comparable():
     a = ZooEntry(name="a", hub_id="x/y", loader="timm", preprocessing={"input_size": 224})
     b = ZooEntry(name="a", hub_id="x/y", loader="timm", preprocessing={"input_size": 224})
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+
+
+def test_metadata_is_checked_and_not_part_of_the_cache_key():
+    from hf_tsel.features import model_spec
+    from hf_tsel.zoo import parse_entry
+
+    bare = parse_entry({"hub_id": "timm/resnet50.tv_in1k"})
+    described = parse_entry({"hub_id": "timm/resnet50.tv_in1k", "metadata": {"params": 25557032, "imagenet_top1": None}})
+    assert described.metadata["params"] == 25557032 and model_spec(described) == model_spec(bare)
+    with pytest.raises(ZooError, match="unknown metadata key"):
+        parse_entry({"hub_id": "timm/resnet50.tv_in1k", "metadata": {"top5": 93.0}})
+    with pytest.raises(ZooError, match="'params' must be int"):
+        parse_entry({"hub_id": "timm/resnet50.tv_in1k", "metadata": {"params": "25M"}})

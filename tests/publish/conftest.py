@@ -61,8 +61,13 @@ def hub_env(tmp_path):
 def results_folder(tmp_path):
     """Two targets' results plus a malformed record, a foreign CSV and a broken JSON file."""
     folder = tmp_path / "results"
-    write_results(make_results("run-1", MODELS, accuracy=True, metrics=("logme", "leep", "nleep")),
-                  folder / "flowers.parquet", {})
+    flowers = make_results("run-1", MODELS, accuracy=True, metrics=("logme", "leep", "nleep", "consensus"))
+    consensus = flowers["metric"] == "consensus"
+    shares = np.linspace(0.4, 0.0, consensus.sum())  # P(best) by consensus rank, as hf_tsel.recommend writes it
+    flowers.loc[consensus, "p_top1"] = shares[flowers.loc[consensus, "rank"].to_numpy(int) - 1] / shares.sum()
+    flowers.loc[consensus, "rank_low"] = (flowers.loc[consensus, "rank"] - 1).clip(lower=1)
+    flowers.loc[consensus, "rank_high"] = flowers.loc[consensus, "rank"] + 1
+    write_results(flowers, folder / "flowers.parquet", {})
     pets = make_results("run-2", MODELS[:3], dataset="org/pets", seed=5)
     document = {"schema_version": "1.0", "run": {}, "records": json.loads(pets.to_json(orient="records"))}
     document["records"][0]["num_samples"] = "many"  # one malformed record among valid ones

@@ -12,7 +12,7 @@ import pytest
 
 from hf_tsel.publish.card import RESULTS_PATH_IN_REPO, render_card
 from hf_tsel.publish.schema import FIELD_DOCS, merge_results, same_records
-from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, write_results
+from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, schema_markdown, write_results
 
 from .conftest import FAKE_TOKEN, REPO_ROOT, make_results, run_cli, start_cli
 from ..hub.server import HubServer
@@ -31,6 +31,7 @@ def read_published(hub: HubServer, tmp_path, repo: str = REPO) -> pd.DataFrame:
 def test_field_docs_cover_the_schema_and_match_the_readme():
     assert tuple(FIELD_DOCS) == RESULT_FIELDS
     readme = (REPO_ROOT / "docs" / "publish.md").read_text()
+    assert schema_markdown() + "\n" in readme, "paste hf_tsel.results.schema_markdown() into docs/publish.md"
     rows = [line.strip("|").split(" | ") for line in readme.splitlines() if line.startswith("| `")]
     assert {name.strip("` "): (kind.strip(), text.strip()) for name, kind, text in rows} == FIELD_DOCS
 

@@ -23,7 +23,7 @@ from .conftest import MODELS, REPO_ROOT, make_results, run_cli
 def test_loading_skips_bad_records_with_notes(results_folder):
     loaded = load_leaderboard_results(results_folder)
     assert loaded.targets == ["org/flowers / train", "org/pets / train"]
-    assert len(loaded.table) == 18 + 5  # the malformed pets record is skipped, its neighbours kept
+    assert len(loaded.table) == 24 + 5  # the malformed pets record is skipped, its neighbours kept
     notes = "\n".join(loaded.notes)
     assert "pets.json, record 0: skipped" in notes and "num_samples" in notes
     assert "foreign.csv: skipped" in notes and "broken.json: skipped" in notes
@@ -35,7 +35,7 @@ def test_loading_from_env_and_nothing_configured(monkeypatch, results_folder):
     empty = load_leaderboard_results()
     assert not len(empty.table) and "HF_TSEL_RESULTS_REPO" in empty.notes[0]
     monkeypatch.setenv("HF_TSEL_RESULTS_PATH", str(results_folder / "flowers.parquet"))
-    assert len(load_leaderboard_results().table) == 18
+    assert len(load_leaderboard_results().table) == 24
 
 
 def test_views(results_folder):
@@ -57,7 +57,7 @@ def test_views(results_folder):
     assert mean["mean rank"].is_monotonic_increasing
 
     per_model = model_view(table, "vit-b16")
-    assert len(per_model) == 3 + 2 and set(per_model["of"]) == {6, 3, 2}  # pets logme lost its bad record
+    assert len(per_model) == 4 + 2 and set(per_model["of"]) == {6, 3, 2}  # pets logme lost its bad record
 
 
 def test_prediction_vs_truth_uses_weighted_tau(results_folder):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_tsel.publish.leaderboard import MEAN_RANK, leaderboard_view, load_leaderboard_results
+from hf_tsel.publish.leaderboard import RECOMMENDATION, leaderboard_view, load_leaderboard_results
 
 from .conftest import REPO_ROOT
 from .space_screenshot import CHROMIUM, MODELS_JS, ROW_SELECTOR, chromium_page, leaderboard_models, serve_app
@@ -32,10 +32,10 @@ def _wait_for_models(page, expected: list[str]) -> None:
 def test_leaderboard_renders_and_filters(results_folder, tmp_path):
     loaded = load_leaderboard_results(results_folder)
     target = loaded.targets[0]
-    expected = leaderboard_view(loaded.table, target, MEAN_RANK)["model"].tolist()
+    expected = leaderboard_view(loaded.table, target, RECOMMENDATION)["model"].tolist()
     families = sorted(set(loaded.table["family"]) - {"dino"})
-    without_dino = leaderboard_view(loaded.table, target, MEAN_RANK, families=families)["model"].tolist()
-    searched = leaderboard_view(loaded.table, target, MEAN_RANK, families=families, search="clip")["model"].tolist()
+    without_dino = leaderboard_view(loaded.table, target, RECOMMENDATION, families=families)["model"].tolist()
+    searched = leaderboard_view(loaded.table, target, RECOMMENDATION, families=families, search="clip")["model"].tolist()
     assert 0 < len(searched) < len(without_dino) < len(expected)
     artifacts = Path(os.environ.get("HF_TSEL_TEST_ARTIFACTS", REPO_ROOT / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -45,6 +45,9 @@ def test_leaderboard_renders_and_filters(results_folder, tmp_path):
         page.wait_for_selector(ROW_SELECTOR, timeout=120_000)
         _wait_for_models(page, expected)
         assert leaderboard_models(page) == expected
+        answer = page.locator("#recommendation")  # the default view is the answer, with confidence bars
+        assert f"Fine-tune {expected[0]}: consensus #1, P(best)" in answer.inner_text()
+        assert answer.locator(".confidence-bar").count() == len(expected)
         assert "skipped" in page.inner_text("#load-notes")  # the malformed records are reported, not fatal
 
         page.locator("#family-filter").get_by_label("dino").uncheck()

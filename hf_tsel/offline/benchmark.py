@@ -1,6 +1,6 @@
 """Offline ranking benchmark: real packaged backbones x real offline datasets, scored and checked.
 
-For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benchmark
+For every offline dataset (:mod:`hf_tsel.offline.benchmark_datasets`) the benchmark
 
 1. extracts (or reuses from the shared feature cache) the features of every model of the zoos
    (default: ``offline`` + ``offline-benchmark``) on a train and a test sample;
@@ -17,9 +17,12 @@ registered metric.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +32,15 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .evaluate import evaluation_table
-from .finetune import FinetuneConfig, Grid, finetune
-from .linear_probe import linear_probe
-from .offline_datasets import OFFLINE_DATASETS, load_offline_dataset
-from .table import ground_truth_frame
+from ..groundtruth.evaluate import evaluation_table
+from ..groundtruth.features import zoo_features
+from ..groundtruth.finetune import FinetuneConfig, Grid, finetune
+from ..groundtruth.linear_probe import linear_probe
+from ..groundtruth.table import ground_truth_frame
+from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+from ..metrics import get_metric, list_metrics
+from ..paths import tsel_home
+from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
 PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
 DEFAULT_ZOOS: tuple[str, ...] = ("offline", "offline-benchmark")
@@ -64,8 +71,6 @@ class OfflineBenchmarkConfig:
 
 def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
     """Every registered metric (no transforms) plus the PED-wrapped ones, or the ``requested`` names."""
-    from ..metrics import get_metric, list_metrics
-
     if requested:
         return [get_metric(name).name for name in requested]
     return [m.name for m in list_metrics(include_transforms=False)] + list(PED_METRICS)
@@ -88,9 +93,6 @@ class JsonStore:
         return self.data.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        import fcntl
-        import os
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -105,8 +107,6 @@ def _signature(*parts: Any) -> str:
 
 
 def _zoo_features(dataset: Any, zoos: Sequence[str], split: str, config: OfflineBenchmarkConfig):
-    from .features import zoo_features
-
     merged = None
     for zoo in zoos:
         part = zoo_features(dataset, zoo, split=split, cache_dir=config.cache_dir, seed=config.seed)
@@ -125,10 +125,6 @@ def metric_code_signature(name: str) -> str:
     Cached scores are recomputed after any change to that code. For ``<prefix>+<base>`` the
     transform's module is taken to be ``hf_tsel/metrics/<prefix>.py``.
     """
-    import sys
-
-    from ..metrics import get_metric
-
     folder = Path(sys.modules["hf_tsel.metrics"].__file__).parent
     *prefixes, base = name.split("+")
     files = {Path(sys.modules[get_metric(base).fn.__module__].__file__)}
@@ -184,9 +180,7 @@ def _probe_dataset(name: str, train, test, store: JsonStore, log: Callable[[str]
 
 def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
     """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
-    from accelerate import Accelerator
-
-    from .trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+    from accelerate import Accelerator  # only the fine-tuning protocol needs it
 
     settings = FinetuneConfig(grid=Grid("sgd", (config.finetune_lr,), (0.0,)), epochs=config.finetune_epochs,
                               batch_size=config.finetune_batch_size, augment=False, train_layers="all",
@@ -250,9 +244,7 @@ def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
     metrics = benchmark_metrics(config.metrics)
     started = time.perf_counter()
     if config.work_dir is None:
-        from ..offline_models import default_cache_dir
-
-        config.work_dir = default_cache_dir() / "offline-benchmark"
+        config.work_dir = tsel_home() / "offline-benchmark"
     config.work_dir.mkdir(parents=True, exist_ok=True)
     (config.work_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
     score_store = JsonStore(config.work_dir / "scores.json")
@@ -300,9 +292,35 @@ def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return table.sort_values("mean", ascending=False)
 
 
+def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Consensus, its members, the priors and a random pick: weighted tau per task, mean and worst, top-1 regret.
+
+    Random: expected tau 0 and expected regret ``best - mean accuracy``.
+    """
+    from ..metrics.consensus import CONSENSUS_MEMBERS
+    from ..metrics.priors import PRIOR_METRICS
+
+    rows = evaluation[(evaluation["protocol"] == protocol)
+                      & evaluation["metric"].isin(["consensus", *CONSENSUS_MEMBERS, *PRIOR_METRICS])]
+    gt = ground_truth[ground_truth["protocol"] == protocol].groupby("dataset")["accuracy"]
+    random = pd.DataFrame({"dataset": gt.max().index, "metric": "random", "weighted_kendall_tau": 0.0,
+                           "top1_regret": (gt.max() - gt.mean()).to_numpy()})
+    rows = pd.concat([rows[["dataset", "metric", "weighted_kendall_tau", "top1_regret"]], random])
+    table = rows.pivot_table(index="metric", columns="dataset", values="weighted_kendall_tau", aggfunc="first")
+    summary = rows.groupby("metric").agg(mean_tau=("weighted_kendall_tau", "mean"),
+                                         worst_tau=("weighted_kendall_tau", "min"),
+                                         mean_top1_regret=("top1_regret", "mean"))
+    return table.join(summary).sort_values("mean_tau", ascending=False)
+
+
 def markdown_summary(result: OfflineBenchmarkResult) -> str:
     """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
     parts = []
+    for protocol in sorted(result.evaluation["protocol"].unique()):
+        parts.append(f"How sure is the answer? Consensus, its members, the priors and random against the "
+                     f"**{protocol}** ground truth (weighted tau per dataset; top-1 regret in accuracy; the "
+                     "calibration of P(best) is measured by benchmarks/consensus_calibration.py):\n")
+        parts.append(_markdown(answer_table(result.evaluation, result.ground_truth, protocol).reset_index()))
     for protocol in sorted(result.evaluation["protocol"].unique()):
         table = weighted_tau_table(result.evaluation, protocol)
         parts.append(f"Weighted Kendall tau against the **{protocol}** ground truth "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "read_idx", "digits_arrays", "fashion_mnist_arrays"]
 

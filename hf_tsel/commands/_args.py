@@ -1,0 +1,62 @@
+"""argparse ``type=`` checks for numeric options, so a bad number fails at parse time with a clear message.
+
+Example:
+    >>> positive_int("8")
+    8
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a whole number of at least 1, got '0'
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "port_number",
+           "check_output_file"]
+
+
+def _number(parse: Callable[[str], float], expected: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: ``parse(text)`` if it is finite and ``accept``-ed, else an error saying what was expected."""
+
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return check
+
+
+positive_int = _number(int, "a whole number of at least 1", lambda v: v >= 1)
+non_negative_int = _number(int, "a whole number of at least 0", lambda v: v >= 0)
+positive_float = _number(float, "a number greater than 0", lambda v: v > 0)
+non_negative_float = _number(float, "a number of at least 0", lambda v: v >= 0)
+port_number = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
+
+
+def check_output_file(path: str, option: str, *, overwrite: bool = True) -> None:
+    """Raise :class:`~hf_tsel.errors.UserError` before any work if ``path`` (given with ``option``) cannot be written."""
+    from ..errors import UserError
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{option} {path!r} is a folder", fix=f"pass a file name inside it, e.g. {str(target / 'out')!r}.")
+    if target.exists() and not overwrite:
+        raise UserError(f"{option} {path!r} already exists", fix="pass --overwrite to replace it, or choose another name.")
+    folder = target.resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".hf-tsel-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {option} {path!r} ({exc.strerror or exc})",
+                        fix="pick a path in a folder you can write to.") from None

@@ -1,0 +1,162 @@
+"""Consensus: one transferability score per model from a few member metrics, standardised over the zoo.
+
+Each member's scores are standardised over the models (z-score or normalised rank), so members
+whose raw scale depends on the feature dimension or the number of classes (LogME, GBC, PARC...)
+are compared only after standardisation; the consensus is the mean over the members that apply.
+The members and the rule were chosen by leave-one-dataset-out selection on the project's
+ground-truth benchmarks (``benchmarks/consensus_selection.py``; procedure and held-out result in
+docs/metrics.md).
+
+Regime awareness: a member is dropped, and the result says why, when it is known to break in the
+regime at hand (see :func:`member_problem`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from ._registry import get_metric, register, score, score_zoo
+from ._validation import MetricInputError, MetricInputs
+
+__all__ = ["CONSENSUS_MEMBERS", "CONSENSUS_RULE", "RULES", "ConsensusResult", "combine", "consensus_scores",
+           "member_problem", "standardise"]
+
+# Chosen by benchmarks/consensus_selection.py (leave-one-dataset-out on the offline benchmark); see docs/metrics.md.
+CONSENSUS_MEMBERS: tuple[str, ...] = ("logme", "etran")
+CONSENSUS_RULE = "rank"
+RULES: tuple[str, ...] = ("zscore", "rank")
+# H-score and SFDA estimate a D x D covariance; with fewer samples than dimensions it is singular
+# and every model gets nearly the same score (observed on the offline benchmark at N < D).
+_NEEDS_N_ABOVE_D = frozenset({"hscore", "sfda", "ped+sfda"})
+
+
+def standardise(values: np.ndarray, rule: str) -> np.ndarray:
+    """Scores of one member over the models, made scale-free: z-scores, or ranks mapped to [0, 1]."""
+    values = np.asarray(values, dtype=float)
+    if rule == "rank":
+        if len(values) < 2:
+            return np.zeros_like(values)
+        return (stats.rankdata(values, method="average") - 1) / (len(values) - 1)
+    if rule == "zscore":
+        spread = values.std()
+        return np.zeros_like(values) if spread == 0 else (values - values.mean()) / spread
+    raise MetricInputError("consensus", f"unknown combination rule {rule!r}.", f"use one of {list(RULES)}.")
+
+
+def combine(member_scores: Mapping[str, Mapping[str, float]], models: Sequence[str], rule: str) -> dict[str, float]:
+    """Mean over members of the standardised scores, ``{model: consensus}``."""
+    if not member_scores:
+        raise MetricInputError("consensus", "no member metric applies to these models.",
+                               "pass more samples, or score the models with individual metrics.")
+    table = np.array([[member_scores[member][m] for m in models] for member in member_scores], dtype=float)
+    standardised = np.stack([standardise(row, rule) for row in table])
+    return dict(zip(models, standardised.mean(axis=0).tolist()))
+
+
+def member_problem(member: str, *, num_samples: int, feature_dims: Mapping[str, int], has_head: Mapping[str, bool],
+                   priors: Mapping[str, Mapping[str, Any]] | None) -> str | None:
+    """Why ``member`` must be dropped for these models (``None`` if it applies)."""
+    spec = get_metric(member)
+    widest = max(feature_dims.values())
+    if spec.name in _NEEDS_N_ABOVE_D and num_samples <= widest:
+        return f"saturates when samples ({num_samples}) <= feature dim ({widest})"
+    if spec.consumes == "source_probs":
+        missing = sorted(m for m, head in has_head.items() if not head)
+        if missing:
+            return f"needs a source classifier head; none for {', '.join(missing)}"
+    if spec.name.startswith("prior:") and spec.name != "prior:feature_dim":
+        fact = spec.name.split(":", 1)[1]
+        missing = sorted(m for m in feature_dims if ((priors or {}).get(m) or {}).get(fact) is None)
+        if missing:
+            return f"no published {fact} for {', '.join(missing)}"
+    return None
+
+
+@dataclass
+class ConsensusResult:
+    """The consensus of a zoo, with the members that made it and those dropped (and why)."""
+
+    scores: dict[str, float]
+    rule: str
+    members: tuple[str, ...]
+    member_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+def _member_scores(member: str, features: Mapping[str, Any], labels: Any, *, source_probs: Mapping[str, Any],
+                   priors: Mapping[str, Mapping[str, Any]] | None, seed: int, device: Any) -> dict[str, float]:
+    spec = get_metric(member)
+    if spec.name.startswith("prior:"):
+        return score_zoo(spec.name, features, labels, device=device, priors=priors)
+    if spec.consumes == "model_set":
+        return score_zoo(spec.name, features, labels, seed=seed, device=device)
+    if spec.consumes == "source_probs":
+        return {m: score(spec.name, None, labels, source_probs=source_probs[m], seed=seed, device=device)
+                for m in features}
+    return {m: score(spec.name, f, labels, seed=seed, device=device) for m, f in features.items()}
+
+
+def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
+                     source_probs: Mapping[str, Any] | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
+                     members: Sequence[str] | None = None, rule: str = CONSENSUS_RULE, seed: int = 0,
+                     device: Any = None, known: Mapping[str, Mapping[str, float]] | None = None) -> ConsensusResult:
+    """The consensus of ``features_by_model`` (validated like every metric), members and drops included.
+
+    ``known``: member scores already computed on the same inputs and seed (e.g. by a ranking run
+    that also asked for LogME), ``{member: {model: score}}``; they are reused, not recomputed.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = np.repeat(np.arange(3), 40)
+        >>> zoo = {"good": rng.normal(size=(120, 8)) + 3 * np.eye(8)[y], "bad": rng.normal(size=(120, 8))}
+        >>> result = consensus_scores(zoo, y)
+        >>> result.scores["good"] > result.scores["bad"], result.members
+        (True, ('logme', 'etran'))
+    """
+    if len(features_by_model) < 2:
+        raise MetricInputError("consensus", "the consensus standardises over models and needs at least 2.",
+                               "score at least two models together.")
+    source_probs = {m: p for m, p in (source_probs or {}).items() if p is not None}
+    members = tuple(get_metric(m).name for m in (members or CONSENSUS_MEMBERS))
+    dims = {m: int(np.shape(f)[1]) if np.ndim(f) == 2 else 0 for m, f in features_by_model.items()}
+    num_samples = len(labels)
+    has_head = {m: m in source_probs for m in features_by_model}
+    dropped = {}
+    for member in members:
+        problem = member_problem(member, num_samples=num_samples, feature_dims=dims, has_head=has_head, priors=priors)
+        if problem:
+            dropped[member] = problem
+    kept = tuple(m for m in members if m not in dropped)
+    known = {m: dict(v) for m, v in (known or {}).items() if set(v) >= set(features_by_model)}
+    member_scores = {}
+    for member in kept:
+        if member in known:
+            member_scores[member] = {model: known[member][model] for model in features_by_model}
+            continue
+        try:
+            member_scores[member] = _member_scores(member, features_by_model, labels, source_probs=source_probs,
+                                                   priors=priors, seed=seed, device=device)
+        except MetricInputError as exc:
+            if exc.metric == "consensus" or not exc.problem.startswith("the score"):
+                raise  # bad input: the user must fix it
+            dropped[member] = f"failed: {exc.problem}"  # e.g. a non-finite score on one model's features
+    models = list(features_by_model)
+    kept = tuple(m for m in kept if m in member_scores)
+    return ConsensusResult(combine(member_scores, models, rule), rule, kept, member_scores, dropped)
+
+
+@register("consensus", consumes="model_set",
+          paper="hf-tsel: mean of standardised member scores (members chosen leave-one-dataset-out; docs/metrics.md)")
+def consensus(inputs: dict[str, MetricInputs], *, members: Sequence[str] | None = None, rule: str = CONSENSUS_RULE,
+              source_probs: Mapping[str, Any] | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
+              seed: int = 0) -> dict[str, float]:
+    """Mean over members (LogME and ETran by default) of their ranks over the zoo; members that break are dropped."""
+    first = next(iter(inputs.values()))
+    features = {m: i.features for m, i in inputs.items()}
+    return consensus_scores(features, first.labels, source_probs=source_probs, priors=priors, members=members,
+                            rule=rule, seed=seed, device=first.features.device).scores

@@ -1,0 +1,305 @@
+"""The answer: which backbone to fine-tune, with the probability that it is the best one.
+
+:func:`recommend` ranks the models by the consensus score (:mod:`hf_tsel.metrics.consensus`) and
+measures how sure that ranking is with a stratified bootstrap over the target samples:
+
+* every resample draws each class's samples with replacement (class sizes kept);
+* cheap parts are recomputed exactly per resample: prior members (constant) and source-head
+  members (LEEP, NCE: cheap in N x C_source);
+* feature members (LogME, ETran, ...) are approximated: they are recomputed per resample on a fixed
+  seeded random projection of each model's features to ``projection_dim`` dimensions (exact when
+  D <= ``projection_dim``), and the change of that projected score is added to the full-data score
+  (a delta bootstrap), so the spread is the sampling spread and the centre stays the full score;
+* ``p_top1``: share of resamples in which a model is the consensus #1 (ties split), shrunk towards
+  uniform by ``calibration`` because the bootstrap sees sampling noise only, not the metrics' own
+  error; the default was fitted leave-one-dataset-out on the offline benchmark
+  (``benchmarks/consensus_calibration.py``; reliability table and Brier scores in docs/metrics.md);
+* ``rank_low``/``rank_high``: 5th and 95th percentile of the model's consensus rank (a 90 % interval).
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(3), 60)
+    >>> zoo = {"good": rng.normal(size=(180, 16)) + 3 * np.eye(16)[y], "bad": rng.normal(size=(180, 16))}
+    >>> table = recommend(zoo, y, n_boot=50)
+    >>> table.loc[0, "model"], bool(table.loc[0, "p_top1"] > 0.5)
+    ('good', True)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .defaults import DEFAULT_N_BOOT
+from .metrics import MetricInputs, get_metric
+from .metrics._validation import as_tensor, prepare_inputs, resolve_device
+from .metrics.consensus import CONSENSUS_RULE, combine, consensus_scores
+
+__all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indices", "consensus_records",
+           "recommendation_line", "sample_size_advice"]
+
+# Weight of the uniform forecast in p_top1 (p = (1 - w) * bootstrap share + w / M). Fitted by
+# benchmarks/consensus_calibration.py (leave-one-dataset-out Brier score on the offline benchmark).
+CALIBRATION_SHRINK = 0.1
+PROJECTION_DIM = 64
+_INTERVAL = (5, 95)
+
+
+def bootstrap_indices(labels: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, N]`` resample indices; each class is drawn with replacement at its own size."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    return np.stack([np.sort(np.concatenate([rng.choice(g, size=len(g)) for g in groups])) for _ in range(n_boot)])
+
+
+def _projection(features: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
+    if features.shape[1] <= dim:
+        return features
+    basis = torch.randn(features.shape[1], dim, generator=generator, dtype=features.dtype).to(features.device)
+    return features @ (basis / math.sqrt(dim))  # Johnson-Lindenstrauss: distances kept up to a small distortion
+
+
+def _member_on(member: str, inputs: dict[str, MetricInputs], seed: int) -> dict[str, float]:
+    """A member's higher-is-better scores on already validated inputs, without re-validation."""
+    spec = get_metric(member)
+    kwargs = {"seed": seed} if "seed" in inspect.signature(spec.fn).parameters else {}
+    sign = -1.0 if spec.negated else 1.0
+    if spec.consumes == "model_set":
+        return {m: sign * float(v) for m, v in spec.fn(inputs, **kwargs).items()}
+    return {m: sign * float(spec.fn(i, **kwargs)) for m, i in inputs.items()}
+
+
+@dataclass
+class _Resampler:
+    """Member scores of one resample: exact for priors and source heads, delta-approximated for features."""
+
+    full: dict[str, dict[str, float]]  # member -> model -> full-data score
+    projected: dict[str, torch.Tensor]
+    source_probs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    num_classes: int
+    seed: int
+
+    def centre(self, members: Sequence[str]) -> dict[str, dict[str, float]]:
+        every = torch.arange(len(self.labels), device=self.labels.device)
+        return {m: self._projected_member(m, every) for m in members}
+
+    def _projected_member(self, member: str, rows: torch.Tensor) -> dict[str, float]:
+        spec = get_metric(member)
+        labels = self.labels[rows]
+        if spec.name.startswith("prior:"):
+            return self.full[member]
+        if spec.consumes == "source_probs":
+            inputs = {m: MetricInputs(None, labels, self.num_classes, source_probs=p[rows])
+                      for m, p in self.source_probs.items()}
+        else:
+            inputs = {m: MetricInputs(f[rows], labels, self.num_classes) for m, f in self.projected.items()}
+        return _member_on(member, inputs, self.seed)
+
+    def resample(self, rows: np.ndarray, centre: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        index = torch.from_numpy(rows).to(self.labels.device)
+        scores = {}
+        for member, full in self.full.items():
+            spec = get_metric(member)
+            if spec.name.startswith("prior:"):
+                scores[member] = full
+                continue
+            moved = self._projected_member(member, index)
+            exact = spec.consumes == "source_probs"
+            scores[member] = {m: moved[m] if exact else full[m] + moved[m] - centre[member][m] for m in full}
+        return scores
+
+
+@contextmanager
+def _one_thread():
+    """Run the many small resample computations on one thread: on a shared, loaded CPU torch's
+    intra-op thread pool makes 64-d operations ~30x slower (measured: 50 eigh + logsumexp 4.1 s vs 0.15 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _top1_shares(values: np.ndarray) -> np.ndarray:
+    """``[B, M]`` consensus scores -> ``[B, M]`` share of the #1 spot (ties split)."""
+    best = values == values.max(axis=1, keepdims=True)
+    return best / best.sum(axis=1, keepdims=True)
+
+
+def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs: Mapping[str, Any] | None = None,
+              priors: Mapping[str, Mapping[str, Any]] | None = None, members: Sequence[str] | None = None,
+              rule: str = CONSENSUS_RULE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+              calibration: float = CALIBRATION_SHRINK, projection_dim: int = PROJECTION_DIM,
+              device: str | torch.device | None = None,
+              known: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """Rank models by consensus with ``p_top1`` (probability of being the best) and a 90 % rank interval.
+
+    Args:
+        features_by_model: model name -> ``[N, D]`` features (numpy or torch, any device), same samples.
+        labels: ``[N]`` class ids.
+        source_probs: model name -> ``[N, C_s]`` source-head probabilities, for the models that have one.
+        priors: model name -> zoo metadata (``params``, ``imagenet_top1``...), for prior members.
+        members, rule: consensus members and rule (default: :data:`hf_tsel.metrics.consensus.CONSENSUS_MEMBERS`).
+        n_boot: bootstrap resamples (0: no confidence columns, NaN).
+        seed: seed of the bootstrap, the projection and stochastic members.
+        calibration: weight of the uniform forecast mixed into ``p_top1`` (0: raw bootstrap share).
+        projection_dim: width of the projection the feature members are resampled on.
+        known: member scores already computed on these inputs, ``{member: {model: score}}`` (reused).
+
+    Returns:
+        One row per model, best first: ``model, score, rank, p_top1, rank_low, rank_high``.
+        ``attrs`` holds ``members``, ``dropped`` (member -> why), ``member_scores``, ``n_boot``,
+        ``score_gap_sd`` (bootstrap sd of the #1 - #2 score gap) and ``num_samples``/``num_classes``.
+    """
+    from .errors import MetricInputError
+
+    if n_boot < 0 or not 0.0 <= calibration <= 1.0:
+        raise MetricInputError("recommend", f"n_boot must be >= 0 and calibration in [0, 1], got {n_boot}, {calibration}.",
+                               f"use e.g. n_boot={DEFAULT_N_BOOT}, calibration={CALIBRATION_SHRINK}.")
+    result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
+                              rule=rule, seed=seed, device=device, known=known)
+    models = list(features_by_model)
+    target = resolve_device(device, *features_by_model.values())
+    checked = {m: prepare_inputs("recommend", f, labels, needs_features=True, needs_source_probs=False, device=target)
+               for m, f in features_by_model.items()}
+    first = next(iter(checked.values()))
+    generator = torch.Generator().manual_seed(seed)
+    resampler = _Resampler(
+        full=result.member_scores,
+        projected={m: _projection(i.features, projection_dim, generator) for m, i in checked.items()},
+        source_probs={m: as_tensor(p, target, torch.float64) for m, p in (source_probs or {}).items() if p is not None},
+        labels=first.labels, num_classes=first.num_classes, seed=seed)
+    point = np.array([result.scores[m] for m in models])
+    table = pd.DataFrame({"model": models, "score": point})
+    table["rank"] = table["score"].rank(method="min", ascending=False).astype(int)
+    boot = np.empty((n_boot, len(models)))
+    if n_boot:
+        with _one_thread():
+            centre = resampler.centre(result.members)
+            for b, rows in enumerate(bootstrap_indices(first.labels.cpu().numpy(), n_boot, seed)):
+                combined = combine(resampler.resample(rows, centre), models, rule)
+                boot[b] = [combined[m] for m in models]
+        ranks = pd.DataFrame(boot).rank(axis=1, method="min", ascending=False).to_numpy()
+        shares = _top1_shares(boot).mean(axis=0)
+        table["p_top1"] = (1 - calibration) * shares + calibration / len(models)
+        table["rank_low"] = np.percentile(ranks, _INTERVAL[0], axis=0, method="lower").astype(int)
+        table["rank_high"] = np.percentile(ranks, _INTERVAL[1], axis=0, method="higher").astype(int)
+    else:
+        table["p_top1"] = table["rank_low"] = table["rank_high"] = math.nan
+    table = table.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True]).reset_index(drop=True)
+    table.attrs.update(members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
+                       member_scores=result.member_scores, num_samples=len(first.labels),
+                       num_classes=first.num_classes, calibration=calibration,
+                       score_gap=_gap(table, models, point, boot))
+    return table
+
+
+def _gap(table: pd.DataFrame, models: list[str], point: np.ndarray, boot: np.ndarray) -> dict[str, float]:
+    """Point gap between the top two models and its bootstrap sd (drives the sample-size advice)."""
+    if len(table) < 2:
+        return {"mean": math.nan, "sd": math.nan}
+    first, second = (models.index(m) for m in table["model"][:2])
+    sd = float(np.std(boot[:, first] - boot[:, second], ddof=1)) if len(boot) > 1 else math.nan
+    return {"mean": float(point[first] - point[second]), "sd": sd}
+
+
+def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
+    """A warning when the top two are indistinguishable, with how many more images per class would separate them.
+
+    The gap's bootstrap sd shrinks as 1/sqrt(N); the gap is resolved at one-sided 95 % when
+    ``gap >= z * sd``, i.e. at ``N' = N (z sd / gap)^2`` samples.
+    """
+    if len(table) < 2 or table.attrs.get("n_boot", 0) < 2:
+        return None
+    gap, n, classes = table.attrs["score_gap"], table.attrs["num_samples"], table.attrs["num_classes"]
+    low_overlap = table.loc[0, "rank_high"] < table.loc[1, "rank_low"]
+    if gap["sd"] > 0 and gap["mean"] >= z * gap["sd"] or low_overlap:
+        return None
+    first, second = table["model"][:2]
+    if not gap["mean"] > 0 or not gap["sd"] > 0:
+        return (f"{first} and {second} are indistinguishable on this sample (same consensus score); "
+                "more images will not separate them: consider both, or fine-tune both briefly.")
+    needed = n * (z * gap["sd"] / gap["mean"]) ** 2
+    more = math.ceil(max(0.0, needed - n) / classes)
+    return (f"{first} and {second} are statistically indistinguishable on {n} samples (P(best) "
+            f"{table.loc[0, 'p_top1']:.2f} vs {table.loc[1, 'p_top1']:.2f}); about {more} more images per class "
+            "would likely separate them.")
+
+
+def recommendation_line(table: pd.DataFrame, agreeing: int | None = None, voting: int | None = None) -> str:
+    """``Fine-tune X: consensus #1, P(best) 0.74; runner-up Y 0.19. 4 of 5 metrics agree.``"""
+    best = table.iloc[0]
+    line = f"Fine-tune {best['model']}: consensus #1"
+    if not math.isnan(best["p_top1"]):
+        line += f", P(best) {best['p_top1']:.2f}"
+    if len(table) > 1:
+        runner = table.iloc[1]
+        line += f"; runner-up {runner['model']}" + ("" if math.isnan(runner["p_top1"]) else f" {runner['p_top1']:.2f}")
+    line += "."
+    if voting:
+        line += f" {agreeing} of {voting} metrics agree."
+    return line
+
+
+def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Sequence[Mapping[str, Any]], *,
+                      seed: int = 0, device: Any = None, n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], dict]:
+    """``consensus`` result records (with ``p_top1``, ``rank_low``, ``rank_high``) of a ranking run, and a summary.
+
+    ``outcomes``: the run's :class:`hf_tsel.ranking.ModelOutcome` list; ``scored``: its per-metric
+    records, whose member scores are reused. The summary (``run["recommendation"]``) holds the
+    recommendation line, members, dropped members and the sample-size advice.
+    """
+    ready = [o for o in outcomes if o.features is not None]
+    if len(ready) < 2:  # nothing to recommend between
+        return [], {}
+    common = ready[0].features.positions
+    for o in ready[1:]:
+        common = np.intersect1d(common, o.features.positions)
+    rows = {o.entry.name: np.searchsorted(o.features.positions, common) for o in ready}
+    features = {o.entry.name: o.features.features[rows[o.entry.name]] for o in ready}
+    probs = {o.entry.name: torch.softmax(o.features.source_logits[rows[o.entry.name]].double(), dim=1)
+             for o in ready if o.features.source_logits is not None}
+    known: dict[str, dict[str, float]] = {}
+    same_samples = all(len(r) == len(o.features.positions) for r, o in zip(rows.values(), ready))
+    for record in scored if same_samples else ():
+        if not math.isnan(record["score"]):
+            known.setdefault(record["metric"], {})[record["model"]] = record["score"]
+    start = time.perf_counter()
+    try:
+        table = recommend(features, labels[common], source_probs=probs, priors={o.entry.name: o.entry.metadata for o in ready},
+                          n_boot=n_boot, seed=seed, device=device, known=known)
+    except Exception as exc:  # noqa: BLE001 (the per-metric scores must survive a consensus failure)
+        note = f"failed: {exc}"
+        return [{"model": m, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0} for m in features], {}
+    seconds = (time.perf_counter() - start) / len(table)
+    records = [{"model": r.model, "metric": "consensus", "score": r.score, "note": None, "seconds": seconds,
+                "p_top1": None if math.isnan(r.p_top1) else r.p_top1,
+                "rank_low": None if math.isnan(r.rank_low) else int(r.rank_low),
+                "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high)} for r in table.itertuples()]
+    agreeing, voting = _agreement(table, scored)
+    summary = {"line": recommendation_line(table, agreeing, voting), "members": table.attrs["members"],
+               "dropped": table.attrs["dropped"], "advice": sample_size_advice(table), "n_boot": n_boot,
+               "rule": table.attrs["rule"]}
+    return records, summary
+
+
+def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """How many of the run's metrics (with a score for every model) put the consensus #1 first."""
+    by_metric: dict[str, dict[str, float]] = {}
+    for record in scored:
+        by_metric.setdefault(record["metric"], {})[record["model"]] = record["score"]
+    models, best = set(table["model"]), table["model"].iloc[0]
+    votes = [max(v, key=v.get) == best for metric, v in by_metric.items() if not metric.startswith("prior:")
+             and set(v) >= models and not any(math.isnan(v[m]) for m in models)]
+    return sum(votes), len(votes)
