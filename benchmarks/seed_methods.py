@@ -70,8 +70,8 @@ def offline_pairs() -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarr
     """``(dataset, model, features, labels, source_logits)`` of the offline benchmark, from the feature cache only."""
     from hf_tsel.data import load_image_dataset
     from hf_tsel.features import FeatureCache, cache_key, model_spec
-    from hf_tsel.groundtruth.offline_benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
-    from hf_tsel.groundtruth.offline_datasets import load_offline_dataset
+    from hf_tsel.offline.benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
+    from hf_tsel.offline.benchmark_datasets import load_offline_dataset
     from hf_tsel.zoo import load_zoo
 
     config, cache = OfflineBenchmarkConfig(), FeatureCache(None)
