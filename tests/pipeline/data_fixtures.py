@@ -138,7 +138,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def write_tiny_zoo(path: Path, hub_cache, keys: list[str]) -> Path:
-    """A zoo YAML of the MODEL engineer's tiny cached models (``hub_cache.ids[key]``), timm/transformers loaders."""
+    """A zoo YAML of the tiny cached models of ``hub_cache`` (``hub_cache.ids[key]``), timm/transformers loaders."""
     loaders = {"transformers_vit": "transformers"}
     models = "".join(f"  - name: {key.replace('_', '-')}\n    hub_id: {hub_cache.ids[key]}\n"
                      f"    loader: {loaders.get(key, 'timm')}\n" for key in keys)

@@ -144,7 +144,7 @@ def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
+def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path, free_port):
     """`accelerate launch --cpu --num_processes 2` shards each model's images; results equal a single process.
 
     24 images in batches of 5 leave uneven last batches, so the padding duplicates must be dropped.
@@ -154,7 +154,7 @@ def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
     single = run_cli([*args, "-o", str(tmp_path / "one.json")], env)
     assert single.returncode == 0, single.stderr
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port),
               "-m", "hf_tsel.cli", *args, "-o", str(tmp_path / "two.json")]
     double = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]

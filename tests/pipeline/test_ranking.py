@@ -57,12 +57,11 @@ def test_rank_returns_valid_results_with_informative_model_first(tmp_path, noisy
 def test_transform_and_model_set_metrics(tmp_path, noisy_zoo):
     zoo, _ = noisy_zoo
     model_set = [m.name for m in list_metrics(include_transforms=False) if m.consumes == "model_set"]
+    assert {"etran", "ncti"} <= set(model_set)
     metrics = ["ped+logme", *model_set[:1]]
     df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=metrics, cache_dir=tmp_path)
     ped = df[df.metric == "ped+logme"].set_index("model")
     assert ped.loc["alpha", "score"] > ped.loc["noise", "score"]
-    if not model_set:
-        pytest.skip("no model-set metric (etran, ncti) is registered yet")
     scores = df[df.metric == model_set[0]].dropna(subset=["score"])
     assert set(scores["model"]) == {"alpha", "noise", "headless"}
 
