@@ -148,15 +148,15 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             continue
         for o in ready:
             feats = o.features
-            if spec.consumes == "source_probs" and feats.source_logits is None:
+            if "source_probs" in spec.consumes and feats.source_logits is None:
                 record(o, spec, float("nan"), "not applicable: the model has no source classifier head", 0.0)
                 continue
             start = time.perf_counter()
             try:
-                if spec.consumes == "source_probs":
+                if "source_probs" in spec.consumes:
                     probs = torch.softmax(feats.source_logits.double(), dim=1)
-                    value = score(spec.name, None, labels[feats.positions], source_probs=probs, seed=seed,
-                                  device=device, **params)
+                    value = score(spec.name, feats.features if "features" in spec.consumes else None,
+                                  labels[feats.positions], source_probs=probs, seed=seed, device=device, **params)
                 else:
                     value = score(spec.name, feats.features, labels[feats.positions], seed=seed, device=device, **params)
                 note = None

@@ -277,6 +277,7 @@ def metrics_markdown() -> str:
     for spec in list_metrics(include_transforms=False):
         info = spec.as_dict()
         needs = {"features": "features", "source_probs": "source-classifier probabilities",
+                 "features+source_probs": "features and source-classifier probabilities",
                  "model_set": "features of all models"}.get(info["consumes"], info["consumes"])
         cells = [f"`{info['name']}`", needs, "yes" if info["stochastic"] else "no", info["summary"], info["paper"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")

@@ -86,7 +86,7 @@ def test_golden_zoo_dynamics_methods_agree_with_the_construction(golden_zoo, nam
 def test_golden_zoo_persistence_ratio_is_not_predictive(golden_zoo):
     """Documented limitation: the zoo's feature dimension grows with quality (64 ... 512) and the
     per-dimension noise dominates the MST, so the ratio does not follow the construction."""
-    values = _golden_scores(golden_zoo, "persistence_ratio")
+    values = _golden_scores(golden_zoo, "persistence_ratio_target")
     quality = [4 - golden_zoo[1].index(i) for i in range(5)]
     assert _tau(values, quality) < 0.5
 
@@ -109,12 +109,12 @@ def test_ssl_like_zoo_ped_beats_plain_logme():
 
 def test_collapse_zoo_persistence_ratio_follows_the_collapse():
     models, labels = _collapse_zoo()
-    values = [score("persistence_ratio", features, labels) for features in models]
+    values = [score("persistence_ratio_target", features, labels) for features in models]
     assert values == sorted(values)
 
 
 def test_ssl_like_zoo_persistence_ratio_does_not_see_hidden_structure():
     """Documented limitation: the nuisance directions dominate the Euclidean geometry."""
     models, labels = _ssl_like_zoo()
-    values = [score("persistence_ratio", features, labels) for features in models]
+    values = [score("persistence_ratio_target", features, labels) for features in models]
     assert _tau(values, range(4)) < 0.66
