@@ -30,9 +30,9 @@ import torch
 
 from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
 from hf_tsel.features import FeatureCache, cache_key, model_spec
-from hf_tsel.groundtruth.offline_benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
-from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
 from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS, consensus_scores
+from hf_tsel.offline.benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
+from hf_tsel.offline.benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 from hf_tsel.recommendation import recommend
 from hf_tsel.zoo import load_zoo
 

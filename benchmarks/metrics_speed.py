@@ -83,7 +83,7 @@ def run_one(metric: str, n_samples: int, dim: int, n_classes: int, zoo_size: int
         value = values["m0"]
     else:
         features, labels = synthetic_features(n_samples, dim, n_classes)
-        probs = synthetic_source_probs(features) if spec.consumes == "source_probs" else None
+        probs = synthetic_source_probs(features) if "source_probs" in spec.consumes else None
         baseline = _peak_rss_mib()
         start, cpu_start = time.perf_counter(), time.process_time()
         value = score(metric, features, labels, source_probs=probs)

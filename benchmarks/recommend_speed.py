@@ -1,7 +1,7 @@
 """Cost of the confidence (bootstrap P(best) and rank interval) relative to the metric stage of a ranking run.
 
 Setting of the target in issue 14: N = 1,000 samples, 8 models, features already extracted. Both
-stages run exactly as in :func:`hf_tsel.rank`: :func:`hf_tsel.ranking.score_models` with the default
+stages run exactly as in :func:`hf_tsel.rank`: :func:`hf_tsel.scoring.score_models` with the default
 metrics, then :func:`hf_tsel.recommendation.consensus_records`, which reuses the member scores the
 metric stage computed and adds the consensus and its bootstrap (``DEFAULT_N_BOOT`` resamples).
 Features are synthetic (10 classes, widths of common backbones) so the script runs anywhere.
@@ -21,7 +21,8 @@ import torch
 
 from hf_tsel.defaults import DEFAULT_METRICS, DEFAULT_N_BOOT
 from hf_tsel.features import CachedFeatures
-from hf_tsel.ranking import ModelOutcome, resolve_metrics, score_models
+from hf_tsel.extraction import ModelOutcome
+from hf_tsel.scoring import resolve_metrics, score_models
 from hf_tsel.recommendation import consensus_records
 
 # EfficientNet, ViT-L/B, ..., ViT-S widths. Not 2048 (ResNet-50): with N = 1,000 < D = 2,048 LogME's

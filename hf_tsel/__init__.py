@@ -1,23 +1,35 @@
-"""hf-tsel: rank pre-trained vision backbones by transferability to your dataset."""
+"""hf-tsel: rank pre-trained vision backbones by transferability to your dataset.
+
+The steps of the pipeline are public: :func:`extract` (sample a dataset, extract or reuse the
+cached features of every model), :func:`rank` (extract, score with transferability metrics, build
+the results table) and :func:`recommend` (consensus ranking with P(best) and rank intervals). They
+are imported on first use, so ``import hf_tsel`` stays light.
+
+Example:
+    >>> import hf_tsel
+    >>> features = hf_tsel.extract("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
+    >>> df = hf_tsel.rank("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "rank", "recommend"]
+__all__ = ["__version__", "extract", "rank", "recommend"]
+
+if TYPE_CHECKING:
+    from .extraction import extract
+    from .ranking import rank
+    from .recommendation import recommend
+
+_LAZY = {"extract": "extraction", "rank": "ranking", "recommend": "recommendation"}
 
 
-def rank(*args: Any, **kwargs: Any):
-    """Score a zoo of backbones on a dataset; see :func:`hf_tsel.ranking.rank`."""
-    from .ranking import rank as _rank
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
 
-    return _rank(*args, **kwargs)
-
-
-def recommend(*args: Any, **kwargs: Any):
-    """Consensus ranking with P(best) and rank intervals; see :func:`hf_tsel.recommendation.recommend`."""
-    from .recommendation import recommend as _recommend
-
-    return _recommend(*args, **kwargs)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

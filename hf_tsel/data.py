@@ -26,6 +26,7 @@ from PIL import Image
 
 from .errors import DataError
 from .hub_access import looks_like_local_path
+from .sampling import shuffled_by_class
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
            "from_arrays"]
@@ -382,7 +383,8 @@ def stratified_sample(labels: np.ndarray, *, samples_per_class: int | None = Non
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    by_class = {c: rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+    classes = np.unique(labels)
+    by_class = dict(zip(classes, shuffled_by_class(labels, classes, rng.permutation)))
     if samples_per_class is not None:
         if samples_per_class < 1:
             raise DataError(f"--samples-per-class must be at least 1, got {samples_per_class}")

@@ -256,7 +256,7 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
                       seed: int = 0, device: Any = None, n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], dict]:
     """``consensus`` result records (with ``p_top1``, ``rank_low``, ``rank_high``) of a ranking run, and a summary.
 
-    ``outcomes``: the run's :class:`hf_tsel.ranking.ModelOutcome` list; ``scored``: its per-metric
+    ``outcomes``: the run's :class:`hf_tsel.extraction.ModelOutcome` list; ``scored``: its per-metric
     records, whose member scores are reused. The summary (``run["recommendation"]``) holds the
     recommendation line, members, dropped members and the sample-size advice.
     """

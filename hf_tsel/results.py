@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,45 +24,67 @@ import pandas as pd
 from .errors import ResultsError
 
 __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
-           "write_results", "read_results"]
+           "write_results", "read_results", "RESULT_SCHEMA", "ResultField", "schema_markdown"]
 
 RESULTS_SCHEMA_VERSION = "1.1"
 # 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
 _READABLE_VERSIONS = {"1.0", RESULTS_SCHEMA_VERSION}
 
-# name -> (kind, nullable); kinds are checked by validate_results.
-_SCHEMA: dict[str, tuple[str, bool]] = {
-    "schema_version": ("str", False),
-    "dataset": ("str", False),
-    "config": ("str", True),
-    "split": ("str", False),
-    "dataset_revision": ("str", True),
-    "model": ("str", False),
-    "model_id": ("str", False),
-    "model_revision": ("str", True),
-    "family": ("str", False),
-    "pretraining": ("str", False),
-    "metric": ("str", False),
-    "score": ("float", True),  # NaN when the metric does not apply or failed; `note` says why
-    "rank": ("int", True),
-    "p_top1": ("float", True),  # consensus rows: bootstrap probability of being the best model (hf_tsel.recommendation)
-    "rank_low": ("int", True),  # consensus rows: 90 % bootstrap interval of the rank
-    "rank_high": ("int", True),
-    "num_samples": ("int", False),
-    "num_classes": ("int", False),
-    "seed": ("int", False),
-    "tool_version": ("str", False),
-    "timestamp": ("str", False),
-    "hardware": ("str", False),
-    "seconds": ("float", True),
-    "extraction_seconds": ("float", True),
-    "run_id": ("str", False),
-    "ground_truth_accuracy": ("float", True),
-    "ground_truth_protocol": ("str", True),
-    "note": ("str", True),  # why a score is missing: "not applicable: ...", "failed: ..."
-}
-RESULT_FIELDS: tuple[str, ...] = tuple(_SCHEMA)
+
+@dataclass(frozen=True)
+class ResultField:
+    """One column of the results schema: its name, value kind, whether it may be null, and what it means."""
+
+    name: str
+    kind: str  # "str", "int" or "float"; checked by validate_results
+    nullable: bool
+    doc: str
+
+    @property
+    def type_text(self) -> str:
+        return f"{self.kind} or null" if self.nullable else self.kind
+
+
+# The one definition of the schema; docs/publish.md and the dataset cards show schema_markdown().
+RESULT_SCHEMA: tuple[ResultField, ...] = (
+    ResultField("schema_version", "str", False, 'version of this record format (currently "1.0")'),
+    ResultField("dataset", "str", False, "target dataset: Hub id or local path"),
+    ResultField("config", "str", True, "dataset configuration (subset), if any"),
+    ResultField("split", "str", False, "dataset split the features were extracted from"),
+    ResultField("dataset_revision", "str", True, "resolved dataset commit sha or content fingerprint"),
+    ResultField("model", "str", False, "short model name (zoo entry)"),
+    ResultField("model_id", "str", False, "Hub id (or local path) of the model"),
+    ResultField("model_revision", "str", True, "resolved model commit sha (or local content hash)"),
+    ResultField("family", "str", False, "model family, e.g. supervised-cnn, dino, mae, clip"),
+    ResultField("pretraining", "str", False, "pre-training method, e.g. supervised, self-supervised"),
+    ResultField("metric", "str", False, "transferability metric (registry name, see `hf-tsel metrics`)"),
+    ResultField("score", "float", True, "metric value, higher is better; null when the metric failed or does not apply"),
+    ResultField("rank", "int", True, "1 = best score within dataset/config/split/metric (recomputed after every merge)"),
+    ResultField("p_top1", "float", True, "consensus rows: bootstrap probability that the model is the best of the run's models"),
+    ResultField("rank_low", "int", True, "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
+    ResultField("rank_high", "int", True, "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
+    ResultField("num_samples", "int", False, "number of target images the score was computed on"),
+    ResultField("num_classes", "int", False, "number of target classes"),
+    ResultField("seed", "int", False, "random seed (sub-sampling and stochastic metrics)"),
+    ResultField("tool_version", "str", False, "hf-tsel version that produced the record"),
+    ResultField("timestamp", "str", False, "ISO-8601 UTC time of the run; the newer record wins when a key is pushed again"),
+    ResultField("hardware", "str", False, "device the features and scores were computed on"),
+    ResultField("seconds", "float", True, "time spent computing the metric"),
+    ResultField("extraction_seconds", "float", True, "time spent extracting the model's features"),
+    ResultField("run_id", "str", False, "identifier of the run that produced the record"),
+    ResultField("ground_truth_accuracy", "float", True, "fine-tuned accuracy of the model on the dataset, when measured"),
+    ResultField("ground_truth_protocol", "str", True, "how the ground-truth accuracy was measured"),
+    ResultField("note", "str", True, 'why a score is missing ("not applicable: ...", "failed: ...")'),
+)
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in RESULT_SCHEMA)
+_SCHEMA: dict[str, tuple[str, bool]] = {f.name: (f.kind, f.nullable) for f in RESULT_SCHEMA}
 _GROUP = ["dataset", "config", "split", "metric"]
+
+
+def schema_markdown() -> str:
+    """The schema as a Markdown table (field, type, meaning), as shown in docs/publish.md and dataset cards."""
+    rows = [f"| `{f.name}` | {f.type_text} | {f.doc} |" for f in RESULT_SCHEMA]
+    return "\n".join(["| field | type | meaning |", "|---|---|---|", *rows])
 
 
 def empty_record(**values: Any) -> dict[str, Any]:

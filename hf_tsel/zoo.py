@@ -6,26 +6,25 @@ A zoo file looks like::
     description: what the zoo is for
     models:
       - name: resnet50-tv              # unique display name
-        hub_id: timm/resnet50.tv_in1k  # Hub repo, "offline:<name>", a local folder/file or $HF_TSEL_HOME/<path>
+        hub_id: timm/resnet50.tv_in1k  # Hub repo, local folder/file, or <scheme>:<name> (hf_tsel.sources) or $HF_TSEL_HOME/<path>
         loader: timm                   # timm | transformers | checkpoint | onnx
         family: supervised-cnn
         pretraining: supervised
         license: bsd-3-clause
 
-Bundled zoos live in ``model_zoos/`` at the repository root; a wheel installs them to
-``<prefix>/share/hf-tsel/model_zoos``. :func:`load_zoo` also accepts the path of a user YAML file.
+Bundled zoos live in ``model_zoos/`` at the repository root and are installed as the package data
+``hf_tsel.model_zoos`` (:func:`hf_tsel.paths.package_data`). :func:`load_zoo` also accepts the path
+of a user YAML file.
 
 Example:
-    >>> [e.name for e in load_zoo("offline")][:1]
-    ['efficientnet-lite0']
+    >>> [e.loader for e in load_zoo("supervised-cnn")][:1]
+    ['timm']
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import site
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,14 @@ import yaml
 
 from .errors import UserError, ZooError
 from .hub_access import looks_like_local_path
+from .paths import package_data, tsel_home
+from .sources import is_source_id, source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
 POOLINGS = ("default", "avg", "token", "mean-patch", "pooler", "map")
 PREPROCESSING_KEYS = frozenset(
     {"input_size", "crop_pct", "crop_mode", "interpolation", "mean", "std", "resize_size", "layout", "channel_order", "scale"}
 )
-_SOURCE_ROOT_ZOOS = Path(__file__).resolve().parent.parent / "model_zoos"  # source checkout / editable install
-# wheel installs (pyproject data-files): into the environment, or the user base with `pip install --user`
-_INSTALLED_ZOOS = [Path(base) / "share" / "hf-tsel" / "model_zoos" for base in (sys.prefix, site.getuserbase())]
 
 
 @dataclass(frozen=True)
@@ -82,13 +80,9 @@ METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "pre
 _ZOO_FIELDS = {"name", "description", "models", "gaps"}
 
 
-def _zoo_dirs() -> list[Path]:
-    return [d for d in (_SOURCE_ROOT_ZOOS, *_INSTALLED_ZOOS) if d.is_dir()]
-
-
 def list_zoos() -> list[str]:
     """Names of the bundled zoos (``model_zoos/*.yaml``)."""
-    return sorted({p.stem for d in _zoo_dirs() for p in d.glob("*.yaml")})
+    return sorted(p.stem for p in package_data("model_zoos").glob("*.yaml"))
 
 
 def zoo_path(name_or_path: str | Path) -> Path:
@@ -98,10 +92,9 @@ def zoo_path(name_or_path: str | Path) -> Path:
         if not candidate.is_file():
             raise ZooError(f"zoo file {candidate} does not exist; pass an existing YAML file or one of {list_zoos()}")
         return candidate
-    for directory in _zoo_dirs():
-        path = directory / f"{name_or_path}.yaml"
-        if path.is_file():
-            return path
+    path = package_data("model_zoos") / f"{name_or_path}.yaml"
+    if path.is_file():
+        return path
     raise ZooError(f"unknown zoo {str(name_or_path)!r}; bundled zoos are {list_zoos()}, or pass the path of a YAML file")
 
 
@@ -176,9 +169,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
         raise ZooError(f"{where}: missing 'hub_id' (a Hub repo such as 'timm/resnet50.tv_in1k' or a local path)")
     values = dict(raw)
     if hub_id.startswith(HOME_PLACEHOLDER + "/"):
-        from .offline_models import default_cache_dir
-
-        values["hub_id"] = hub_id = str(default_cache_dir() / hub_id[len(HOME_PLACEHOLDER) + 1:])
+        values["hub_id"] = hub_id = str(tsel_home() / hub_id[len(HOME_PLACEHOLDER) + 1:])
     if base_dir is not None and hub_id.startswith(("./", "../")):
         values["hub_id"] = hub_id = str((base_dir / hub_id).resolve())
     if "loader" not in values:
@@ -204,7 +195,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     _check_preprocessing(values.get("preprocessing", {}), where)
     if values["loader"] == "checkpoint" and not (values.get("architecture") and values.get("filename")):
         raise ZooError(f"{where}: the checkpoint loader needs 'architecture' (a timm model name) and 'filename' (file in the repo)")
-    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not hub_id.startswith("offline:"):
+    if values["loader"] == "onnx" and not values.get("filename") and not _is_local_file(hub_id) and not is_source_id(hub_id):
         raise ZooError(f"{where}: the onnx loader needs 'filename' (the .onnx file inside the repo) unless hub_id is a local .onnx file")
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
@@ -238,10 +229,9 @@ def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:
 
 def guess_loader(model_id: str) -> str:
     """Loader for an ad-hoc model id: timm for ``timm/...`` repos and timm names, else transformers."""
-    from .offline_models import offline_loader
-
-    if model_id.startswith("offline:"):
-        return offline_loader(model_id)
+    source = source_for(model_id)
+    if source is not None:
+        return source.loader(model_id)
     if model_id.startswith(("timm/", "hf-hub:")):
         return "timm"
     if model_id.endswith(".onnx"):
@@ -303,14 +293,13 @@ def entry_for_model(model_id: str, *, loader: str | None = None) -> ZooEntry:
     if looks_like_local_path(model_id) and not local.exists():
         raise ZooError(f"the local model path {model_id!r} does not exist (looked for {local.resolve()})",
                        fix="check the path for typos (a Hub model id has the form 'org/name').")
-    if "/" not in model_id and not model_id.startswith("offline:") and not Path(model_id).exists():
+    source = source_for(model_id)
+    if source is None and "/" not in model_id and not local.exists():
         model_id = _timm_hub_id(model_id)
-    if model_id.startswith("offline:") and loader is None:
-        # offline models need their zoo entry's preprocessing (e.g. NHWC/BGR for ONNX graphs)
-        for zoo in ("offline", "offline-benchmark"):
-            known = next((e for e in load_zoo(zoo) if e.hub_id == model_id), None)
-            if known is not None:
-                return known
+    if source is not None and loader is None:
+        known = source.zoo_entry(model_id)  # e.g. the preprocessing an ONNX graph needs
+        if known is not None:
+            return known
     raw: dict[str, Any] = {"name": default_name(model_id), "hub_id": model_id}
     if loader is not None:
         raw["loader"] = loader

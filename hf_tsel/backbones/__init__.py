@@ -14,18 +14,12 @@ from pathlib import Path
 import torch
 
 from ..hub_access import looks_like_local_path
-from ..zoo import ZooEntry
+from ..zoo import LOADERS, ZooEntry
 from .base import Backbone, BackboneLoadError
 from .preprocess import ImageTransform
 
 __all__ = ["Backbone", "BackboneLoadError", "ImageTransform", "load_backbone"]
 
-_LOADERS = {
-    "timm": ("timm_loader", "load_timm"),
-    "transformers": ("transformers_loader", "load_transformers"),
-    "checkpoint": ("checkpoint_loader", "load_checkpoint"),
-    "onnx": ("onnx_loader", "load_onnx"),
-}
 
 
 def load_backbone(
@@ -47,11 +41,10 @@ def load_backbone(
     """
     if looks_like_local_path(entry.hub_id) and not Path(entry.hub_id).expanduser().exists():
         raise BackboneLoadError(entry.name, "not_found", f"the local path {entry.hub_id} does not exist; check it for typos")
-    if entry.loader not in _LOADERS:
-        raise BackboneLoadError(entry.name, "invalid", f"unknown loader {entry.loader!r}; use one of {sorted(_LOADERS)}")
-    module_name, function_name = _LOADERS[entry.loader]
-    try:  # loaders import heavy optional libraries (transformers, onnxruntime) lazily
-        loader = getattr(importlib.import_module(f"{__name__}.{module_name}"), function_name)
+    if entry.loader not in LOADERS:
+        raise BackboneLoadError(entry.name, "invalid", f"unknown loader {entry.loader!r}; use one of {list(LOADERS)}")
+    try:  # loader <name> is load_<name> in <name>_loader.py; imported lazily (transformers, onnxruntime are heavy)
+        loader = getattr(importlib.import_module(f"{__name__}.{entry.loader}_loader"), f"load_{entry.loader}")
     except ImportError as exc:
         raise BackboneLoadError(entry.name, "invalid", f"the {entry.loader} loader needs a missing package ({exc}); pip install 'hf-tsel[onnx]'") from None
     return loader(entry, device=torch.device(device), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from PIL import Image
+from torch import nn
 
 from ..errors import ModelLoadError
 from ..zoo import ZooEntry
@@ -83,6 +84,14 @@ class Backbone:
             raise RuntimeError(f"{self.entry.name}: expected features of width {self.feature_dim}, got {tuple(features.shape)}")
         return features, None if logits is None else logits.float()
 
+    def as_module(self) -> torch.nn.Module:
+        """The backbone as a trainable ``torch.nn.Module`` (``[B, C, H, W] -> [B, D]`` pooled features, as :meth:`embed`).
+
+        Raises:
+            NotImplementedError: the backbone runs without a PyTorch module (e.g. ONNX Runtime).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no PyTorch module to train")
+
     def to(self, device: str | torch.device) -> "Backbone":
         self.device = torch.device(device)
         self._move(self.device)
@@ -99,6 +108,25 @@ class Backbone:
             f"{type(self).__name__}(name={self.entry.name!r}, hub_id={self.entry.hub_id!r}, "
             f"revision={self.resolved_revision!r}, feature_dim={self.feature_dim}, device={self.device})"
         )
+
+
+class PooledFeatures(nn.Module):
+    """A torch backbone as a trainable module returning the same pooled features as ``Backbone.embed``.
+
+    ``feature_info`` of timm models is re-exposed (module names prefixed) so that
+    :func:`hf_tsel.groundtruth.finetune.last_stage_parameter_names` finds the last stage.
+    """
+
+    def __init__(self, module: nn.Module, forward: Callable[[nn.Module, torch.Tensor], tuple]) -> None:
+        super().__init__()
+        self.model = module
+        self._pooled_forward = forward
+        info = getattr(module, "feature_info", None)
+        if isinstance(info, (list, tuple)) and info and isinstance(info[-1], dict):
+            self.feature_info = [{**item, "module": f"model.{item['module']}"} for item in info]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self._pooled_forward(self.model, images)[0]
 
 
 def probe_feature_dim(entry: ZooEntry, module: torch.nn.Module, forward, input_size: tuple[int, ...]) -> int:
@@ -123,6 +151,10 @@ class TorchBackbone(Backbone):
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self._forward_fn(self.module, batch)
+
+    def as_module(self) -> torch.nn.Module:
+        """:class:`PooledFeatures` around this backbone's module (shared, not copied; frozen until trained)."""
+        return PooledFeatures(self.module, self._forward_fn)
 
     def _move(self, device: torch.device) -> None:
         self.module.to(device)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..sources import resolve_model_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError
 from .hub import content_revision, hub_file, snapshot_revision
@@ -84,10 +85,9 @@ def load_onnx(entry: ZooEntry, *, device: torch.device, **_: Any) -> Backbone:
 
 def _onnx_file(entry: ZooEntry) -> tuple[Path, str]:
     filename = entry.filename or DEFAULT_FILENAME
-    if entry.hub_id.startswith("offline:"):
-        from ..offline_models import offline_model_path
-
-        path = offline_model_path(entry.hub_id) / filename
+    resolved = resolve_model_path(entry.hub_id)
+    if resolved is not None:
+        path = resolved / filename
         return path, content_revision(path)
     local = Path(entry.hub_id).expanduser()
     if local.is_file() or local.is_dir():

@@ -1,4 +1,4 @@
-"""timm backbones: Hub repos in timm format (``timm/<arch>.<tag>``), offline and local folders."""
+"""timm backbones: Hub repos in timm format (``timm/<arch>.<tag>``), local folders and ``<scheme>:<name>`` ids."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from ..sources import resolve_model_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError, TorchBackbone, probe_feature_dim
 from .hub import content_revision, hub_errors, hub_file, snapshot_revision
@@ -113,11 +114,10 @@ def pool_timm_features(model: torch.nn.Module, tokens: torch.Tensor, pooling: st
 
 
 def local_model_folder(entry: ZooEntry) -> Path | None:
-    """Folder for ``offline:<name>`` ids and local paths; ``None`` for Hub repos."""
-    if entry.hub_id.startswith("offline:"):
-        from ..offline_models import offline_model_path
-
-        return offline_model_path(entry.hub_id)
+    """Folder for ``<scheme>:<name>`` ids (:mod:`hf_tsel.sources`) and local paths; ``None`` for Hub repos."""
+    resolved = resolve_model_path(entry.hub_id)
+    if resolved is not None:
+        return resolved
     path = Path(entry.hub_id).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

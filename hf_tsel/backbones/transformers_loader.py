@@ -22,6 +22,7 @@ from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError, TorchBackbone, probe_feature_dim
 from .hub import content_revision, hub_errors, hub_file, snapshot_revision
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
+from .timm_loader import load_timm
 
 logger = logging.getLogger(__name__)
 _RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -36,8 +37,6 @@ def load_transformers(
 
     source, revision, config = _resolve(entry, allow_pickle)
     if "architecture" in config and "model_type" not in config:  # a timm repo outside the timm/ org
-        from .timm_loader import load_timm
-
         return load_timm(replace(entry, loader="timm"), device=device, allow_pickle=allow_pickle,
                          trust_remote_code=trust_remote_code)
     if "auto_map" in config and not trust_remote_code:

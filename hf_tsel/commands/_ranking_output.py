@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import check_output_file, non_negative_int, positive_int
+from ._args import check_output_file, non_negative_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,23 +16,18 @@ if TYPE_CHECKING:
 
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
+    from ._options import add_extraction_options
+
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
     parser.add_argument("--show-metrics", action="store_true",
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
     parser.add_argument("--n-boot", type=non_negative_int, default=200, metavar="B",
                         help="bootstrap resamples behind P(best) and the rank interval (default 200; 0: none)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                        help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
-    parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
+    add_extraction_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
                         help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace --output files that already exist")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the table")
 
 
 def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:

@@ -140,9 +140,9 @@ def _print_comparison(table, title: str) -> None:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    from ..groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
-                                                 write_benchmark_tables)
-    from ..groundtruth.offline_datasets import OFFLINE_DATASETS
+    from ..offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
+                                     write_benchmark_tables)
+    from ..offline.benchmark_datasets import OFFLINE_DATASETS
 
     config = OfflineBenchmarkConfig(
         datasets=_csv_list(args.datasets) or tuple(OFFLINE_DATASETS), zoos=_csv_list(args.zoos),

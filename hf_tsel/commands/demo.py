@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 from ..defaults import DEFAULT_METRICS
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
 from ._args import positive_int
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
@@ -34,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class: int = 20, seed: int = 0):
     """A stratified sample of a packaged dataset as a ``datasets.Dataset`` (``image`` + ``label`` ClassLabel)."""
     from ..data import from_arrays, stratified_sample
+    from ..offline.packaged_data import digits_arrays, fashion_mnist_arrays
 
     images, labels, class_names = digits_arrays() if name == "digits" else fashion_mnist_arrays(split)
     keep = stratified_sample(labels, samples_per_class=samples_per_class, seed=seed)
@@ -42,8 +42,10 @@ def demo_dataset(name: str = "digits", *, split: str = "test", samples_per_class
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..offline_models import prepare_offline_zoo
-    from ..ranking import rank, resolve_metrics
+    from ..offline.models import prepare_offline_zoo
+    from ..ranking import rank
+    from ..scoring import resolve_metrics
+    from ._progress import ConsoleProgress
 
     check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
@@ -54,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
     df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
-              n_boot=args.n_boot)
+              precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, parallel=args.parallel,
+              on_event=None if args.quiet else ConsoleProgress(), n_boot=args.n_boot)
     if "run" not in df.attrs:
         return 0
     print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))

@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..groundtruth.table import attach_ground_truth, upsert_ground_truth
-    from ..ranking import DEFAULT_ZOO, resolve_models
+    from ..defaults import DEFAULT_ZOO
+    from ..extraction import resolve_models
 
     if args.protocol == "linear-probe":
         if args.models:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+from pathlib import Path
 
+from ..errors import UserError
 from ._args import port_number
 from .push import repo_id_type
 
@@ -41,9 +43,6 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
     from ..hub_access import looks_like_local_path
     from ..publish.leaderboard import RESULTS_PATH_ENV, RESULTS_REPO_ENV
     from ..publish.space import default_app_dir

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..zoo import list_zoos, load_zoo
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("zoo", help="list the bundled model zoos or show one")
@@ -20,8 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from ..zoo import list_zoos, load_zoo
 
     if args.zoo_command == "list":
         zoos = {name: load_zoo(name) for name in list_zoos()}

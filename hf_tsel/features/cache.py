@@ -7,6 +7,9 @@ Layout under the cache root (default ``$HF_TSEL_HOME/features``, ``~/.cache/hf-t
     <key>/chunks/<i>.safetensors   # partial progress of an unfinished extraction (removed when complete)
     <key>/<file>.corrupt           # a file that could not be read, moved aside (the entry is then rebuilt)
 
+Entries are content-addressed and every file is renamed into place whole, so several processes
+or machines may fill one cache folder (e.g. on shared storage) at once without conflicts.
+
 ``<key>`` hashes the model's loading spec (hub id, requested revision, loader, pooling,
 preprocessing overrides, ...) and the dataset sample (fingerprint, split, sampled indices). The
 resolved model revision and effective preprocessing are stored in the manifest; an entry whose
@@ -27,7 +30,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import CacheError
+from ..paths import tsel_home
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
 
@@ -53,8 +59,7 @@ _DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadat
 
 def default_cache_dir() -> Path:
     """``$HF_TSEL_HOME/features``; ``HF_TSEL_HOME`` defaults to ``~/.cache/hf-tsel``."""
-    home = os.environ.get("HF_TSEL_HOME") or Path("~/.cache/hf-tsel").expanduser()
-    return Path(home) / "features"
+    return tsel_home() / "features"
 
 
 def model_spec(entry: Any) -> dict[str, Any]:
@@ -133,7 +138,8 @@ class FeatureCache:
             raise _cache_write_error(self.root, exc) from None
 
     def _write_atomic(self, path: Path, write: Any) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # host, pid and a random part: writers on several machines may share one cache folder
+        tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(tmp)

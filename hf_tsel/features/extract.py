@@ -1,8 +1,10 @@
 """Frozen-feature extraction with :mod:`accelerate`: one process on CPU/GPU, or many via ``accelerate launch``.
 
-With several processes every chunk's DataLoader is sharded across them; features are gathered
-with ``gather_for_metrics`` (which drops the samples ``even_batches`` duplicates to pad the last
-batch) and put back in dataset order by their sample position. Work is done in chunks so that an
+With several processes every chunk's DataLoader is sharded across them (``split_images=True``);
+features are gathered with ``gather_for_metrics`` (which drops the samples ``even_batches``
+duplicates to pad the last batch) and put back in dataset order by their sample position. In a
+zoo-parallel run each process instead extracts its own models over all images
+(``split_images=False``), with no collective call. Work is done in chunks so that an
 interrupted extraction resumes from its last checkpointed chunk.
 """
 
@@ -18,6 +20,7 @@ import torch
 from PIL import Image
 
 from ..data import CorruptImageError, ImageDataset
+from ..errors import UserError
 
 __all__ = ["ExtractionResult", "extract_features", "make_accelerator"]
 
@@ -61,8 +64,6 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    from ..errors import UserError
-
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is visible; drop --device or use --device cpu")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
@@ -103,14 +104,17 @@ def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = No
                      num_workers: int = 0, chunk_size: int = 512,
                      done_chunks: dict[int, tuple[torch.Tensor, np.ndarray, torch.Tensor | None]] | None = None,
                      on_chunk: Callable[[int, torch.Tensor, np.ndarray, torch.Tensor | None], None] | None = None,
-                     on_batch: Callable[[int], None] | None = None) -> ExtractionResult:
+                     on_batch: Callable[[int], None] | None = None, split_images: bool = True) -> ExtractionResult:
     """Pooled features (and source logits) of every sample of ``data``.
 
     Args:
         backbone: a :class:`hf_tsel.backbones.Backbone` already on ``accelerator.device``.
         done_chunks: chunks finished by an earlier, interrupted run (skipped).
-        on_chunk: called on the main process after each newly finished chunk (to checkpoint it).
+        on_chunk: called after each newly finished chunk (to checkpoint it), on the main process
+            only when the images are split across processes.
         on_batch: called with the number of samples each step finished (progress bars).
+        split_images: share each chunk's images among the launched processes; False extracts all
+            images in this process alone.
     """
     accelerator = accelerator or make_accelerator()
     done_chunks = dict(done_chunks or {})
@@ -128,7 +132,9 @@ def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = No
         chunk = all_positions[index * chunk_size:(index + 1) * chunk_size]
         loader = torch.utils.data.DataLoader(_TransformedImages(data, transform, chunk), batch_size=batch_size,
                                              shuffle=False, num_workers=num_workers)
-        loader = accelerator.prepare_data_loader(loader)
+        if split_images:
+            loader = accelerator.prepare_data_loader(loader)
+        share = accelerator.num_processes if split_images else 1
         parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         tick = time.perf_counter()
         for images, positions, ok in loader:
@@ -137,14 +143,14 @@ def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = No
             with torch.no_grad(), accelerator.autocast():
                 features, logits = runner(backbone.embed, images.to(accelerator.device))
             # uint8, not bool: every collective backend can gather it
-            gathered = accelerator.gather_for_metrics((features, positions.to(features.device),
-                                                       ok.to(features.device, torch.uint8))
-                                                      + ((logits,) if logits is not None else ()))
+            outputs = ((features, positions.to(features.device), ok.to(features.device, torch.uint8))
+                       + ((logits,) if logits is not None else ()))
+            gathered = accelerator.gather_for_metrics(outputs) if split_images else outputs
             tick = time.perf_counter()
             forward_seconds += tick - start
             parts.append(tuple(t.cpu() for t in gathered) + ((None,) if logits is None else ()))
             if on_batch:
-                on_batch(len(gathered[0]) // max(1, accelerator.num_processes))
+                on_batch(len(gathered[0]) // share)
         features = torch.cat([p[0] for p in parts])
         positions = torch.cat([p[1] for p in parts]).numpy()
         ok = torch.cat([p[2] for p in parts]).numpy().astype(bool)
@@ -154,7 +160,7 @@ def extract_features(backbone: Any, data: ImageDataset, *, accelerator: Any = No
         keep = first[ok[first]]
         result = (features[keep], positions[ok[first]], None if logits is None else logits[keep])
         done_chunks[index] = result
-        if on_chunk and accelerator.is_main_process:
+        if on_chunk and (accelerator.is_main_process or not split_images):
             on_chunk(index, *result)
     ordered = [done_chunks[i] for i in range(num_chunks)]
     positions = np.concatenate([c[1] for c in ordered])

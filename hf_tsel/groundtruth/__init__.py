@@ -6,7 +6,6 @@
 * :mod:`.table`: ground-truth tables (csv) and their link to results files.
 * :mod:`.evaluate`: correlation tables and score-vs-accuracy plots (measures from :mod:`hf_tsel.evaluation`).
 * :mod:`.paper`: the seed papers' published accuracies and weighted tau, mapped onto the bundled zoos.
-* :mod:`.offline_benchmark`: packaged backbones x offline datasets, end to end, cached.
 """
 
 from .finetune import GRIDS, FinetuneConfig, FinetuneResult, Grid, finetune

@@ -29,29 +29,17 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
                  allow_pickle: bool = False, trust_remote_code: bool = False) -> ZooFeatures:
     """Extract (or reuse from the cache) the features of every model of ``zoo`` on one dataset split.
 
-    The extraction is :func:`hf_tsel.ranking.rank` itself (with the cheap LogME as its metric), so
-    the features land in, and come from, the same cache as every ranking run.
+    The extraction is :func:`hf_tsel.extract` itself, so the features land in, and come from, the
+    same cache as every ranking run, and the dataset is read once.
     """
-    from ..data import load_image_dataset
-    from ..features import FeatureCache, cache_key, model_spec
-    from ..ranking import rank
-    from ..zoo import load_zoo
+    from ..extraction import extract
 
-    sampling = dict(split=split, config=config, revision=revision, image_column=image_column,
-                    label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples, seed=seed)
-    results = rank(dataset, zoo=zoo, metrics=["logme"], cache_dir=cache_dir, device=device, batch_size=batch_size,
-                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, **sampling)
-    data = load_image_dataset(dataset, **sampling)
-    cache = FeatureCache(cache_dir)
-    entries = {entry.name: entry for entry in load_zoo(zoo)}
-    outcome = ZooFeatures(data=data, entries=entries)
-    errors = {m["name"]: m.get("error") for m in results.attrs.get("run", {}).get("models", [])}
-    for name, entry in entries.items():
-        cached = cache.load(cache_key(model_spec(entry), data.sample_key))
-        if cached is None:
-            outcome.failures[name] = errors.get(name) or "no features were extracted"
-        else:
-            outcome.features[name] = cached
+    result = extract(dataset, zoo=zoo, split=split, config=config, revision=revision, image_column=image_column,
+                     label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples,
+                     seed=seed, cache_dir=cache_dir, device=device, batch_size=batch_size, allow_pickle=allow_pickle,
+                     trust_remote_code=trust_remote_code)
+    outcome = ZooFeatures(data=result.data, entries={name: o.entry for name, o in result.items()},
+                          features=result.features, failures=result.failures)
     if not outcome.features:
         raise UserError(f"no model of zoo {zoo!r} produced features: {outcome.failures}")
     return outcome

@@ -70,12 +70,6 @@ def results_dir(paper_results_dir: str | Path | None = None) -> Path:
     return folder
 
 
-def paper_zoos(paper_results_dir: str | Path | None = None) -> list[str]:
-    """Zoo names that have paper figures."""
-    folder = results_dir(paper_results_dir)
-    return sorted(yaml.safe_load((folder / MAPPING_FILE).read_text())["benchmarks"])
-
-
 def load_paper_benchmark(zoo: str, paper_results_dir: str | Path | None = None) -> PaperBenchmark:
     """The paper tables and mappings for a bundled zoo (``supervised-cnn`` or ``foundation``)."""
     folder = results_dir(paper_results_dir)

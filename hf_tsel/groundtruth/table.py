@@ -16,7 +16,6 @@ import pandas as pd
 from ..errors import UserError
 
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
-GT_DETAIL_FIELDS: tuple[str, ...] = ("num_train", "num_test", "hyperparameters", "seconds", "source")
 PROTOCOLS: tuple[str, ...] = ("linear-probe", "full", "finetune-last", "paper")
 
 

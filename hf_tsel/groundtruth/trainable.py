@@ -8,31 +8,15 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import backbones  # backbones.load_backbone looked up at call time (tests replace it)
+from ..backbones.base import PooledFeatures
 from ..errors import UserError
+from ..sources import source_for
 
 
 def _not_trainable(entry: Any) -> UserError:
     return UserError(f"{entry.name}: the {entry.loader} loader gives no trainable PyTorch module, so it cannot be "
                      "fine-tuned; use the linear-probe protocol for it")
-
-
-class PooledFeatures(nn.Module):
-    """A loaded torch backbone as a module returning the same pooled features as ``Backbone.embed``.
-
-    ``feature_info`` of timm models is re-exposed (module names prefixed) so that
-    :func:`hf_tsel.groundtruth.finetune.last_stage_parameter_names` finds the last stage.
-    """
-
-    def __init__(self, module: nn.Module, forward: Callable[[nn.Module, torch.Tensor], tuple]) -> None:
-        super().__init__()
-        self.model = module
-        self._pooled_forward = forward
-        info = getattr(module, "feature_info", None)
-        if isinstance(info, (list, tuple)) and info and isinstance(info[-1], dict):
-            self.feature_info = [{**item, "module": f"model.{item['module']}"} for item in info]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self._pooled_forward(self.model, images)[0]
 
 
 @dataclass
@@ -47,27 +31,26 @@ class Trainable:
 def trainable_backbone(entry: Any, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Trainable:
     """A :class:`Trainable` for a zoo entry whose weights exist as a PyTorch module.
 
-    timm / transformers / checkpoint entries reload their backbone for every build; the extra
-    offline ONNX models of :mod:`hf_tsel.groundtruth.offline_extras` rebuild the PyTorch module they
-    were exported from. Other ONNX models cannot be trained (ONNX Runtime only runs inference).
+    timm / transformers / checkpoint entries reload their backbone for every build; models of a
+    :mod:`hf_tsel.sources` scheme that were exported to ONNX from a PyTorch module (the extra
+    offline models) rebuild that module. Other ONNX models cannot be trained (ONNX Runtime only
+    runs inference).
     """
-    from ..backbones import load_backbone
-    from . import offline_extras
-
-    name = entry.hub_id.removeprefix("offline:")
-    exported = entry.hub_id.startswith("offline:") and name in offline_extras.TORCH_MODULES
-    if entry.loader == "onnx" and not exported:
+    source = source_for(entry.hub_id)
+    exported = source.torch_module(entry.hub_id) if source is not None else None
+    if entry.loader == "onnx" and exported is None:
         raise _not_trainable(entry)
     options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
-    probe = load_backbone(entry, **options)
-    if exported:
-        return Trainable(lambda: offline_extras.torch_feature_module(name), probe.feature_dim, probe.preprocessor)
-    if not hasattr(probe, "module") or not hasattr(probe, "_forward_fn"):
-        raise _not_trainable(entry)
+    probe = backbones.load_backbone(entry, **options)
+    if exported is not None:
+        return Trainable(exported, probe.feature_dim, probe.preprocessor)
+    try:
+        probe.as_module()
+    except NotImplementedError:
+        raise _not_trainable(entry) from None
 
     def build() -> nn.Module:
-        backbone = load_backbone(entry, **options)
-        return PooledFeatures(backbone.module, backbone._forward_fn)
+        return backbones.load_backbone(entry, **options).as_module()
 
     return Trainable(build, probe.feature_dim, probe.preprocessor)
 

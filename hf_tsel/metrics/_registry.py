@@ -19,7 +19,7 @@ __all__ = [
     "check_parameters",
 ]
 
-Consumes = Literal["features", "source_probs", "model_set"]
+Consumes = Literal["features", "source_probs", "features+source_probs", "model_set"]
 
 
 @dataclass(frozen=True)
@@ -289,8 +289,8 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
         raise MetricInputError(spec.name, "this metric is only defined relative to a set of models.",
                                f"call score_zoo({spec.name!r}, {{model_name: features, ...}}, labels).")
     kwargs = _call_kwargs(spec, seed, params)
-    inputs = prepare_inputs(spec.name, features, labels, needs_features=spec.consumes == "features",
-                            needs_source_probs=spec.consumes == "source_probs", source_probs=source_probs,
+    inputs = prepare_inputs(spec.name, features, labels, needs_features="features" in spec.consumes,
+                            needs_source_probs="source_probs" in spec.consumes, source_probs=source_probs,
                             device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
     return _finite(spec, spec.fn(inputs, **kwargs))
 

@@ -27,12 +27,20 @@ _EPSILON = 1e-5
 # reference's own 1 % stopping rule leaves.
 _FLOAT32_GRAM_WORK = 1e9
 _GRAM_PRECISIONS = ("auto", "float64", "float32")
+# Eigenvalues of FᵀF below this fraction of the largest are round-off of zero ones (per Gram dtype).
+_RELATIVE_NULL_EIGENVALUE = {torch.float64: 1e-12, torch.float32: 1e-6}
+
+
+def _gram_in_float32(features: torch.Tensor, precision: str) -> bool:
+    """Whether the Gram/kernel of ``features`` and its eigendecomposition run in float32."""
+    n_samples, dim = features.shape
+    return precision == "float32" or (precision == "auto" and max(n_samples, dim) * min(n_samples, dim) ** 2
+                                      > _FLOAT32_GRAM_WORK)
 
 
 def _eigh_gram(matrix: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenpairs of ``matrixᵀ matrix``, computed in float32 when ``precision`` asks for it."""
-    n_rows, n_cols = matrix.shape
-    if precision == "float32" or (precision == "auto" and n_rows * n_cols * n_cols > _FLOAT32_GRAM_WORK):
+    if _gram_in_float32(matrix, precision):
         eigenvalues, vectors = torch.linalg.eigh(gram(matrix.to(torch.float32)))
         return eigenvalues.to(matrix.dtype), vectors.to(matrix.dtype)
     return torch.linalg.eigh(gram(matrix))
@@ -75,7 +83,14 @@ def log_maximum_evidence(features: torch.Tensor, targets: torch.Tensor, *, max_i
     n_samples, dim = features.shape
     s, proj, n_null = _spectrum(features, targets, gram_precision)
     s = s[:, None]
+    # ‖y − Fm‖² is summed from non-negative parts (inside the span of F, per eigen-direction, plus the
+    # energy of y outside it) instead of ‖y‖² − 2 yᵀFm + ‖Fm‖²: near a perfect fit (N < D) that
+    # difference cancels catastrophically and, after a float32 Gram, went negative (NaN evidence).
+    gram_dtype = torch.float32 if _gram_in_float32(features, gram_precision) else features.dtype
+    resolved = s > s.max() * _RELATIVE_NULL_EIGENVALUE.get(gram_dtype, 1e-6)
+    inv_s = torch.where(resolved, 1 / torch.where(resolved, s, 1), 0)
     target_energy = (targets * targets).sum(dim=0)
+    outside_energy = (target_energy - (proj * proj * inv_s).sum(dim=0)).clamp_min(0)
     n_cols = targets.shape[1]
     ones = torch.ones(n_cols, dtype=features.dtype, device=features.device)
     alpha, beta, lam = ones.clone(), ones.clone(), ones.clone()
@@ -86,7 +101,8 @@ def log_maximum_evidence(features: torch.Tensor, targets: torch.Tensor, *, max_i
         # Posterior mean in the eigenbasis; ‖m‖² and ‖y − Fm‖² follow without touching F again.
         z = proj * beta / (alpha + beta * s)
         new_alpha_de = (z * z).sum(dim=0)
-        new_beta_de = target_energy - 2 * (proj * z).sum(dim=0) + (s * z * z).sum(dim=0)
+        inside = proj - s * z
+        new_beta_de = (inside * inside * inv_s).sum(dim=0) + outside_energy
         alpha_de = torch.where(active, new_alpha_de, alpha_de)
         beta_de = torch.where(active, new_beta_de, beta_de)
         alpha = torch.where(active, gamma / (new_alpha_de + _EPSILON), alpha)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..sampling import shuffled_by_class
 from ._common import class_counts, top_principal_components
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
@@ -19,19 +20,15 @@ def stratified_subsample(labels: torch.Tensor, num_classes: int, max_samples: in
                          seed: int = SUBSAMPLE_SEED) -> torch.Tensor:
     """Sorted indices of a deterministic, class-stratified subsample of about ``max_samples`` rows.
 
-    Each class keeps ``round(n_c * max_samples / N)`` samples, but at least ``min(n_c, 2)``, drawn by a
-    CPU ``torch.Generator`` seeded with ``seed`` so the result is the same on every device.
+    Each class keeps ``round(n_c * max_samples / N)`` samples, but at least ``min(n_c, 2)``, drawn
+    (:func:`hf_tsel.sampling.shuffled_by_class`) by a CPU ``torch.Generator`` seeded with ``seed`` so
+    the result is the same on every device.
     """
     counts = class_counts(labels, num_classes).cpu()
-    quota = torch.maximum(torch.round(counts * (max_samples / len(labels))).long(), counts.clamp_max(2))
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    shuffled = labels.cpu()[order]
-    # Rank of each shuffled sample within its class: keep it if below the class quota.
-    by_class = torch.argsort(shuffled, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    rank_in_class = torch.empty_like(by_class)
-    rank_in_class[by_class] = torch.arange(len(labels)) - starts[shuffled[by_class]]
-    keep = order[rank_in_class < quota[shuffled]]
+    quota = torch.maximum(torch.round(counts * (max_samples / len(labels))).long(), counts.clamp_max(2)).tolist()
+    generator = torch.Generator().manual_seed(seed)
+    members = shuffled_by_class(labels.cpu(), range(num_classes), lambda n: torch.randperm(n, generator=generator))
+    keep = torch.cat([rows[:share] for rows, share in zip(members, quota)])
     return torch.sort(keep).values.to(labels.device)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from ..results import RESULTS_SCHEMA_VERSION
-from .schema import FIELD_DOCS, KEY_FIELDS
+from ..results import RESULTS_SCHEMA_VERSION, schema_markdown
+from .schema import KEY_FIELDS
 
 __all__ = ["RESULTS_PATH_IN_REPO", "render_card"]
 
@@ -100,12 +100,10 @@ def render_card(df: pd.DataFrame, repo_id: str) -> str:
     ]
     for (dataset, config, split), group in df.groupby(["dataset", "config", "split"], dropna=False, sort=True):
         sections += [f"### {_target_name(dataset, config, split)}", _summary_table(group)]
-    fields = pd.DataFrame([{"field": f"`{name}`", "type": kind, "meaning": text}
-                           for name, (kind, text) in FIELD_DOCS.items()])
     sections += [
         "## Schema",
         f"One record per ({', '.join(KEY_FIELDS)}); schema version {RESULTS_SCHEMA_VERSION}. "
         "Pushing again replaces a record only with a newer run of the same key.",
-        _markdown_table(fields),
+        schema_markdown(),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"

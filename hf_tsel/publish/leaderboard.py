@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation import weighted_kendall_tau
+from ..metrics import list_metrics
 from ..results import RESULT_FIELDS, ResultsError, read_results, validate_results
 from .schema import merge_results, split_valid_records
 
@@ -256,8 +258,6 @@ def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None
     The weighted Kendall tau (:func:`hf_tsel.evaluation.weighted_kendall_tau`, hyperbolic weights) is the
     agreement measure of the transferability papers: 1 means the metric orders the models like fine-tuning.
     """
-    from ..evaluation import weighted_kendall_tau
-
     rows = _for_target(df, target)
     rows = rows[(rows["metric"] == metric) & rows["ground_truth_accuracy"].notna() & rows["score"].notna()]
     points = rows[["model", "family", "score", "ground_truth_accuracy"]].rename(
@@ -273,12 +273,11 @@ def prediction_vs_truth(df: pd.DataFrame, target: str | None, metric: str | None
 
 def metrics_markdown() -> str:
     """A markdown table of the registered metrics (from :func:`hf_tsel.metrics.list_metrics`)."""
-    from ..metrics import list_metrics
-
     lines = ["| metric | needs | stochastic | summary | paper |", "|---|---|---|---|---|"]
     for spec in list_metrics(include_transforms=False):
         info = spec.as_dict()
         needs = {"features": "features", "source_probs": "source-classifier probabilities",
+                 "features+source_probs": "features and source-classifier probabilities",
                  "model_set": "features of all models"}.get(info["consumes"], info["consumes"])
         cells = [f"`{info['name']}`", needs, "yes" if info["stochastic"] else "no", info["summary"], info["paper"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")

@@ -1,8 +1,8 @@
 """Record keys, field documentation and the merge rule for published results.
 
 The record format itself lives in :mod:`hf_tsel.results`; this module adds what publishing needs on top:
-which fields identify a record (:data:`KEY_FIELDS`), what every field means (:data:`FIELD_DOCS`, rendered
-into the dataset card and the docs), and how a new batch of records is merged into a published table
+which fields identify a record (:data:`KEY_FIELDS`), what every field means (:data:`FIELD_DOCS`, from
+:data:`hf_tsel.results.RESULT_SCHEMA`), and how a new batch of records is merged into a published table
 (:func:`merge_results`): new keys are added, a newer run of the same key replaces the older record,
 identical records change nothing, and nothing is dropped without being counted in the
 :class:`MergeOutcome`.
@@ -18,44 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import RESULT_FIELDS, ResultsError, add_ranks, read_results, validate_results
+from ..results import RESULT_FIELDS, RESULT_SCHEMA, ResultsError, add_ranks, read_results, validate_results
 
 __all__ = ["KEY_FIELDS", "FIELD_DOCS", "MergeOutcome", "load_records", "merge_results", "record_key",
            "split_valid_records", "same_records"]
 
 KEY_FIELDS: tuple[str, ...] = ("dataset", "config", "split", "model", "model_revision", "metric")
 
-# name -> (type, description); tests check these cover exactly hf_tsel.results.RESULT_FIELDS.
-FIELD_DOCS: dict[str, tuple[str, str]] = {
-    "schema_version": ("str", "version of this record format (currently \"1.0\")"),
-    "dataset": ("str", "target dataset: Hub id or local path"),
-    "config": ("str or null", "dataset configuration (subset), if any"),
-    "split": ("str", "dataset split the features were extracted from"),
-    "dataset_revision": ("str or null", "resolved dataset commit sha or content fingerprint"),
-    "model": ("str", "short model name (zoo entry)"),
-    "model_id": ("str", "Hub id (or local path) of the model"),
-    "model_revision": ("str or null", "resolved model commit sha (or local content hash)"),
-    "family": ("str", "model family, e.g. supervised-cnn, dino, mae, clip"),
-    "pretraining": ("str", "pre-training method, e.g. supervised, self-supervised"),
-    "metric": ("str", "transferability metric (registry name, see `hf-tsel metrics`)"),
-    "score": ("float or null", "metric value, higher is better; null when the metric failed or does not apply"),
-    "rank": ("int or null", "1 = best score within dataset/config/split/metric (recomputed after every merge)"),
-    "p_top1": ("float or null", "consensus rows: bootstrap probability that the model is the best of the run's models"),
-    "rank_low": ("int or null", "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
-    "rank_high": ("int or null", "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
-    "num_samples": ("int", "number of target images the score was computed on"),
-    "num_classes": ("int", "number of target classes"),
-    "seed": ("int", "random seed (sub-sampling and stochastic metrics)"),
-    "tool_version": ("str", "hf-tsel version that produced the record"),
-    "timestamp": ("str", "ISO-8601 UTC time of the run; the newer record wins when a key is pushed again"),
-    "hardware": ("str", "device the features and scores were computed on"),
-    "seconds": ("float or null", "time spent computing the metric"),
-    "extraction_seconds": ("float or null", "time spent extracting the model's features"),
-    "run_id": ("str", "identifier of the run that produced the record"),
-    "ground_truth_accuracy": ("float or null", "fine-tuned accuracy of the model on the dataset, when measured"),
-    "ground_truth_protocol": ("str or null", "how the ground-truth accuracy was measured"),
-    "note": ("str or null", "why a score is missing (\"not applicable: ...\", \"failed: ...\")"),
-}
+# name -> (type, description), from the one schema definition in hf_tsel.results
+FIELD_DOCS: dict[str, tuple[str, str]] = {f.name: (f.type_text, f.doc) for f in RESULT_SCHEMA}
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Deploy the leaderboard app (``spaces_app/``) as a Gradio Space.
 
-The Space gets the app files plus a copy of the ``hf_tsel`` package (and the bundled zoos), so it runs
-the same code that produced the results; ``requirements.txt`` installs the package's dependencies.
+The Space gets the app files plus a copy of the ``hf_tsel`` package (with the bundled zoos as
+``hf_tsel/model_zoos``, where :func:`hf_tsel.paths.package_data` finds them), so it runs the same
+code that produced the results; ``requirements.txt`` installs the package's dependencies.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from ..paths import package_data
 from .hub import PushError
 from .leaderboard import RESULTS_REPO_ENV
 
@@ -23,8 +25,8 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 
 def default_app_dir() -> Path:
-    """``spaces_app/`` of the source checkout this package runs from."""
-    return _PACKAGE_ROOT.parent / "spaces_app"
+    """The bundled Space app (``spaces_app/``, installed as ``hf_tsel.spaces_app``)."""
+    return package_data("spaces_app")
 
 
 def _with_dataset(readme: str, results_repo: str) -> str:
@@ -39,16 +41,18 @@ def _with_dataset(readme: str, results_repo: str) -> str:
 
 
 def stage_space(target: Path, *, app_dir: Path | None = None, results_repo: str | None = None) -> Path:
-    """Write the files of the Space into ``target``: the app, ``hf_tsel/`` and ``model_zoos/``."""
+    """Write the files of the Space into ``target``: the app, and ``hf_tsel/`` with ``hf_tsel/model_zoos/``."""
     app_dir = Path(app_dir) if app_dir is not None else default_app_dir()
     if not (app_dir / "app.py").is_file() or not (app_dir / "README.md").is_file():
         raise PushError(f"no Space app found in {app_dir} (expected app.py and README.md); pass --app-dir "
                         "pointing at the spaces_app/ folder of an hf-tsel checkout")
-    shutil.copytree(app_dir, target, ignore=_IGNORE, dirs_exist_ok=True)
-    shutil.copytree(_PACKAGE_ROOT, target / "hf_tsel", ignore=_IGNORE, dirs_exist_ok=True)
-    zoos = _PACKAGE_ROOT.parent / "model_zoos"
-    if zoos.is_dir():
-        shutil.copytree(zoos, target / "model_zoos", ignore=_IGNORE, dirs_exist_ok=True)
+    shutil.copytree(app_dir, target, ignore=shutil.ignore_patterns("__init__.py", "__pycache__", "*.pyc", ".*"),
+                    dirs_exist_ok=True)
+    # (an installed hf_tsel holds the app as hf_tsel/spaces_app: the app is already at the top)
+    shutil.copytree(_PACKAGE_ROOT, target / "hf_tsel", ignore=shutil.ignore_patterns("spaces_app", "__pycache__", "*.pyc", ".*"),
+                    dirs_exist_ok=True)
+    shutil.copytree(package_data("model_zoos"), target / "hf_tsel" / "model_zoos", ignore=_IGNORE,
+                    dirs_exist_ok=True)
     if results_repo:
         readme = target / "README.md"
         readme.write_text(_with_dataset(readme.read_text(encoding="utf-8"), results_repo), encoding="utf-8")

@@ -175,7 +175,8 @@ def test_last_stage_split_reproduces_the_model_or_is_refused():
     import timm
 
     from hf_tsel.backbones.timm_loader import _make_forward
-    from hf_tsel.groundtruth.trainable import PooledFeatures, split_last_stage
+    from hf_tsel.backbones.base import PooledFeatures
+    from hf_tsel.groundtruth.trainable import split_last_stage
 
     example = torch.rand(2, 3, 64, 64)
     lite = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()

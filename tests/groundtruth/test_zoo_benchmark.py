@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_tsel.packaged_data import FASHION_MNIST_DIR
+from hf_tsel.offline.packaged_data import FASHION_MNIST_DIR
 
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
                                    reason="needs the Debian package dataset-fashion-mnist")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
@@ -49,6 +50,7 @@ def assert_no_token_anywhere(folder: Path, *outputs: str) -> None:
     assert not holders, holders
 
 
+@pytest.mark.slow  # end-to-end CLI runs in subprocesses, like tests/pipeline/test_cli.py
 def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     hub = seeded_hub.server
     # bare Hub ids: the loader is guessed (transformers, which hands timm repos to the timm loader)
@@ -162,6 +164,7 @@ print(loaded.notes, loaded.targets)
 """
 
 
+@pytest.mark.slow  # end-to-end CLI runs in subprocesses, like tests/pipeline/test_cli.py
 def test_rank_push_then_the_space_reads_the_results_repo(seeded_hub, tmp_path):
     hub = seeded_hub.server
     env = client_env(hub.url, tmp_path)

@@ -1,4 +1,8 @@
-"""Access to the golden reference values in ../shared/golden (see its README for the protocol)."""
+"""Access to the golden reference values in ``tests/data/golden`` (see its README for the protocol).
+
+``HF_TSEL_GOLDEN_DIR`` points the tests at another copy of the same data; without it the copy in
+the repository is used, so a bare clone tests itself.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-GOLDEN_DIR = Path(os.environ.get("HF_TSEL_GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden"))
+GOLDEN_DIR = Path(os.environ.get("HF_TSEL_GOLDEN_DIR") or Path(__file__).resolve().parents[1] / "data" / "golden")
 CASES = ["separated", "overlapping", "rank_deficient", "imbalanced", "zoo_m0", "zoo_m1", "zoo_m2", "zoo_m3", "zoo_m4"]
 ZOO_MODELS = ["zoo_m0", "zoo_m1", "zoo_m2", "zoo_m3", "zoo_m4"]
 
 
 def _require_golden() -> None:
     if not (GOLDEN_DIR / "expected.json").exists():
-        pytest.fail(f"golden reference data not found at {GOLDEN_DIR}; set HF_TSEL_GOLDEN_DIR to shared/golden")
+        pytest.fail(f"golden reference data not found at {GOLDEN_DIR} (HF_TSEL_GOLDEN_DIR, else tests/data/golden)")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Golden values of LogME, LEEP, NCE, N-LEEP, H-scores and TransRate (protocol: shared/golden/README.md §6)."""
+"""Golden values of LogME, LEEP, NCE, N-LEEP, H-scores and TransRate (protocol: tests/data/golden/README.md §6)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,6 @@ def nleep_seed0(golden_case) -> dict[str, float]:
     return {case: _ours("nleep", golden_case(case), seed=0) for case in CASES}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_nleep_within_widened_seed_range(case, nleep_seed0, golden_expected):
     entry = golden_expected[case]["nleep"]
@@ -106,7 +105,6 @@ def test_nleep_within_widened_seed_range(case, nleep_seed0, golden_expected):
     assert low - margin <= nleep_seed0[case] <= high + margin, (nleep_seed0[case], entry["seed_range"])
 
 
-@pytest.mark.slow
 def test_nleep_zoo_ranking(nleep_seed0, golden_expected):
     ranking = _ranking([nleep_seed0[model] for model in ZOO_MODELS])
     zoo = golden_expected["zoo"]["nleep"]

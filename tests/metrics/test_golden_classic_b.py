@@ -1,6 +1,6 @@
 """Golden and definition tests for GBC, PARC, SFDA, ETran, PACTran and NCTI.
 
-Golden values come from the authors' code (see shared/golden/README.md); comparisons follow its §6.
+Golden values come from the authors' code (see tests/data/golden/README.md); comparisons follow its §6.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import scipy.stats
 import torch
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from threadpoolctl import threadpool_limits
 
 from hf_tsel.metrics import MetricInputError, get_metric, score, score_zoo
 from hf_tsel.metrics._common import top_principal_components
@@ -21,16 +20,6 @@ from hf_tsel.metrics.ncti import ncti_components
 from hf_tsel.metrics.parc import _spearman_with_binary, stratified_subsample
 
 from .conftest import CASES, ZOO_MODELS, assert_close
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These inputs are tiny: on a shared 2-core machine, thread synchronisation would dominate the run time."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):  # NumPy/SciPy BLAS (PCA eigensolver, sklearn oracle)
-        yield
-    torch.set_num_threads(previous)
 
 
 def _inputs(golden_case, case: str):

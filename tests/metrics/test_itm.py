@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from hf_tsel.metrics import MetricInputError, score
-from hf_tsel.metrics.itm import adaptive_rate, dca_target, mean_centre_distance, stratified_split
+from hf_tsel.metrics._validation import prepare_inputs
+from hf_tsel.metrics.itm import (adaptive_rate, dca_target, itm_trace, mean_centre_distance, stratified_split,
+                                 training_budget, training_span)
 
 from .synthetic import one_hot_blobs
 
-FAST = dict(iterations=100, eval_every=50)
+FAST = dict(epochs=None, iterations=100, batch_size=256, checks=2)
 
 
 _data = functools.partial(one_hot_blobs, n_per_class=40, classes=4, dim=16)
@@ -82,5 +84,62 @@ def test_stratified_four_to_one_split():
 
 def test_bad_parameters_are_explained():
     features, labels = _data(1.0)
-    with pytest.raises(MetricInputError, match="eval_every"):
-        score("itm", features, labels, iterations=10, eval_every=100)
+    with pytest.raises(MetricInputError, match="exactly two of epochs"):
+        score("itm", features, labels, epochs=0)
+    with pytest.raises(MetricInputError, match="exactly two of epochs"):
+        score("itm", features, labels, batch_size=256)  # all three given
+    with pytest.raises(MetricInputError, match="checks >= 1"):
+        score("itm", features, labels, checks=0)
+
+
+def _inputs(features, labels):
+    return prepare_inputs("itm", features, labels, needs_features=True, needs_source_probs=False)
+
+
+def test_validation_does_not_decay_in_the_papers_regime():
+    """N_train = 640 >= D = 64: with at most 20 passes the validation accuracy and log-likelihood
+    keep improving to the end (no over-fitting decay)."""
+    trace = itm_trace(_inputs(*one_hot_blobs(2.0, n_per_class=200, classes=4, dim=64, seed=1)), checks=10)
+    assert trace.accuracy[-1] >= max(trace.accuracy) - 0.08 and trace.accuracy[-1] > trace.accuracy[0] + 0.1
+    assert trace.log_likelihood[-1] >= max(trace.log_likelihood) - 0.05
+
+
+def test_pass_budget_and_span_curb_the_decay_when_n_train_is_below_d():
+    """N_train = 160 < D = 400. The literal 500 x 256 are 500 passes over the training part: the map
+    over-fits and the validation log-likelihood falls by > 2 nats. With at most 20 passes and the map
+    restricted to the training span it ends much higher; 20 passes at batch 256 (iterations from N)
+    do not decay at all (but train little, see docs/methods.md)."""
+    inputs = _inputs(*one_hot_blobs(4.0, n_per_class=50, classes=4, dim=400, seed=1))
+    old = itm_trace(inputs, epochs=None, batch_size=256, span=False, checks=10)
+    new = itm_trace(inputs, checks=10)
+    assert old.log_likelihood[-1] < max(old.log_likelihood) - 2.0
+    assert new.log_likelihood[-1] > old.log_likelihood[-1] + 1.0 and new.accuracy[-1] > old.accuracy[-1]
+    passes = itm_trace(inputs, iterations=None, batch_size=256, checks=10)
+    assert passes.accuracy[-1] >= passes.accuracy[0] and passes.log_likelihood[-1] >= max(passes.log_likelihood) - 0.02
+
+
+@pytest.mark.parametrize("n_train, budget, expected", [
+    (160, dict(epochs=20.0, iterations=500, batch_size=None), (500, 7)),  # ceil(20 * 160 / 500) = 7
+    (40_000, dict(epochs=20.0, iterations=500, batch_size=None), (500, 256)),  # CIFAR-size: the paper's 3.2 passes
+    (640, dict(epochs=20.0, iterations=None, batch_size=256), (50, 256)),
+    (160, dict(epochs=20.0, iterations=None, batch_size=256), (20, 160)),  # batch capped at N_train
+    (160, dict(epochs=None, iterations=500, batch_size=256), (500, 160)),
+])
+def test_training_budget_from_any_two_of_passes_iterations_and_batch(n_train, budget, expected):
+    assert training_budget(n_train, **budget) == expected
+
+
+def test_trace_checks_are_evenly_spaced():
+    inputs = _inputs(*one_hot_blobs(2.0, n_per_class=50, classes=4, dim=8))
+    assert itm_trace(inputs, iterations=30, checks=3).iterations == [10, 20, 30]
+
+
+def test_training_span_is_an_orthonormal_basis_of_the_training_rows():
+    rng = np.random.default_rng(0)
+    features = torch.from_numpy(rng.normal(size=(30, 50)))
+    rows = torch.arange(20)
+    basis = training_span(features, rows)
+    assert basis.shape == (50, 20)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(20, dtype=basis.dtype), rtol=0, atol=1e-10)
+    torch.testing.assert_close(features[rows] @ basis @ basis.T, features[rows], rtol=0, atol=1e-10)
+    assert training_span(features[:, :10], rows) is None  # N_train >= D: nothing to drop

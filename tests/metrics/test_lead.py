@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import solve_ivp
+from sklearn.svm import LinearSVC
 
 from hf_tsel.metrics import MetricInputError, score
-from hf_tsel.metrics.lead import (evolve_logits, head_ntk, head_ntk_diagonal, init_mlp_head,
-                                  ovr_svm_probabilities)
+from hf_tsel.metrics.lead import (class_mean_eigenvalues, evolve_logits, head_ntk, head_ntk_diagonal,
+                                  init_mlp_head, initial_probabilities, lda_probabilities, ledoit_wolf_shrinkage,
+                                  ovr_svm_decision_values, ovr_svm_probabilities, platt_probabilities)
 
 from .synthetic import one_hot_blobs
 
@@ -64,20 +66,21 @@ def test_closed_form_equals_numerical_integration():
 _data = functools.partial(one_hot_blobs, n_per_class=30, classes=4, dim=12)
 
 
-def test_t_zero_scores_the_initial_svm_probabilities():
+@pytest.mark.parametrize("initial", ["svm-platt", "lda", "svm-normalised"])
+def test_t_zero_scores_the_initial_probabilities(initial):
     features, labels = _data(1.0)
     torch_features = torch.from_numpy(features).float()
     standardised = (torch_features - torch_features.mean(0)) / torch_features.std(0, correction=0)
-    probabilities = ovr_svm_probabilities(standardised, torch.from_numpy(labels), 4,
+    probabilities = initial_probabilities(standardised, torch.from_numpy(labels), 4, initial,
                                           generator=torch.Generator().manual_seed(0))
     expected = float(torch.log(probabilities[torch.arange(len(labels)), torch.from_numpy(labels)]).double().mean())
-    assert score("lead", features, labels, t=0.0, **SMALL) == pytest.approx(expected, rel=1e-6)
+    assert score("lead", features, labels, t=0.0, initial=initial, **SMALL) == pytest.approx(expected, rel=1e-6)
 
 
 def test_infinite_time_reaches_the_labels():
     features, labels = _data(1.0)
     assert score("lead", features, labels, t=1e12, **SMALL) == pytest.approx(0.0, abs=1e-9)
-    assert score("lead", features, labels, t=1.0, **SMALL) < score("lead", features, labels, t=1e4, **SMALL) < 0
+    assert score("lead", features, labels, t=1.0, **SMALL) < score("lead", features, labels, t=5.0, **SMALL) < 0
 
 
 def test_more_separable_features_score_higher():
@@ -86,13 +89,13 @@ def test_more_separable_features_score_higher():
 
 
 def test_svm_matches_scikit_learn_linear_svc():
-    sklearn_svm = pytest.importorskip("sklearn.svm")
     features, labels = _data(1.5, classes=3, dim=5)
-    reference = sklearn_svm.LinearSVC(C=1.0, tol=1e-8, max_iter=100_000).fit(features, labels)
+    reference = LinearSVC(C=1.0, tol=1e-8, max_iter=100_000).fit(features, labels)
     decision = reference.decision_function(features)
     expected = 1 / (1 + np.exp(-decision))
     expected /= expected.sum(axis=1, keepdims=True)
-    ours = ovr_svm_probabilities(torch.from_numpy(features), torch.from_numpy(labels), 3, max_iter=200, folds=1)
+    ours = ovr_svm_probabilities(torch.from_numpy(features), torch.from_numpy(labels), 3, max_iter=200, folds=1,
+                                 calibration="normalised-sigmoid")
     np.testing.assert_allclose(ours.numpy(), expected, atol=1e-4)
 
 
@@ -100,8 +103,9 @@ def test_cross_fitted_probabilities_are_out_of_sample():
     """Out-of-fold probabilities of the true class are lower than in-sample ones (the SVM never saw the sample)."""
     features, labels = _data(2.0, classes=3, dim=5)
     inputs = torch.from_numpy(features), torch.from_numpy(labels)
-    in_sample = ovr_svm_probabilities(*inputs, 3, folds=1, max_iter=50)
-    cross_fitted = ovr_svm_probabilities(*inputs, 3, folds=5, max_iter=50, generator=torch.Generator().manual_seed(0))
+    in_sample = ovr_svm_probabilities(*inputs, 3, folds=1, max_iter=50, calibration="normalised-sigmoid")
+    cross_fitted = ovr_svm_probabilities(*inputs, 3, folds=5, max_iter=50, generator=torch.Generator().manual_seed(0),
+                                         calibration="normalised-sigmoid")
     true_class = torch.arange(len(labels)), inputs[1]
     assert float(cross_fitted[true_class].mean()) < float(in_sample[true_class].mean())
 
@@ -121,7 +125,84 @@ def test_ntk_uses_at_most_samples_per_class():
 
 def test_bad_parameters_are_explained():
     features, labels = _data(1.0)
-    with pytest.raises(MetricInputError, match="eta and t"):
+    with pytest.raises(MetricInputError, match="t must be finite"):
         score("lead", features, labels, t=-1.0)
+    with pytest.raises(MetricInputError, match="time_unit"):
+        score("lead", features, labels, time_unit=0.0)
+    with pytest.raises(MetricInputError, match="unknown initial classifier"):
+        score("lead", features, labels, initial="svm")
     with pytest.raises(MetricInputError, match="samples_per_class"):
         score("lead", features, labels, samples_per_class=0)
+
+
+def test_platt_scaling_matches_scikit_learn():
+    """Per class, the sigmoid is scikit-learn's Platt fit (``_sigmoid_calibration``) on the same decision values."""
+    calibration = pytest.importorskip("sklearn.calibration")
+    features, labels = _data(1.5, classes=3, dim=5)
+    decision = ovr_svm_decision_values(torch.from_numpy(features), torch.from_numpy(labels), 3, max_iter=50,
+                                       generator=torch.Generator().manual_seed(0)).numpy()
+    expected = np.empty_like(decision)
+    for k in range(3):
+        a, b = calibration._sigmoid_calibration(decision[:, k], labels == k)
+        expected[:, k] = 1 / (1 + np.exp(a * decision[:, k] + b))
+    expected /= expected.sum(axis=1, keepdims=True)
+    ours = platt_probabilities(torch.from_numpy(decision), torch.from_numpy(labels), 3)
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-5)
+
+
+def _confidence_and_accuracy(probabilities: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    top = probabilities.max(dim=1)
+    return float(top.values.mean()), float((top.indices.numpy() == labels).mean())
+
+
+@pytest.mark.parametrize("initial", ["svm-platt", "lda"])
+def test_initial_probabilities_are_calibrated(initial):
+    """Eq. 7 blends F_0 with one-hot labels and scores the blend by cross-entropy, so F_0 must be a
+    calibrated probability: on a well-separated sample the mean top probability is about the accuracy.
+    The old normalised sigmoid of hinge decision values is far less confident than it is accurate.
+    (Normalising ten one-vs-rest Platt sigmoids still dilutes the top class a little: 0.88 at 0.97.)"""
+    features, labels = one_hot_blobs(4.5, n_per_class=60, classes=10, dim=64, seed=3)
+    inputs = torch.from_numpy(features), torch.from_numpy(labels)
+    generator = torch.Generator().manual_seed(0)
+    confidence, accuracy = _confidence_and_accuracy(initial_probabilities(*inputs, 10, initial, generator=generator),
+                                                    labels)
+    assert accuracy > 0.9 and abs(confidence - accuracy) < 0.12
+    old_confidence, old_accuracy = _confidence_and_accuracy(
+        initial_probabilities(*inputs, 10, "svm-normalised", generator=torch.Generator().manual_seed(0)), labels)
+    assert old_accuracy - old_confidence > 0.4
+
+
+def test_ledoit_wolf_shrinkage_matches_scikit_learn():
+    covariance_module = pytest.importorskip("sklearn.covariance")
+    rng = np.random.default_rng(0)
+    centred = rng.normal(size=(50, 80)) @ rng.normal(size=(80, 80))
+    centred -= centred.mean(0)
+    rows = torch.from_numpy(centred)
+    ours = ledoit_wolf_shrinkage((rows * rows).sum(1), rows.T @ rows / 50, 50)
+    assert ours == pytest.approx(covariance_module.ledoit_wolf_shrinkage(centred, assume_centered=True), rel=1e-10)
+
+
+def test_lda_probabilities_are_out_of_sample():
+    features, labels = _data(2.0, classes=3, dim=5)
+    inputs = torch.from_numpy(features), torch.from_numpy(labels)
+    in_sample = lda_probabilities(*inputs, 3, folds=1)
+    cross_fitted = lda_probabilities(*inputs, 3, folds=5, generator=torch.Generator().manual_seed(0))
+    true_class = torch.arange(len(labels)), inputs[1]
+    assert float(cross_fitted[true_class].mean()) < float(in_sample[true_class].mean())
+
+
+def test_pooled_time_unit_is_order_one_and_independent_of_the_dimension():
+    """The mean NTK eigenvalue grows with the feature dimension D (the first layer's gradient carries
+    ``|x|^2 ~ D``); in units of the pooled eigenvalue the class rates are about 1 at every D."""
+    pooled, relative = [], []
+    for dim in (16, 1024):
+        features, labels = one_hot_blobs(1.0, n_per_class=30, classes=3, dim=dim, seed=0)
+        standardised = torch.from_numpy((features - features.mean(0)) / features.std(0)).float()
+        generator = torch.Generator().manual_seed(0)
+        layers = init_mlp_head(dim, 3, (64, 64), generator=generator)
+        per_class, value = class_mean_eigenvalues(layers, standardised, torch.from_numpy(labels), 3, 64, generator)
+        pooled.append(value)
+        relative.append(per_class / value)
+    assert pooled[1] > 2 * pooled[0]
+    for rates in relative:
+        assert torch.allclose(rates, torch.ones(3, dtype=rates.dtype), atol=0.3)

@@ -20,7 +20,7 @@ METRICS = [m for m in list_metrics(include_transforms=False) if not m.name.start
 N_PER_CLASS, N_CLASSES, DIM = 24, 3, 8
 # Deterministic metrics: only floating-point summation order changes under a permutation.
 DETERMINISTIC_RTOL = 1e-6
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)  # five draws: three underestimate the spread of heavy-tailed scores (LEAD near its ceiling)
 
 
 def _clusters(separation: float, seed: int = 0, n_per_class: int = N_PER_CLASS, dim: int = DIM):
@@ -43,8 +43,8 @@ def _evaluate(spec, features: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     if spec.consumes == "model_set":
         anchor, _ = _clusters(1.0, seed=99, n_per_class=len(labels) // N_CLASSES, dim=features.shape[1])
         return score_zoo(spec.name, {"model": features, "anchor": anchor[:len(labels)]}, labels, seed=seed)["model"]
-    probs = _probs(features) if spec.consumes == "source_probs" else None
-    return score(spec.name, features if spec.consumes == "features" else None, labels, source_probs=probs, seed=seed)
+    probs = _probs(features) if "source_probs" in spec.consumes else None
+    return score(spec.name, features if "features" in spec.consumes else None, labels, source_probs=probs, seed=seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,9 +67,7 @@ def _assert_unchanged(spec, changed: float) -> None:
     assert abs(changed - np.mean(draws)) <= 2 * spread + 0.02 * abs(np.mean(draws)) + 1e-9, (changed, draws)
 
 
-# Stochastic metrics are scored for several seeds, which makes their tests the slow ones.
-@pytest.fixture(params=[pytest.param(m, marks=pytest.mark.slow) if m.stochastic else m for m in METRICS],
-                ids=lambda spec: spec.name)
+@pytest.fixture(params=METRICS, ids=lambda spec: spec.name)
 def spec(request):
     return request.param
 

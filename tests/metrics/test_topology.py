@@ -39,7 +39,7 @@ def test_score_follows_the_definition_on_a_hand_made_example():
     points = np.array([0.0, 0.1, 10.0, 10.2, 30.0, 30.3])[:, None]
     labels = np.array([0, 0, 1, 1, 2, 2])
     expected = -np.mean([0.3, 0.2, 0.1]) / np.mean([19.8, 9.9])
-    assert score("persistence_ratio", points, labels) == pytest.approx(expected, rel=1e-12)
+    assert score("persistence_ratio_target", points, labels) == pytest.approx(expected, rel=1e-12)
 
 
 def test_duplicates_give_zero_deaths_not_nan():
@@ -49,23 +49,23 @@ def test_duplicates_give_zero_deaths_not_nan():
     labels = np.repeat([0, 1, 2], 20)
     deaths = mst_edge_lengths(torch.from_numpy(points)).numpy()
     assert np.isfinite(deaths).all() and (deaths < 1e-9).sum() == 20
-    value = score("persistence_ratio", points, labels)
+    value = score("persistence_ratio_target", points, labels)
     assert np.isfinite(value) and -1 < value < 0
 
 
 def test_identical_embeddings_raise_a_clear_error():
     with pytest.raises(MetricInputError, match="identical"):
-        score("persistence_ratio", np.ones((10, 3)), np.repeat([0, 1], 5))
+        score("persistence_ratio_target", np.ones((10, 3)), np.repeat([0, 1], 5))
 
 
 def test_collapsed_classes_score_best():
     labels = np.repeat([0, 1, 2], 10)
     collapsed = 5.0 * np.eye(3)[labels]
-    assert score("persistence_ratio", collapsed, labels) == 0.0
+    assert score("persistence_ratio_target", collapsed, labels) == 0.0
     rng = np.random.default_rng(2)
     tight = collapsed + rng.normal(scale=0.1, size=collapsed.shape)
     loose = collapsed + rng.normal(scale=2.0, size=collapsed.shape)
-    assert 0.0 > score("persistence_ratio", tight, labels) > score("persistence_ratio", loose, labels)
+    assert 0.0 > score("persistence_ratio_target", tight, labels) > score("persistence_ratio_target", loose, labels)
 
 
 def test_invariant_to_rotation_translation_and_scale():
@@ -74,5 +74,47 @@ def test_invariant_to_rotation_translation_and_scale():
     points = rng.normal(size=(100, 6)) + 3 * np.eye(6)[labels]
     rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     moved = 7.5 * points @ rotation + 100
-    assert score("persistence_ratio", moved, labels) == pytest.approx(score("persistence_ratio", points, labels),
-                                                                       rel=1e-9)
+    assert score("persistence_ratio_target", moved, labels) == pytest.approx(
+        score("persistence_ratio_target", points, labels), rel=1e-9)
+
+
+def _source_clusters(seed: int = 0):
+    """Embeddings of 4 source classes (tight clusters) and the one-hot source labels."""
+    rng = np.random.default_rng(seed)
+    source = np.repeat(np.arange(4), 15)
+    points = 8.0 * np.eye(6)[source] + rng.normal(size=(60, 6))
+    return points, np.eye(4)[source]
+
+
+def test_source_mode_does_not_depend_on_the_target_labels():
+    """The poster's headline PR is a model prior: k and the clusters come from the source classes."""
+    points, source_probs = _source_clusters()
+    rng = np.random.default_rng(1)
+    first = score("persistence_ratio", points, np.repeat([0, 1, 2], 20), source_probs=source_probs)
+    for target in (rng.permutation(np.repeat([0, 1, 2], 20)), np.repeat(np.arange(6), 10)):
+        assert score("persistence_ratio", points, target, source_probs=source_probs) == first
+    # the target variant does change with the number of target classes
+    assert score("persistence_ratio_target", points, np.repeat(np.arange(6), 10)) != score(
+        "persistence_ratio_target", points, np.repeat([0, 1, 2], 20))
+
+
+def test_source_mode_with_source_labels_as_targets_equals_the_target_variant():
+    points, source_probs = _source_clusters()
+    labels = source_probs.argmax(1)
+    assert score("persistence_ratio", points, labels, source_probs=source_probs) == pytest.approx(
+        score("persistence_ratio_target", points, labels), rel=1e-12)
+
+
+def test_source_mode_counts_only_the_predicted_source_classes():
+    """Soft source-head outputs: k is the number of distinct argmax classes, not the head's width."""
+    points, source_probs = _source_clusters()
+    padded = np.concatenate([0.9 * source_probs, np.full((60, 96), 0.1 / 96)], axis=1)  # 100-way head, 4 used
+    labels = np.repeat([0, 1], 30)
+    assert score("persistence_ratio", points, labels, source_probs=padded) == pytest.approx(
+        score("persistence_ratio", points, labels, source_probs=source_probs), rel=1e-12)
+
+
+def test_source_mode_needs_two_source_clusters():
+    points, _ = _source_clusters()
+    with pytest.raises(MetricInputError, match="fewer than 2 clusters"):
+        score("persistence_ratio", points, np.repeat([0, 1], 30), source_probs=np.eye(3)[np.zeros(60, dtype=int)])

@@ -167,12 +167,3 @@ def hub_env(hub_cache: HubCache) -> dict[str, str]:
     """Environment dict for ``subprocess.run(..., env=hub_env)`` CLI tests."""
     return hub_cache.env()
 
-
-@pytest.fixture(scope="session")
-def offline_zoo_dir(tmp_path_factory) -> Path:
-    """``HF_TSEL_HOME`` with the packaged EfficientNet-Lite0 and open-nsfw models converted (once per session)."""
-    from hf_tsel.offline_models import prepare_offline_zoo
-
-    home = tmp_path_factory.mktemp("hf_tsel_home")
-    prepare_offline_zoo(home, names=["efficientnet-lite0", "open-nsfw"])
-    return home

@@ -77,6 +77,7 @@ class FakeBackbone:
         self.has_source_head = source_classes is not None
         self.preprocessing = {"input_size": [3, 8, 8]}
         self.preprocessor = to_small_tensor
+        self.details = {"features": "colour statistics"}
         generator = torch.Generator().manual_seed(sum(map(ord, entry.name)))
         self.projection = torch.randn(6, feature_dim, generator=generator)
         self.head = torch.randn(feature_dim, source_classes, generator=generator) if source_classes else None
@@ -137,7 +138,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def write_tiny_zoo(path: Path, hub_cache, keys: list[str]) -> Path:
-    """A zoo YAML of the MODEL engineer's tiny cached models (``hub_cache.ids[key]``), timm/transformers loaders."""
+    """A zoo YAML of the tiny cached models of ``hub_cache`` (``hub_cache.ids[key]``), timm/transformers loaders."""
     loaders = {"transformers_vit": "transformers"}
     models = "".join(f"  - name: {key.replace('_', '-')}\n    hub_id: {hub_cache.ids[key]}\n"
                      f"    loader: {loaders.get(key, 'timm')}\n" for key in keys)
@@ -166,3 +167,16 @@ def run_cli(args: list[str], env: dict, timeout: float = 240):
 
     return subprocess.run([sys.executable, "-m", "hf_tsel.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def launch_two_cpu_processes(port: int) -> list[str]:
+    """``torchrun`` of ``hf_tsel.cli`` as 2 CPU processes (gloo) rendezvousing on ``port``; append the CLI arguments.
+
+    ``accelerate launch --cpu --num_processes 2`` would start a single process: without MPI,
+    accelerate's simple launcher does not spawn CPU workers. torchrun sets the ``torch.distributed``
+    environment that ``Accelerator(cpu=True)`` turns into a 2-process gloo group.
+    """
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(port), "-m", "hf_tsel.cli"]

@@ -17,7 +17,7 @@ import pytest
 
 from hf_tsel.results import read_results
 
-from .data_fixtures import cli_setup, image_dataset, run_cli, write_hub_dataset  # noqa: F401 (fixture)
+from .data_fixtures import cli_setup, image_dataset, launch_two_cpu_processes, run_cli, write_hub_dataset  # noqa: F401
 
 
 def _manifests(env: dict) -> dict[str, dict]:
@@ -144,8 +144,8 @@ def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
-    """`accelerate launch --cpu --num_processes 2` shards each model's images; results equal a single process.
+def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path, free_port):
+    """Two launched CPU processes (image-parallel: --no-cache) shard each model's images; results equal one process.
 
     24 images in batches of 5 leave uneven last batches, so the padding duplicates must be dropped.
     """
@@ -153,15 +153,14 @@ def test_two_processes_with_accelerate_launch_match_one(cli_setup, tmp_path):
     args = ["rank", dataset, "--zoo", str(zoo), "--metrics", "logme,leep", "--batch-size", "5", "--no-cache", "-q"]
     single = run_cli([*args, "-o", str(tmp_path / "one.json")], env)
     assert single.returncode == 0, single.stderr
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-              "-m", "hf_tsel.cli", *args, "-o", str(tmp_path / "two.json")]
-    double = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "-o", str(tmp_path / "two.json")], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("timm-cnn") == 1  # only the main process prints the table
     one, _ = read_results(tmp_path / "one.json")
     two, run = read_results(tmp_path / "two.json")
-    assert run["hardware"].startswith("cpu") and (two["num_samples"] == 24).all()
+    assert run["hardware"].startswith("cpu") and run["num_processes"] == 2 and run["parallel"] == "images"
+    assert (two["num_samples"] == 24).all()
     merged = one.merge(two, on=["model", "metric"], suffixes=("_one", "_two"))
     assert len(merged) == len(one) == len(two)
     import numpy as np

@@ -104,7 +104,7 @@ def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
     again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["hscore", "leep"], cache_dir=tmp_path / "c")
     assert [m["status"] for m in again.attrs["run"]["models"]] == ["cached"] * 3
     assert len(loads) == 3  # no model was loaded the second time
-    assert set(again["metric"]) == {"hscore", "leep"}
+    assert set(again["metric"]) == {"hscore", "leep", "consensus"}  # every run adds the consensus rows
     leep = again[again.metric == "leep"].set_index("model")
     assert leep.loc["alpha", "score"] < 0 and np.isnan(leep.loc["headless", "score"])  # LEEP is a log-likelihood
 
@@ -112,9 +112,9 @@ def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
 def test_resume_after_interrupt_reuses_finished_chunks(tmp_path, fake_models, monkeypatch):
     zoo, loads = fake_models
     ds = image_dataset(per_class=8)
-    import hf_tsel.ranking as ranking
+    import hf_tsel.extraction as extraction
 
-    original = ranking.extract_features
+    original = extraction.extract_features
     calls = {"chunks": 0}
 
     def interrupted(*args, on_chunk=None, **kwargs):
@@ -125,11 +125,11 @@ def test_resume_after_interrupt_reuses_finished_chunks(tmp_path, fake_models, mo
                 raise KeyboardInterrupt
         return original(*args, on_chunk=checkpoint_then_stop, **kwargs)
 
-    monkeypatch.setattr(ranking, "extract_features", interrupted)
+    monkeypatch.setattr(extraction, "extract_features", interrupted)
     with pytest.raises(KeyboardInterrupt):
         hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c", chunk_size=5)
     assert FeatureCache(tmp_path / "c").partial_entries()  # alpha's 2 chunks are checkpointed
-    monkeypatch.setattr(ranking, "extract_features", original)
+    monkeypatch.setattr(extraction, "extract_features", original)
     resumed = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c", chunk_size=5)
     statuses = {m["name"]: m["status"] for m in resumed.attrs["run"]["models"]}
     assert statuses == {"alpha": "resumed", "beta": "extracted", "headless": "extracted"}
@@ -142,9 +142,9 @@ def test_changed_model_revision_invalidates_the_entry(tmp_path, fake_models, mon
     zoo, loads = fake_models
     ds = image_dataset(per_class=4)
     hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
-    import hf_tsel.ranking as ranking
+    import hf_tsel.extraction as extraction
 
-    monkeypatch.setattr(ranking, "_local_hub_revision", lambda entry: "0" * 40)  # the branch moved
+    monkeypatch.setattr(extraction, "_local_hub_revision", lambda entry: "0" * 40)  # the branch moved
     again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
     assert {m["status"] for m in again.attrs["run"]["models"]} == {"extracted"}
 

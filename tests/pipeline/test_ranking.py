@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import hf_tsel
-from hf_tsel.errors import UserError
+from hf_tsel.errors import ResultsError, UserError
 from hf_tsel.metrics import get_metric, list_metrics
-from hf_tsel.ranking import DEFAULT_METRICS, resolve_metrics
-from hf_tsel.results import RESULT_FIELDS, ResultsError, read_results, validate_results, write_results
+from hf_tsel.defaults import DEFAULT_METRICS
+from hf_tsel.scoring import resolve_metrics
+from hf_tsel.results import RESULT_FIELDS, read_results, validate_results, write_results
 
 from .data_fixtures import FakeBackbone, fake_models, image_dataset, write_zoo  # noqa: F401 (fixture)
 
@@ -55,12 +58,11 @@ def test_rank_returns_valid_results_with_informative_model_first(tmp_path, noisy
 def test_transform_and_model_set_metrics(tmp_path, noisy_zoo):
     zoo, _ = noisy_zoo
     model_set = [m.name for m in list_metrics(include_transforms=False) if m.consumes == "model_set"]
+    assert {"etran", "ncti"} <= set(model_set)
     metrics = ["ped+logme", *model_set[:1]]
     df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=metrics, cache_dir=tmp_path)
     ped = df[df.metric == "ped+logme"].set_index("model")
     assert ped.loc["alpha", "score"] > ped.loc["noise", "score"]
-    if not model_set:
-        pytest.skip("no model-set metric (etran, ncti) is registered yet")
     scores = df[df.metric == model_set[0]].dropna(subset=["score"])
     assert set(scores["model"]) == {"alpha", "noise", "headless"}
 
@@ -89,6 +91,17 @@ def test_results_files_roundtrip_with_run_metadata(tmp_path, fake_models, suffix
     pd.testing.assert_frame_equal(back[["model", "metric", "rank"]], df[["model", "metric", "rank"]])
     np.testing.assert_allclose(back["score"], df["score"])
     assert back["note"].isna().sum() == df["note"].isna().sum()
+
+
+def test_backbone_details_reach_the_run_metadata_and_the_cache_manifest(tmp_path, fake_models):
+    zoo, _ = fake_models
+    for expected_status in ("extracted", "cached"):
+        df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path)
+        models = {m["name"]: m for m in df.attrs["run"]["models"]}
+        assert models["alpha"]["status"] == expected_status
+        assert models["alpha"]["details"] == {"features": "colour statistics"}
+    manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")]
+    assert manifests and all(m["details"] == {"features": "colour statistics"} for m in manifests)
 
 
 def test_results_validation_names_the_problem():

@@ -12,7 +12,7 @@ import pytest
 
 from hf_tsel.publish.card import RESULTS_PATH_IN_REPO, render_card
 from hf_tsel.publish.schema import FIELD_DOCS, merge_results, same_records
-from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, write_results
+from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, schema_markdown, write_results
 
 from .conftest import FAKE_TOKEN, REPO_ROOT, make_results, run_cli, start_cli
 from ..hub.server import HubServer
@@ -31,6 +31,7 @@ def read_published(hub: HubServer, tmp_path, repo: str = REPO) -> pd.DataFrame:
 def test_field_docs_cover_the_schema_and_match_the_readme():
     assert tuple(FIELD_DOCS) == RESULT_FIELDS
     readme = (REPO_ROOT / "docs" / "publish.md").read_text()
+    assert schema_markdown() + "\n" in readme, "paste hf_tsel.results.schema_markdown() into docs/publish.md"
     rows = [line.strip("|").split(" | ") for line in readme.splitlines() if line.startswith("| `")]
     assert {name.strip("` "): (kind.strip(), text.strip()) for name, kind, text in rows} == FIELD_DOCS
 
@@ -206,7 +207,7 @@ def test_push_results_from_a_table_saves_locally_first(fake_hub, monkeypatch, tm
 
 
 @pytest.mark.slow
-def test_rank_push_to_saves_then_pushes(fake_hub, hub_env, tmp_path):
+def test_rank_push_to_saves_then_pushes(fake_hub, hub_env, tmp_path, offline_zoo_dir):
     """`hf-tsel rank --push-to`: a real (tiny, offline) ranking is written locally, then merged into the repo."""
     import numpy as np
     from PIL import Image
@@ -219,9 +220,10 @@ def test_rank_push_to_saves_then_pushes(fake_hub, hub_env, tmp_path):
             pixels = (rng.random((32, 32, 3)) * 255 * brightness).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{i}.png")
     output = tmp_path / "ranking.json"
-    env = hub_env(fake_hub, HF_TSEL_HOME=str(tmp_path / "tsel_home"))
+    env = hub_env(fake_hub, HF_TSEL_HOME=str(offline_zoo_dir))  # the session's converted offline models
     result = run_cli(["rank", str(tmp_path / "images"), "--zoo", "offline", "--model", "efficientnet-lite0",
-                      "--metrics", "logme", "--output", str(output), "--push-to", REPO, "-q"], env, timeout=600)
+                      "--metrics", "logme", "--cache-dir", str(tmp_path / "features"), "--output", str(output),
+                      "--push-to", REPO, "-q"], env, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "1 added" in result.stdout
     local, run = read_results(output)

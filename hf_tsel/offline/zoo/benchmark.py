@@ -29,7 +29,7 @@ import yaml
 
 from ...data import from_arrays
 from ...groundtruth.evaluate import evaluation_table
-from ...groundtruth.offline_benchmark import JsonStore, _probe_dataset, _score_dataset, _signature
+from ..benchmark import JsonStore, _probe_dataset, _score_dataset, _signature
 from ...groundtruth.table import ground_truth_frame
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, build_recipe
@@ -80,9 +80,9 @@ def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
 
 
 def default_work_dir() -> Path:
-    from ...offline_models import default_cache_dir
+    from ...paths import tsel_home
 
-    return default_cache_dir() / "zoo-benchmark"
+    return tsel_home() / "zoo-benchmark"
 
 
 def build_zoo(config: ZooBenchmarkConfig, log: Callable[[str], None] = print) -> tuple[Path, pd.DataFrame]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ...evaluation import kendall_tau, spearman_rho, weighted_kendall_tau
-from ...groundtruth.offline_benchmark import _markdown
+from ..benchmark import _markdown
 
 BOOTSTRAP_SAMPLES = 2000
 LEVEL = 0.95

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...packaged_data import digits_arrays, fashion_mnist_arrays
+from ..packaged_data import digits_arrays, fashion_mnist_arrays
 
 FASHION_TOPS = (0, 2, 4, 6)  # t-shirt, pullover, coat, shirt: the fine-grained upper-body garments
 SOURCE_CLASSES: dict[str, tuple[int, ...]] = {

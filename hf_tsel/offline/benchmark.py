@@ -1,6 +1,6 @@
 """Offline ranking benchmark: real packaged backbones x real offline datasets, scored and checked.
 
-For every offline dataset (:mod:`hf_tsel.groundtruth.offline_datasets`) the benchmark
+For every offline dataset (:mod:`hf_tsel.offline.benchmark_datasets`) the benchmark
 
 1. extracts (or reuses from the shared feature cache) the features of every model of the zoos
    (default: ``offline`` + ``offline-benchmark``) on a train and a test sample;
@@ -17,9 +17,12 @@ registered metric.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +32,15 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .evaluate import evaluation_table
-from .finetune import FinetuneConfig, Grid, finetune
-from .linear_probe import linear_probe
-from .offline_datasets import OFFLINE_DATASETS, load_offline_dataset
-from .table import ground_truth_frame
+from ..groundtruth.evaluate import evaluation_table
+from ..groundtruth.features import zoo_features
+from ..groundtruth.finetune import FinetuneConfig, Grid, finetune
+from ..groundtruth.linear_probe import linear_probe
+from ..groundtruth.table import ground_truth_frame
+from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+from ..metrics import get_metric, list_metrics
+from ..paths import tsel_home
+from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
 PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
 DEFAULT_ZOOS: tuple[str, ...] = ("offline", "offline-benchmark")
@@ -64,8 +71,6 @@ class OfflineBenchmarkConfig:
 
 def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
     """Every registered metric (no transforms) plus the PED-wrapped ones, or the ``requested`` names."""
-    from ..metrics import get_metric, list_metrics
-
     if requested:
         return [get_metric(name).name for name in requested]
     return [m.name for m in list_metrics(include_transforms=False)] + list(PED_METRICS)
@@ -88,9 +93,6 @@ class JsonStore:
         return self.data.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        import fcntl
-        import os
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -105,8 +107,6 @@ def _signature(*parts: Any) -> str:
 
 
 def _zoo_features(dataset: Any, zoos: Sequence[str], split: str, config: OfflineBenchmarkConfig):
-    from .features import zoo_features
-
     merged = None
     for zoo in zoos:
         part = zoo_features(dataset, zoo, split=split, cache_dir=config.cache_dir, seed=config.seed)
@@ -125,10 +125,6 @@ def metric_code_signature(name: str) -> str:
     Cached scores are recomputed after any change to that code. For ``<prefix>+<base>`` the
     transform's module is taken to be ``hf_tsel/metrics/<prefix>.py``.
     """
-    import sys
-
-    from ..metrics import get_metric
-
     folder = Path(sys.modules["hf_tsel.metrics"].__file__).parent
     *prefixes, base = name.split("+")
     files = {Path(sys.modules[get_metric(base).fn.__module__].__file__)}
@@ -138,7 +134,8 @@ def metric_code_signature(name: str) -> str:
 
 
 def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
-    from ..ranking import ModelOutcome, resolve_metrics, score_models
+    from ..extraction import ModelOutcome
+    from ..scoring import resolve_metrics, score_models
 
     keys = train.feature_keys()
     rows = []
@@ -184,9 +181,7 @@ def _probe_dataset(name: str, train, test, store: JsonStore, log: Callable[[str]
 
 def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
     """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
-    from accelerate import Accelerator
-
-    from .trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
+    from accelerate import Accelerator  # only the fine-tuning protocol needs it
 
     settings = FinetuneConfig(grid=Grid("sgd", (config.finetune_lr,), (0.0,)), epochs=config.finetune_epochs,
                               batch_size=config.finetune_batch_size, augment=False, train_layers="all",
@@ -250,9 +245,7 @@ def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
     metrics = benchmark_metrics(config.metrics)
     started = time.perf_counter()
     if config.work_dir is None:
-        from ..offline_models import default_cache_dir
-
-        config.work_dir = default_cache_dir() / "offline-benchmark"
+        config.work_dir = tsel_home() / "offline-benchmark"
     config.work_dir.mkdir(parents=True, exist_ok=True)
     (config.work_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
     score_store = JsonStore(config.work_dir / "scores.json")

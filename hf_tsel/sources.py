@@ -1,0 +1,79 @@
+"""Model sources beyond the Hub: ``<scheme>:<name>`` model ids resolved by plug-ins.
+
+A plug-in registers a :class:`ModelSource` for its scheme; the zoo and the loaders then treat
+``<scheme>:<name>`` like a local model folder, without knowing where it came from. Built-in
+plug-ins are imported the first time one of their ids is seen (they import torch).
+
+Example:
+    >>> source_for("timm/resnet50.tv_in1k") is None  # Hub ids belong to no scheme
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["ModelSource", "register_source", "is_source_id", "source_for", "resolve_model_path"]
+
+# scheme -> module that registers it when imported
+BUILTIN_PLUGINS = {"offline": "hf_tsel.offline"}
+
+
+def _no_entry(model_id: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How to turn ``<scheme>:<name>`` ids into loadable local models.
+
+    Attributes:
+        scheme: the id prefix before ``:``.
+        resolve: model id -> local model folder (created on first use); raises a
+            :class:`hf_tsel.errors.HfTselError` for unknown names or missing packages.
+        loader: model id -> loader name (``timm``, ``onnx``, ...), for ids given without a zoo entry.
+        zoo_entry: model id -> the :class:`hf_tsel.zoo.ZooEntry` that describes it best (e.g. its
+            preprocessing), or None.
+        torch_module: model id -> a function building a freshly loaded trainable ``torch.nn.Module``
+            (``[B, 3, H, W] -> [B, D]`` features), or None; lets fine-tuning train models that are
+            loaded for inference from another format (ONNX).
+    """
+
+    scheme: str
+    resolve: Callable[[str], Path]
+    loader: Callable[[str], str]
+    zoo_entry: Callable[[str], Any] = _no_entry
+    torch_module: Callable[[str], Callable[[], Any] | None] = _no_entry
+
+
+_SOURCES: dict[str, ModelSource] = {}
+
+
+def register_source(source: ModelSource) -> None:
+    """Make ``<source.scheme>:<name>`` ids resolvable (a later registration replaces an earlier one)."""
+    _SOURCES[source.scheme] = source
+
+
+def is_source_id(model_id: str) -> bool:
+    """Whether ``model_id`` is ``<scheme>:<name>`` of a registered or built-in scheme (imports no plug-in)."""
+    scheme, colon, _ = model_id.partition(":")
+    return bool(colon) and (scheme in _SOURCES or scheme in BUILTIN_PLUGINS)
+
+
+def source_for(model_id: str) -> ModelSource | None:
+    """The :class:`ModelSource` of a ``<scheme>:<name>`` id, or None for Hub ids, paths and unknown schemes."""
+    scheme, colon, _ = model_id.partition(":")
+    if not colon:
+        return None
+    if scheme not in _SOURCES and scheme in BUILTIN_PLUGINS:
+        importlib.import_module(BUILTIN_PLUGINS[scheme])
+    return _SOURCES.get(scheme)
+
+
+def resolve_model_path(model_id: str) -> Path | None:
+    """Local folder of a scheme id (created on first use), or None when ``model_id`` has no registered scheme."""
+    source = source_for(model_id)
+    return None if source is None else source.resolve(model_id)
