@@ -172,7 +172,9 @@ def test_rank_push_then_the_space_reads_the_results_repo(seeded_hub, tmp_path):
     ranked = run_cli(["rank", DATASET, "--model", "test-org/tiny-vit", "--model", "test-org/tiny-hf-vit",
                       "--metrics", "logme", "--output", str(output), "--push-to", "test-org/rankings", "-q"], env)
     assert ranked.returncode == 0, ranked.stderr
-    assert "2 added" in ranked.stdout
+    local, run = read_results(output)
+    assert set(local.metric) == {"logme", "consensus"} and set(local.model) == {"tiny-vit", "tiny-hf-vit"}
+    assert f"{len(local)} added" in ranked.stdout  # every record written locally was pushed
 
     shown = tmp_path / "shown.parquet"
     space = subprocess.run([sys.executable, "-c", _SPACE_READS, str(REPO_ROOT / "spaces_app" / "app.py"), str(shown)],
@@ -180,7 +182,6 @@ def test_rank_push_then_the_space_reads_the_results_repo(seeded_hub, tmp_path):
                            timeout=300, cwd=tmp_path)
     assert space.returncode == 0, space.stderr
     assert space.stdout.strip() == f"[] ['{DATASET} / train']"
-    local, run = read_results(output)
     assert same_records(validate_results(pd.read_parquet(shown)), local)
     assert run["dataset_revision"] == hub.repo(DATASET).head.sha
     assert_no_token_anywhere(tmp_path, ranked.stdout, ranked.stderr, space.stdout, space.stderr)

@@ -265,8 +265,9 @@ class _ErrorHub:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self):
-                repo = self.path.strip("/").split("/")[1]
-                status, code = responses.get(repo, (404, "RepoNotFound"))
+                parts = self.path.strip("/").split("/")
+                # the home page answers like the Hub's, so reachability probes see a live server
+                status, code = responses.get(parts[1], (404, "RepoNotFound")) if len(parts) > 1 else (200, None)
                 self.send_response(status)
                 if code:
                     self.send_header("X-Error-Code", code)
