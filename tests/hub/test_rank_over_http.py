@@ -50,7 +50,6 @@ def assert_no_token_anywhere(folder: Path, *outputs: str) -> None:
     assert not holders, holders
 
 
-@pytest.mark.slow  # end-to-end CLI runs in subprocesses, like tests/pipeline/test_cli.py
 def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     hub = seeded_hub.server
     # bare Hub ids: the loader is guessed (transformers, which hands timm repos to the timm loader)
