@@ -23,6 +23,8 @@ def _setuptools_config() -> dict:
 
 
 def test_every_package_is_listed_in_pyproject():
+    code_dirs = {p.parent for p in (REPO_ROOT / "hf_tsel").rglob("*.py") if "__pycache__" not in p.parts}
+    assert not [d for d in code_dirs if not (d / "__init__.py").is_file()], "a code folder lacks __init__.py"
     found = {".".join(p.parent.relative_to(REPO_ROOT).parts) for p in (REPO_ROOT / "hf_tsel").rglob("__init__.py")}
     mapped = {name for name, folder in _setuptools_config()["package-dir"].items()
               if (REPO_ROOT / folder / "__init__.py").is_file()}
