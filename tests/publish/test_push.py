@@ -80,6 +80,7 @@ def test_card_is_deterministic_and_loadable():
 
 # -- the CLI against the fake Hub ------------------------------------------------------------------
 
+@pytest.mark.slow  # ~4-7 s of CLI runs against the fake Hub (fast-lane budget)
 def test_push_then_push_again(fake_hub, hub_env, tmp_path):
     results = make_results("run-1", ["resnet50", "vit-b16", "dino-s16"], accuracy=True)
     path = write_results(results, tmp_path / "results.parquet", {"run_id": "run-1", "zoo": "test"})
@@ -119,6 +120,7 @@ def test_push_then_push_again(fake_hub, hub_env, tmp_path):
     assert loaded.stdout.split()[0] == "6" and "vit-b16" in loaded.stdout
 
 
+@pytest.mark.slow  # ~4-7 s of CLI runs against the fake Hub (fast-lane budget)
 def test_newer_run_replaces_older_records(fake_hub, hub_env, tmp_path):
     env = hub_env(fake_hub)
     old = write_results(make_results("run-1", ["a", "b"], seed=1), tmp_path / "old.json", {})
@@ -134,6 +136,7 @@ def test_newer_run_replaces_older_records(fake_hub, hub_env, tmp_path):
     assert len(fake_hub.repo(REPO).commits) == 3
 
 
+@pytest.mark.slow  # ~4-7 s of CLI runs against the fake Hub (fast-lane budget)
 def test_concurrent_pushes_lose_nothing(hub_env, tmp_path):
     with HubServer(hold_commits=2) as hub:  # both pushers build their commit on the same head
         env = hub_env(hub)

@@ -165,6 +165,7 @@ def test_app_starts_without_results(monkeypatch):
     assert "No fine-tuned accuracies" in prediction_vs_truth(loaded.table, None, None)[1]
 
 
+@pytest.mark.slow  # ~5 s: a client retrying an unreachable endpoint
 def test_unreachable_results_repo_is_a_note_not_a_crash(fake_hub, hub_env, tmp_path):
     code = ("from hf_tsel.publish.leaderboard import load_leaderboard_results as load; "
             "r = load('org/missing'); print(len(r.table), r.notes)")
