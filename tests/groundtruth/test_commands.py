@@ -79,6 +79,7 @@ def _paper_results(folder, accuracies: dict[str, float]):
         f"    models:\n{models}    methods:\n      LogME: logme\n      GBC: null\ndatasets: {{}}\n")
 
 
+@pytest.mark.slow  # ~3 s: a zoo ranking (fast-lane budget)
 def test_benchmark_paper_prints_our_tau_next_to_the_papers(fake_torch_models, colour_dataset, tmp_path, capsys):
     from hf_tsel.ranking import rank
 

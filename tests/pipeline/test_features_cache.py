@@ -138,6 +138,7 @@ def test_resume_after_interrupt_reuses_finished_chunks(tmp_path, fake_models, mo
     np.testing.assert_allclose(pd_scores.loc[["alpha", "beta"]], fresh.set_index("model")["score"].loc[["alpha", "beta"]])
 
 
+@pytest.mark.slow  # ~4 s: two extractions (fast-lane budget)
 def test_changed_model_revision_invalidates_the_entry(tmp_path, fake_models, monkeypatch):
     zoo, loads = fake_models
     ds = image_dataset(per_class=4)
