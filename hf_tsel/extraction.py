@@ -40,14 +40,17 @@ from .defaults import DEFAULT_ZOO
 from .errors import CacheError, HfTselError, UserError
 from .features import CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .features.scheduling import balanced_order, shard_entries, weight_bytes
+from .source_reference import REFERENCE_SEED, ReferenceFeatures, SourceReference, source_reference_of
 
 __all__ = ["Extraction", "ExtractionEvent", "MissingFeaturesError", "ModelOutcome", "PARALLEL_MODES",
-           "choose_parallel", "extract", "resolve_models"]
+           "attach_source_references", "choose_parallel", "extract", "resolve_models"]
 
 logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 PARALLEL_MODES = ("auto", "zoo", "images")
+_MISSING_REFERENCE_FIX = ("run once without --from-cache (from_cache=False): the source reference features are "
+                          "extracted then and cached for every later run")
 
 
 @dataclass
@@ -64,15 +67,20 @@ class ModelOutcome:
     forward_seconds: float = 0.0
     num_corrupt: int = 0
     labels: np.ndarray | None = None  # class of each row of ``features.features``
+    reference: ReferenceFeatures | None = None  # source reference embeddings (attach_source_references)
+    reference_error: str | None = None  # why the entry's source reference gave no features
 
     def as_dict(self) -> dict[str, Any]:
         has_logits = self.features is not None and self.features.source_logits is not None
+        reference = self.reference.as_dict() if self.reference is not None else (
+            {"error": self.reference_error} if self.reference_error else None)
         return {"name": self.entry.name, "model_id": self.entry.hub_id, "revision": self.revision,
                 "status": self.status, "error": self.error, "extraction_seconds": round(self.extraction_seconds, 3),
                 "data_seconds": round(self.data_seconds, 3), "forward_seconds": round(self.forward_seconds, 3),
                 "num_corrupt": self.num_corrupt, "has_source_logits": has_logits,
                 "details": self.features.manifest.get("details", {}) if self.features is not None else {},
-                "feature_dim": None if self.features is None else int(self.features.features.shape[1])}
+                "feature_dim": None if self.features is None else int(self.features.features.shape[1]),
+                "source_reference": reference}
 
 
 @dataclass(frozen=True)
@@ -137,19 +145,19 @@ class Extraction(Mapping):
         return {name: o.error or "no features" for name, o in self.outcomes.items() if o.features is None}
 
 
-def resolve_models(zoo: str | Path | None = None, models: Sequence[str] | None = None, *,
+def resolve_models(zoo: str | Path | None = None, models: Sequence[Any] | None = None, *,
                    loader: str | None = None) -> list[Any]:
-    """Zoo entries to extract: the whole ``zoo``, or the ``models`` named.
+    """Zoo entries to extract: the whole ``zoo``, or the ``models`` named (or given as :class:`hf_tsel.zoo.ZooEntry`).
 
     A model name is looked up in ``zoo`` (default: the default zoo) by entry name or hub id, so it
     keeps that entry's loader, pooling and preprocessing; other ids become ad-hoc entries.
     """
-    from .zoo import find_model, load_zoo
+    from .zoo import ZooEntry, find_model, load_zoo
 
     if not models:
         return load_zoo(zoo or DEFAULT_ZOO)
-    zoo_entries = load_zoo(zoo or DEFAULT_ZOO)
-    entries = [find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
+    zoo_entries = [] if all(isinstance(m, ZooEntry) for m in models) else load_zoo(zoo or DEFAULT_ZOO)
+    entries = [m if isinstance(m, ZooEntry) else find_model(m, zoo_entries, zoo=zoo, loader=loader) for m in models]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -340,7 +348,7 @@ def choose_parallel(parallel: str, num_models: int, num_processes: int, has_cach
     return parallel
 
 
-def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] | None = None,
+def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[Any] | None = None,
             split: str = "train", config: str | None = None, revision: str | None = None,
             image_column: str | None = None, label_column: str | None = None, samples_per_class: int | None = None,
             max_samples: int | None = None, seed: int = 0, batch_size: int = 64, num_workers: int = 0,
@@ -359,7 +367,7 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str
     Args:
         dataset: Hub id, local folder, or ``datasets.Dataset``; see :func:`hf_tsel.data.load_image_dataset`.
         zoo, models, loader: bundled zoo name or YAML path (default :data:`hf_tsel.defaults.DEFAULT_ZOO`),
-            or model names / Hub ids (looked up in ``zoo`` first).
+            or model names / Hub ids (looked up in ``zoo`` first) or :class:`hf_tsel.zoo.ZooEntry` objects.
         split, config, revision, image_column, label_column: which data to read.
         samples_per_class, max_samples, seed: stratified sampling of the split.
         batch_size, num_workers, chunk_size: images per forward pass, DataLoader workers, images
@@ -420,3 +428,40 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str
                       num_processes=accelerator.num_processes, device=accelerator.device,
                       cache_dir=None if cache is None else cache.root, cache_error=run.writes.error, seconds=seconds,
                       is_main_process=accelerator.is_main_process)
+
+
+def attach_source_references(outcomes: Sequence[Any], *, from_cache: bool = False, **extract_options: Any) -> None:
+    """Set ``reference`` (or ``reference_error``) on every outcome with features whose entry names a source reference.
+
+    Models sharing a reference are extracted in one :func:`hf_tsel.extract` call (the dataset is read
+    once). A reference that cannot be read, or a model that fails on it, only costs that model its
+    reference-based scores. ``extract_options`` are passed to :func:`hf_tsel.extract` (device,
+    cache folder, batch size, ...).
+    """
+    groups: dict[SourceReference, list[Any]] = {}
+    for outcome in outcomes:
+        reference = source_reference_of(outcome.entry) if outcome.features is not None else None
+        if reference is not None:
+            groups.setdefault(reference, []).append(outcome)
+    for reference, group in groups.items():
+        try:
+            with warnings.catch_warnings():  # max_samples caps a large reference set; a smaller one is used whole
+                warnings.filterwarnings("ignore", message=r".*samples requested but only")
+                result = extract(reference.dataset, models=[o.entry for o in group], split=reference.split,
+                                 config=reference.config, revision=reference.revision,
+                                 image_column=reference.image_column, label_column=reference.label_column,
+                                 samples_per_class=reference.samples_per_class, max_samples=reference.max_samples,
+                                 seed=REFERENCE_SEED, from_cache=from_cache, missing_fix=_MISSING_REFERENCE_FIX,
+                                 **extract_options)
+        except HfTselError as exc:
+            for outcome in group:
+                outcome.reference_error = f"source reference {reference.describe()}: {exc}"
+            continue
+        for outcome in group:
+            done = result[outcome.entry.name]
+            if done.features is None:
+                outcome.reference_error = f"source reference {reference.describe()}: {done.error}"
+            else:
+                outcome.reference = ReferenceFeatures(done.features.features, done.labels, reference,
+                                                      done.features.manifest.get("key"))
+

@@ -21,7 +21,7 @@ from . import __version__
 from .data import ImageDataset
 from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
 from .errors import UserError
-from .extraction import ExtractionEvent, ModelOutcome, extract
+from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
 from .scoring import checked_metric_params, drop_thin_classes, resolve_metrics, score_models
@@ -45,7 +45,9 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     read. Features come from :func:`hf_tsel.extract` (cached per model; a re-run, even with other
     metrics, loads no model). A model that fails (resolving, loading or extracting) is reported
     with a one-line reason (``df.attrs["run"]["models"]``) and skipped; metrics that need a source
-    classifier head get NaN with a ``note`` for models without one.
+    classifier head get NaN with a ``note`` for models without one. ``persistence_ratio`` (a model
+    prior) scores each model's embeddings of the source reference images its zoo entry names
+    (``source_reference``, :mod:`hf_tsel.source_reference`), extracted once per model and cached.
     Run metadata is in ``df.attrs["run"]``. Under a multi-process launch only the main process
     scores; the others return an empty table without ``attrs["run"]``.
 
@@ -71,9 +73,14 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
                          from_cache=from_cache, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                          loader=loader, chunk_size=chunk_size, parallel=parallel, on_event=on_event,
                          missing_fix=missing_fix)
+    outcomes = list(extraction.values())
+    if any(s.consumes == "reference_features" for s in specs):  # every process: the extraction is collective
+        attach_source_references(outcomes, from_cache=from_cache, batch_size=batch_size, num_workers=num_workers,
+                                 device=device, precision=precision, cache_dir=cache_dir, use_cache=use_cache,
+                                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                                 chunk_size=chunk_size, parallel=parallel, on_event=on_event)
     if not extraction.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
-    outcomes = list(extraction.values())
     drop_thin_classes(outcomes, extraction.data)
     timings = dict(extraction.seconds)
     from .recommendation import consensus_records

@@ -111,9 +111,32 @@ def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     return f"failed: {exc}"
 
 
+def _reference_record(spec: Any, outcome: ModelOutcome, *, seed: int, device: Any, params: dict) -> dict[str, Any]:
+    """A model-prior score from the model's source reference embeddings (``consumes="reference_features"``)."""
+    from .metrics import score
+
+    value, note, start = float("nan"), None, time.perf_counter()
+    reference = outcome.reference
+    if reference is None:
+        note = (f"failed: {outcome.reference_error}" if outcome.reference_error else
+                "not applicable: the zoo entry names no source_reference (images of the model's pre-training task); "
+                "add one (docs/zoos.md), or use persistence_ratio_head, its offline stand-in")
+    else:
+        try:
+            value = score(spec.name, reference.features, reference.labels, seed=seed, device=device, **params)
+        except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
+            note = _metric_failure(spec.name, outcome.entry.name, exc)
+    return {"model": outcome.entry.name, "metric": spec.name, "score": value, "note": note,
+            "seconds": time.perf_counter() - start}
+
+
 def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
                  device: Any = None, metric_params: dict[str, dict] | None = None) -> list[dict[str, Any]]:
-    """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``."""
+    """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``.
+
+    Metrics that consume ``reference_features`` (the persistence ratio) read each outcome's
+    ``reference`` (:func:`hf_tsel.source_reference.attach_source_references`), not the target features.
+    """
     from .metrics import score, score_zoo
 
     metric_params = metric_params or {}
@@ -148,6 +171,9 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             continue
         for o in ready:
             feats = o.features
+            if spec.consumes == "reference_features":
+                records.append(_reference_record(spec, o, seed=seed, device=device, params=params))
+                continue
             if "source_probs" in spec.consumes and feats.source_logits is None:
                 record(o, spec, float("nan"), "not applicable: the model has no source classifier head", 0.0)
                 continue

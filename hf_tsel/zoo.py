@@ -11,6 +11,7 @@ A zoo file looks like::
         family: supervised-cnn
         pretraining: supervised
         license: bsd-3-clause
+        source_reference: my-org/imagenet-1k-val-sample  # optional: source images (hf_tsel.source_reference)
 
 Bundled zoos live in ``model_zoos/`` at the repository root and are installed as the package data
 ``hf_tsel.model_zoos`` (:func:`hf_tsel.paths.package_data`). :func:`load_zoo` also accepts the path
@@ -34,6 +35,7 @@ import yaml
 from .errors import UserError, ZooError
 from .hub_access import looks_like_local_path
 from .paths import package_data, tsel_home
+from .source_reference import SourceReference
 from .sources import is_source_id, source_for
 
 LOADERS = ("timm", "transformers", "checkpoint", "onnx")
@@ -65,6 +67,9 @@ class ZooEntry:
     # Facts about the model, not about how to run it: params, imagenet_top1, feature_dim, pretraining_data
     # (see METADATA_KEYS); they feed the prior:* baseline metrics and never change the features.
     metadata: dict = field(default_factory=dict)
+    # Images of the model's pre-training task (hf_tsel.source_reference.SourceReference fields) for the
+    # source-mode persistence ratio; None: the model has no known source data.
+    source_reference: dict | None = None
 
     def __hash__(self) -> int:  # dict fields make the generated hash fail
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
@@ -168,10 +173,7 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if not isinstance(hub_id, str) or not hub_id.strip():
         raise ZooError(f"{where}: missing 'hub_id' (a Hub repo such as 'timm/resnet50.tv_in1k' or a local path)")
     values = dict(raw)
-    if hub_id.startswith(HOME_PLACEHOLDER + "/"):
-        values["hub_id"] = hub_id = str(tsel_home() / hub_id[len(HOME_PLACEHOLDER) + 1:])
-    if base_dir is not None and hub_id.startswith(("./", "../")):
-        values["hub_id"] = hub_id = str((base_dir / hub_id).resolve())
+    values["hub_id"] = hub_id = resolve_location(hub_id, base_dir)
     if "loader" not in values:
         values["loader"] = guess_loader(hub_id)
     values.setdefault("name", default_name(hub_id))
@@ -180,6 +182,9 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
         if key in values and not isinstance(values[key], str):
             raise ZooError(f"{where}: {key!r} must be a string, got {values[key]!r}")
     _check_metadata(values.get("metadata", {}), where)
+    if values.get("source_reference") is not None:
+        reference = SourceReference.parse(values["source_reference"], where=where)
+        values["source_reference"] = {**reference.to_dict(), "dataset": resolve_location(reference.dataset, base_dir)}
     for key in ("preprocessing", "key_map", "model_kwargs"):
         if not isinstance(values.get(key, {}), dict):
             raise ZooError(f"{where}: {key!r} must be a mapping, got {values[key]!r}")
@@ -200,6 +205,16 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     if values.get("filename") is not None and not isinstance(values["filename"], str):
         raise ZooError(f"{where}: 'filename' must be a string")
     return ZooEntry(**values)
+
+
+def resolve_location(location: str, base_dir: Path | None) -> str:
+    """``$HF_TSEL_HOME/...`` (the tool's home) and, given the zoo file's folder, ``./`` / ``../`` paths made
+    absolute; Hub ids and other paths are returned unchanged."""
+    if location.startswith(HOME_PLACEHOLDER + "/"):
+        return str(tsel_home() / location[len(HOME_PLACEHOLDER) + 1:])
+    if base_dir is not None and location.startswith(("./", "../")):
+        return str((base_dir / location).resolve())
+    return location
 
 
 def _check_metadata(metadata: Any, where: str) -> None:

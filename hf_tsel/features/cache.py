@@ -53,8 +53,8 @@ _CORRUPT_SUFFIX = ".corrupt"
 _KEY_FORMAT = re.compile(r"^[0-9a-f]{32}$")  # cache_key(): 32 hex digits
 # every file name the cache writes inside an entry (temporary files start with "." and end with ".tmp")
 _OWN_FILE = re.compile(r"^(manifest\.json|features\.safetensors|\d{6}\.safetensors)(\.corrupt)?$|^\..+\.tmp$")
-# ZooEntry fields that only label a model; they do not change its features.
-_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata"}
+# ZooEntry fields that do not change a model's features (labels, facts, where its source images are).
+_DISPLAY_FIELDS = {"name", "family", "pretraining", "license", "notes", "metadata", "source_reference"}
 
 
 def default_cache_dir() -> Path:

@@ -17,6 +17,9 @@ class ZooFeatures:
     entries: dict[str, Any]  # model name -> ZooEntry
     features: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # source reference embeddings (hf_tsel.source_reference.ReferenceFeatures) and why some models have none
+    references: dict[str, Any] = field(default_factory=dict)
+    reference_failures: dict[str, str] = field(default_factory=dict)
 
     def feature_keys(self) -> dict[str, str]:
         return {name: f.manifest.get("key", "") for name, f in self.features.items()}
@@ -26,20 +29,28 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
                  revision: str | None = None, image_column: str | None = None, label_column: str | None = None,
                  samples_per_class: int | None = None, max_samples: int | None = None, seed: int = 0,
                  cache_dir: str | Path | None = None, device: str | None = None, batch_size: int = 64,
-                 allow_pickle: bool = False, trust_remote_code: bool = False) -> ZooFeatures:
+                 allow_pickle: bool = False, trust_remote_code: bool = False,
+                 source_references: bool = False) -> ZooFeatures:
     """Extract (or reuse from the cache) the features of every model of ``zoo`` on one dataset split.
 
     The extraction is :func:`hf_tsel.extract` itself, so the features land in, and come from, the
-    same cache as every ranking run, and the dataset is read once.
+    same cache as every ranking run, and the dataset is read once. With ``source_references`` the
+    models' source reference embeddings are attached too (:func:`hf_tsel.extraction.attach_source_references`).
     """
-    from ..extraction import extract
+    from ..extraction import attach_source_references, extract
 
+    options = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, allow_pickle=allow_pickle,
+                   trust_remote_code=trust_remote_code)
     result = extract(dataset, zoo=zoo, split=split, config=config, revision=revision, image_column=image_column,
                      label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples,
-                     seed=seed, cache_dir=cache_dir, device=device, batch_size=batch_size, allow_pickle=allow_pickle,
-                     trust_remote_code=trust_remote_code)
+                     seed=seed, **options)
+    if source_references:
+        attach_source_references(list(result.values()), **options)
     outcome = ZooFeatures(data=result.data, entries={name: o.entry for name, o in result.items()},
-                          features=result.features, failures=result.failures)
+                          features=result.features, failures=result.failures,
+                          references={name: o.reference for name, o in result.items() if o.reference is not None},
+                          reference_failures={name: o.reference_error for name, o in result.items()
+                                              if o.reference_error})
     if not outcome.features:
         raise UserError(f"no model of zoo {zoo!r} produced features: {outcome.failures}")
     return outcome

@@ -19,7 +19,9 @@ __all__ = [
     "check_parameters",
 ]
 
-Consumes = Literal["features", "source_probs", "features+source_probs", "model_set"]
+# "reference_features": the model's features of its *source reference set* with their source labels
+# (not the target's); the pipeline feeds them from the zoo entry's ``source_reference`` dataset.
+Consumes = Literal["features", "source_probs", "features+source_probs", "model_set", "reference_features"]
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,10 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
     Args:
         name: registry name, alias or ``<transform>+<metric>`` (see :func:`list_metrics`).
         features: ``[N, D]`` numpy array or torch tensor of frozen features (``None`` for metrics that
-            consume only ``source_probs``).
-        labels: ``[N]`` integer class ids; any values, remapped to ``0..C-1``.
+            consume only ``source_probs``); for ``consumes="reference_features"`` metrics, the
+            model's features of its source reference images.
+        labels: ``[N]`` integer class ids; any values, remapped to ``0..C-1`` (the source classes of
+            the reference images for ``reference_features`` metrics).
         source_probs: ``[N, C_s]`` softmax outputs of the model's source head (LEEP, NCE).
         seed: seed of stochastic metrics (default 0); ignored by deterministic ones.
         device: torch device for the computation; default is the device of ``features`` (CPU for numpy).

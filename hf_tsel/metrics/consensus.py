@@ -64,6 +64,8 @@ def member_problem(member: str, *, num_samples: int, feature_dims: Mapping[str, 
     widest = max(feature_dims.values())
     if spec.name in _NEEDS_N_ABOVE_D and num_samples <= widest:
         return f"saturates when samples ({num_samples}) <= feature dim ({widest})"
+    if spec.consumes == "reference_features":
+        return "scores the models' source reference images, not the target data the consensus compares"
     if spec.consumes == "source_probs":
         missing = sorted(m for m, head in has_head.items() if not head)
         if missing:

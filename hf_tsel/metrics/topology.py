@@ -10,9 +10,15 @@ clusters) and many short ones (the spread inside clusters), so
     H_tight = mean of the remaining N - k death times,
     score   = -H_tight / H_sep          (higher is better; 0 for perfectly collapsed classes).
 
-Only ``k`` comes from the labels. :func:`persistence_ratio` (the poster's headline score) takes it
-from the model's *source* classes (a model prior, independent of the target labels);
-:func:`persistence_ratio_target` from the target classes.
+The three registry entries differ only in which embeddings and which ``k`` they use:
+
+* :func:`persistence_ratio` (the poster's headline ``PR``): the model's embeddings of a *source
+  reference set* (images of its pre-training task), k = the source classes; a model prior,
+  independent of the target;
+* :func:`persistence_ratio_head` (offline stand-in, not in the poster): target embeddings, k = the
+  model's own source-head predictions on them;
+* :func:`persistence_ratio_target` (the poster's ``PR_target``): target embeddings, k = the
+  target classes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import torch
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["mst_edge_lengths", "ratio_of_deaths", "persistence_ratio", "persistence_ratio_target"]
+__all__ = ["mst_edge_lengths", "ratio_of_deaths", "persistence_ratio", "persistence_ratio_head", "persistence_ratio_target"]
 
 PAPER = "Gutierrez & Lobel, Model Transferability Informed by Embedding's Topology, NeurReps workshop 2025"
 
@@ -120,33 +126,51 @@ def persistence_ratio_target(inputs: MetricInputs, *, memory_budget: int = DEFAU
                            metric="persistence_ratio_target")
 
 
-@register("persistence_ratio", consumes="features+source_probs", paper=PAPER, aliases=("topology",))
+@register("persistence_ratio", consumes="reference_features", paper=PAPER, aliases=("topology",))
 def persistence_ratio(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> float:
-    """Persistence ratio of the embeddings clustered by source classes (the poster's headline PR).
+    """Persistence ratio of the model's embeddings of its source reference set (the poster's headline PR).
 
-    The poster's PR is computed on the model's embeddings of its source ("original") data, with k
-    the number of source classes: a property of the model, not of the target. Two ways to feed it:
-
-    * source reference set (the poster's setting): ``features`` = the model's embeddings of
-      reference images of its source task, ``source_probs`` = their one-hot source labels;
-    * offline approximation ("source-head clusters"): ``features`` = target embeddings,
-      ``source_probs`` = the model's own source-head softmax on them; the clusters are the
-      predicted source classes.
-
-    Either way k = the number of distinct ``argmax(source_probs)`` classes; the target labels are
-    not used. Raises MetricInputError when fewer than 2 clusters occur or all embeddings coincide.
+    The poster's PR is computed on the model's embeddings of its source ("original") data with k
+    the number of source classes: a property of the model, independent of the target (a model
+    prior). ``features`` are the model's embeddings of reference images of its source task and
+    ``labels`` their source classes; in a ranking run they come from the zoo entry's
+    ``source_reference`` dataset (:mod:`hf_tsel.source_reference`), extracted once per model and
+    cached. Where no source images exist, :func:`persistence_ratio_head` approximates it.
 
     Example:
         >>> import numpy as np
         >>> from hf_tsel.metrics import score
         >>> rng = np.random.default_rng(0)
-        >>> source = np.repeat([0, 1, 2], 30)
-        >>> one_hot = np.eye(3)[source]
-        >>> tight = 10 * np.eye(4)[source] + rng.normal(size=(90, 4))
-        >>> target_labels = np.repeat([0, 1], 45)  # not used: the score is a model prior
-        >>> score("persistence_ratio", tight, target_labels, source_probs=one_hot) > score(
-        ...     "persistence_ratio", rng.normal(size=(90, 4)), target_labels, source_probs=one_hot)
+        >>> source_classes = np.repeat([0, 1, 2], 30)
+        >>> tight = 10 * np.eye(4)[source_classes] + rng.normal(size=(90, 4))
+        >>> score("persistence_ratio", tight, source_classes) > score(
+        ...     "persistence_ratio", rng.normal(size=(90, 4)), source_classes)
+        True
+    """
+    return ratio_of_deaths(inputs.features, inputs.num_classes, memory_budget=memory_budget)
+
+
+@register("persistence_ratio_head", consumes="features+source_probs", paper=PAPER)
+def persistence_ratio_head(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> float:
+    """Offline stand-in for :func:`persistence_ratio`: target embeddings clustered by the model's own source head.
+
+    Not the poster's score: used where no source reference images exist. ``features`` are the
+    target embeddings and ``source_probs`` the model's source-head softmax on them; the clusters
+    are the predicted source classes (k = the number of distinct ``argmax(source_probs)``), so it
+    measures how cleanly the embeddings collapse onto the model's source classes, seen through the
+    target images. The target labels are not used. Raises MetricInputError when fewer than 2
+    clusters occur or all embeddings coincide.
+
+    Example:
+        >>> import numpy as np
+        >>> from hf_tsel.metrics import score
+        >>> rng = np.random.default_rng(0)
+        >>> one_hot = np.eye(3)[np.repeat([0, 1, 2], 30)]  # a confident source head
+        >>> tight = 10 * np.eye(4)[np.repeat([0, 1, 2], 30)] + rng.normal(size=(90, 4))
+        >>> target_labels = np.repeat([0, 1], 45)  # not used
+        >>> score("persistence_ratio_head", tight, target_labels, source_probs=one_hot) > score(
+        ...     "persistence_ratio_head", rng.normal(size=(90, 4)), target_labels, source_probs=one_hot)
         True
     """
     clusters = int(torch.unique(inputs.source_probs.argmax(dim=1)).numel())
-    return ratio_of_deaths(inputs.features, clusters, memory_budget=memory_budget)
+    return ratio_of_deaths(inputs.features, clusters, memory_budget=memory_budget, metric="persistence_ratio_head")

@@ -137,17 +137,20 @@ def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, l
     from ..extraction import ModelOutcome
     from ..scoring import resolve_metrics, score_models
 
-    keys = train.feature_keys()
     rows = []
     for metric in metrics:
         spec = resolve_metrics([metric])[0]
+        keys = train.feature_keys()
+        if spec.consumes == "reference_features":  # the score also depends on the reference sample's features
+            keys = {m: f"{k}|{train.references[m].cache_key if m in train.references else None}" for m, k in keys.items()}
         # Model-set metrics (ETran, NCTI) depend on the whole zoo; others only on each model's features.
         zoo = _signature(keys if spec.consumes == "model_set" else None)
         store_key = f"{name}|{spec.name}|{metric_code_signature(spec.name)}|{zoo}"
         cached = store.get(store_key)
         if cached is None or set(cached) != set(keys) or any(cached[m]["key"] != keys[m] for m in keys):
             start = time.perf_counter()
-            outcomes = [ModelOutcome(train.entries[m], "cached", features=f) for m, f in train.features.items()]
+            outcomes = [ModelOutcome(train.entries[m], "cached", features=f, reference=train.references.get(m),
+                                     reference_error=train.reference_failures.get(m)) for m, f in train.features.items()]
             scored = score_models([spec], outcomes, train.data.labels, seed=0)
             cached = {r["model"]: {"score": None if math.isnan(r["score"]) else r["score"], "note": r["note"],
                                    "seconds": r["seconds"], "key": keys[r["model"]]} for r in scored}

@@ -278,7 +278,8 @@ def metrics_markdown() -> str:
         info = spec.as_dict()
         needs = {"features": "features", "source_probs": "source-classifier probabilities",
                  "features+source_probs": "features and source-classifier probabilities",
-                 "model_set": "features of all models"}.get(info["consumes"], info["consumes"])
+                 "model_set": "features of all models",
+                 "reference_features": "features of the model's source reference images"}.get(info["consumes"], info["consumes"])
         cells = [f"`{info['name']}`", needs, "yes" if info["stochastic"] else "no", info["summary"], info["paper"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)

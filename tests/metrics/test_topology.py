@@ -7,7 +7,7 @@ import pytest
 import torch
 from ripser import ripser
 
-from hf_tsel.metrics import MetricInputError, score
+from hf_tsel.metrics import MetricInputError, get_metric, score
 from hf_tsel.metrics.topology import mst_edge_lengths
 
 
@@ -86,35 +86,40 @@ def _source_clusters(seed: int = 0):
     return points, np.eye(4)[source]
 
 
-def test_source_mode_does_not_depend_on_the_target_labels():
-    """The poster's headline PR is a model prior: k and the clusters come from the source classes."""
+def test_head_mode_does_not_depend_on_the_target_labels():
+    """The offline stand-in is a model prior too: k and the clusters come from the source head."""
     points, source_probs = _source_clusters()
     rng = np.random.default_rng(1)
-    first = score("persistence_ratio", points, np.repeat([0, 1, 2], 20), source_probs=source_probs)
+    first = score("persistence_ratio_head", points, np.repeat([0, 1, 2], 20), source_probs=source_probs)
     for target in (rng.permutation(np.repeat([0, 1, 2], 20)), np.repeat(np.arange(6), 10)):
-        assert score("persistence_ratio", points, target, source_probs=source_probs) == first
+        assert score("persistence_ratio_head", points, target, source_probs=source_probs) == first
     # the target variant does change with the number of target classes
     assert score("persistence_ratio_target", points, np.repeat(np.arange(6), 10)) != score(
         "persistence_ratio_target", points, np.repeat([0, 1, 2], 20))
 
 
-def test_source_mode_with_source_labels_as_targets_equals_the_target_variant():
+def test_source_mode_scores_the_reference_set_by_its_source_classes():
+    """persistence_ratio consumes reference embeddings + source labels: the formula of PR_target, other data."""
     points, source_probs = _source_clusters()
-    labels = source_probs.argmax(1)
-    assert score("persistence_ratio", points, labels, source_probs=source_probs) == pytest.approx(
-        score("persistence_ratio_target", points, labels), rel=1e-12)
+    source_labels = source_probs.argmax(1)
+    assert get_metric("persistence_ratio").consumes == "reference_features"
+    assert score("persistence_ratio", points, source_labels) == pytest.approx(
+        score("persistence_ratio_target", points, source_labels), rel=1e-12)
+    assert score("persistence_ratio", points, source_labels) == pytest.approx(
+        score("persistence_ratio_head", points, np.repeat([0, 1], 30), source_probs=source_probs), rel=1e-12)
+    assert get_metric("topology").name == "persistence_ratio"
 
 
-def test_source_mode_counts_only_the_predicted_source_classes():
+def test_head_mode_counts_only_the_predicted_source_classes():
     """Soft source-head outputs: k is the number of distinct argmax classes, not the head's width."""
     points, source_probs = _source_clusters()
     padded = np.concatenate([0.9 * source_probs, np.full((60, 96), 0.1 / 96)], axis=1)  # 100-way head, 4 used
     labels = np.repeat([0, 1], 30)
-    assert score("persistence_ratio", points, labels, source_probs=padded) == pytest.approx(
-        score("persistence_ratio", points, labels, source_probs=source_probs), rel=1e-12)
+    assert score("persistence_ratio_head", points, labels, source_probs=padded) == pytest.approx(
+        score("persistence_ratio_head", points, labels, source_probs=source_probs), rel=1e-12)
 
 
-def test_source_mode_needs_two_source_clusters():
+def test_head_mode_needs_two_source_clusters():
     points, _ = _source_clusters()
     with pytest.raises(MetricInputError, match="fewer than 2 clusters"):
-        score("persistence_ratio", points, np.repeat([0, 1], 30), source_probs=np.eye(3)[np.zeros(60, dtype=int)])
+        score("persistence_ratio_head", points, np.repeat([0, 1], 30), source_probs=np.eye(3)[np.zeros(60, dtype=int)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,15 +29,18 @@ import torch
 import yaml
 
 from ...data import from_arrays
+from ...errors import UserError
 from ...groundtruth.evaluate import evaluation_table
 from ..benchmark import JsonStore, _probe_dataset, _score_dataset, _signature
 from ...groundtruth.table import ground_truth_frame
 from ...zoo import HOME_PLACEHOLDER
-from .models import MODEL_INFO, RECIPES, build_recipe
-from .tasks import DEFAULT_TASKS, TARGET_TASKS
+from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
+from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, source_reference_split
 
 PROTOCOLS = ("linear-probe", "full")
 ZOO_FILE = "zoo.yaml"
+REFERENCE_DIR, REFERENCE_SPLIT, REFERENCE_MARKER = "source-reference", "validation", "hf_tsel_reference.json"
+REFERENCE_IMAGES = 500  # per source task, split evenly over its classes
 
 
 @dataclass
@@ -86,28 +90,63 @@ def default_work_dir() -> Path:
 
 
 def build_zoo(config: ZooBenchmarkConfig, log: Callable[[str], None] = print) -> tuple[Path, pd.DataFrame]:
-    """Build (or reuse) every model; write ``work_dir/zoo.yaml`` and return it with the model table."""
+    """Build (or reuse) every model and its source reference set; write ``work_dir/zoo.yaml`` and return it
+    with the model table."""
     models_dir = config.work_dir / "models"
     infos = []
     for recipe in RECIPES[config.recipes]:
         infos += build_recipe(recipe, models_dir, log=log)
+    build_source_references(RECIPES[config.recipes], config.work_dir / REFERENCE_DIR, log=log)
     zoo_path = config.work_dir / ZOO_FILE
     staging = zoo_path.with_suffix(f".{os.getpid()}.tmp")  # atomic: a parallel run may be reading it
-    staging.write_text(zoo_yaml(infos, "./models"))
+    staging.write_text(zoo_yaml(infos, "."))
     staging.replace(zoo_path)
     return zoo_path, model_table(infos)
 
 
-def zoo_yaml(infos: Sequence[dict[str, Any]], models_root: str) -> str:
-    """The zoo YAML of built models; ``models_root`` prefixes the folder names (``./models`` or a placeholder)."""
+def build_source_references(recipes: Sequence[Recipe], folder: Path, *, log: Callable[[str], None] = print) -> None:
+    """One saved dataset per source task (``folder/<source>``, split ``validation``): images no model trained on.
+
+    They are the models' source reference sets (:mod:`hf_tsel.source_reference`): the source-mode
+    persistence ratio embeds them with each model and clusters them by their source classes.
+    """
+    import datasets
+
+    trained_on = [training_draw(r) for r in recipes if r.method != "random"]
+    for source in sorted({draw[0] for draw in trained_on}):
+        out = folder / source
+        spec = {"source": source, "per_class": REFERENCE_IMAGES // len(SOURCE_CLASSES[source]),
+                "trained_on": sorted(trained_on)}
+        marker = out / REFERENCE_MARKER
+        if marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(spec)):
+            continue
+        if out.exists() and not marker.is_file():
+            raise UserError(f"{out} exists but was not written by hf-tsel (no {REFERENCE_MARKER})",
+                            fix="move it away, or pass another --work-dir.")
+        split = source_reference_split(source, spec["per_class"], trained_on=trained_on)
+        staging = folder / f".{source}.{os.getpid()}.tmp"
+        dataset = from_arrays(split.images, split.labels, split.class_names, name=f"zoo-source-{source}")
+        datasets.DatasetDict({REFERENCE_SPLIT: dataset}).save_to_disk(str(staging))
+        (staging / REFERENCE_MARKER).write_text(json.dumps(spec))
+        if out.exists():  # an outdated reference set written here (it has the marker)
+            shutil.rmtree(out)
+        staging.rename(out)
+        log(f"  source reference set {source}: {len(split.labels)} images, {split.num_classes} classes")
+
+
+def zoo_yaml(infos: Sequence[dict[str, Any]], root: str) -> str:
+    """The zoo YAML of built models; ``root`` (``.`` or a placeholder) prefixes ``models/`` and ``source-reference/``."""
     entries = []
     for info in infos:
         recipe = info["recipe"]
-        source = f"source={recipe['source']}; " if recipe["method"] != "random" else ""
-        data = "none (random init)" if recipe["method"] == "random" else (
+        trained = recipe["method"] != "random"
+        source = f"source={recipe['source']}; " if trained else ""
+        data = "none (random init)" if not trained else (
             f"{recipe['source']} ({info['train_images']} images{', no labels' if recipe['method'] == 'rotation' else ''})")
+        reference = {"source_reference": {"dataset": f"{root}/{REFERENCE_DIR}/{training_draw(Recipe(**recipe))[0]}",
+                                          "split": REFERENCE_SPLIT}} if trained else {}
         entries.append({
-            "name": info["name"], "hub_id": f"{models_root}/{info['name']}", "loader": "timm",
+            "name": info["name"], "hub_id": f"{root}/models/{info['name']}", "loader": "timm",
             "family": info["family"], "pretraining": recipe["method"], "license": "mit",
             "metadata": {"params": info["params"], "imagenet_top1": None, "pretraining_data": data,
                          "source": "hf_tsel_zoo.json of the built model (hf_tsel/offline/zoo)"},
@@ -115,6 +154,7 @@ def zoo_yaml(infos: Sequence[dict[str, Any]], models_root: str) -> str:
                       f"{source}train_images={info['train_images']}; epochs={recipe['epochs']}; "
                       f"stage={info['stage']} ({info['trained_fraction']:g} of the steps); "
                       f"source_accuracy={info['source_accuracy']:.3f}"),
+            **reference,
         })
     document = {"name": "zoo-benchmark",
                 "description": "Small timm models pre-trained on CPU from offline data by `hf-tsel benchmark zoo` "
@@ -203,8 +243,6 @@ class ZooBenchmarkResult:
 def run_zoo_benchmark(config: ZooBenchmarkConfig | None = None, *,
                       log: Callable[[str], None] = print) -> ZooBenchmarkResult:
     """Build, extract, score and measure ground truth (cached); see the module docstring."""
-    from ...errors import UserError
-
     config = replace(config or ZooBenchmarkConfig())
     unknown = sorted(set(config.tasks) - set(TARGET_TASKS))
     if unknown:
@@ -239,7 +277,8 @@ def _run(config: ZooBenchmarkConfig, metrics: list[str], log: Callable[[str], No
         log(f"{task}: {TARGET_TASKS[task].relation}")
         train_ds, test_ds = _datasets(task, config)
         step = time.perf_counter()
-        train = zoo_features(train_ds, zoo_path, split="train", cache_dir=cache_dir, seed=config.seed)
+        train = zoo_features(train_ds, zoo_path, split="train", cache_dir=cache_dir, seed=config.seed,
+                             source_references=True)
         test = zoo_features(test_ds, zoo_path, split="test", cache_dir=cache_dir, seed=config.seed)
         for model, why in {**train.failures, **test.failures}.items():
             log(f"  {task}: {model} has no features: {why}")
@@ -283,7 +322,7 @@ def write_results(result: ZooBenchmarkResult, out_dir: str | Path, *, seed: int 
 
 
 def portable_zoo_yaml(result: ZooBenchmarkResult) -> str:
-    """The zoo YAML with ``$HF_TSEL_HOME/zoo-benchmark/models/<name>`` ids (``model_zoos/zoo-benchmark.yaml``)."""
+    """The zoo YAML with ``$HF_TSEL_HOME/zoo-benchmark/...`` paths (``model_zoos/zoo-benchmark.yaml``)."""
     infos = [json.loads((result.zoo_path.parent / "models" / name / MODEL_INFO).read_text())
              for name in result.models["model"]]
-    return zoo_yaml(infos, f"{HOME_PLACEHOLDER}/zoo-benchmark/models")
+    return zoo_yaml(infos, f"{HOME_PLACEHOLDER}/zoo-benchmark")

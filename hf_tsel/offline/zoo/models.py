@@ -183,9 +183,14 @@ def _train(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch
                 save_early(model)
 
 
+def training_draw(recipe: Recipe) -> tuple[str, int, int]:
+    """The ``(source, per_class, seed)`` arguments of :func:`~.tasks.source_split` for the recipe's images."""
+    return recipe.source or "fmnist10", max(recipe.per_class, 10), 1000 + recipe.seed
+
+
 def _source_data(recipe: Recipe, held_out: bool) -> Split:
-    return source_split(recipe.source or "fmnist10", max(recipe.per_class, 10), seed=1000 + recipe.seed,
-                        held_out=held_out)
+    source, per_class, seed = training_draw(recipe)
+    return source_split(source, per_class, seed=seed, held_out=held_out)
 
 
 def _save(model: nn.Module, recipe: Recipe, out: Path, info: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -76,23 +76,47 @@ def _relabel(images: np.ndarray, labels: np.ndarray, rows: np.ndarray, classes: 
     return Split(images[rows], np.array([lookup[int(v)] for v in labels[rows]], np.int64), [names[c] for c in classes])
 
 
+def _source_pool(source: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """Images, labels, class names and allowed rows (None: all) of the pool a source task draws from."""
+    if source.startswith("fmnist"):
+        images, labels, _ = fashion_mnist_arrays("train")
+        return images, labels, FASHION_NAMES, None
+    images, labels, half = _mnist_halves()
+    return images, labels, [str(d) for d in range(10)], half
+
+
+def _same_pool(source: str, other: str) -> bool:
+    return source.startswith("fmnist") == other.startswith("fmnist")
+
+
 def source_split(source: str, per_class: int, *, seed: int, held_out: bool = False) -> Split:
     """Training images of a source task (or, with ``held_out``, disjoint validation images of it)."""
     classes = SOURCE_CLASSES[source]
     rng = np.random.default_rng(seed)
-    if source.startswith("fmnist"):
-        images, labels, _ = fashion_mnist_arrays("train")
-        names = FASHION_NAMES
-        allowed = None
-    else:
-        images, labels, half = _mnist_halves()
-        names, allowed = [str(d) for d in range(10)], half
+    images, labels, names, allowed = _source_pool(source)
     train = _stratified(labels, per_class, rng, allowed, classes)
     if not held_out:
         return _relabel(images, labels, train, classes, names)
     rest = np.ones(len(labels), bool) if allowed is None else allowed.copy()
     rest[train] = False
     return _relabel(images, labels, _stratified(labels, max(10, per_class // 4), rng, rest, classes), classes, names)
+
+
+def source_reference_split(source: str, per_class: int, *, trained_on: Sequence[tuple[str, int, int]],
+                           seed: int = 7) -> Split:
+    """Images of a source task that no model trained on: its *source reference set* (source classes as labels).
+
+    ``trained_on`` lists every pre-training draw as ``(source, per_class, seed)``, the arguments
+    :func:`source_split` was called with; their rows, in the same pool, are excluded.
+    """
+    images, labels, names, allowed = _source_pool(source)
+    free = np.ones(len(labels), bool) if allowed is None else allowed.copy()
+    for other, other_per_class, other_seed in trained_on:
+        if _same_pool(other, source):
+            free[_stratified(labels, other_per_class, np.random.default_rng(other_seed), allowed,
+                             SOURCE_CLASSES[other])] = False
+    rows = _stratified(labels, per_class, np.random.default_rng(seed), free, SOURCE_CLASSES[source])
+    return _relabel(images, labels, rows, SOURCE_CLASSES[source], names)
 
 
 # ---- target tasks ---------------------------------------------------------------------------------------------
@@ -209,4 +233,5 @@ TARGET_TASKS: dict[str, TargetTask] = {task.name: task for task in (
 DEFAULT_TASKS: tuple[str, ...] = ("fmnist", "fmnist-tops", "fmnist-inverted", "fmnist-degraded", "mnist", "digits",
                                   "textures", "lfw")
 
-__all__ = ["DEFAULT_TASKS", "SOURCE_CLASSES", "Split", "TARGET_TASKS", "TargetTask", "source_split"]
+__all__ = ["DEFAULT_TASKS", "SOURCE_CLASSES", "Split", "TARGET_TASKS", "TargetTask", "source_reference_split",
+           "source_split"]
