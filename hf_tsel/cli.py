@@ -45,10 +45,31 @@ def _save_traceback() -> str:
         return f"(not saved: {exc})"
 
 
+def _not_printed_yet(record: logging.LogRecord) -> bool:
+    """False for a record that a library logger already printed through its own handler.
+
+    huggingface_hub and datasets (and transformers when ``CI`` is set) give their top logger a stderr
+    handler and still propagate to the root; without this check their warnings would print twice.
+    """
+    logger = logging.getLogger(record.name)
+    while logger.parent is not None:  # stop below the root logger, whose handler this check guards
+        if any(not isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            return False
+        logger = logger.parent
+    return True
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_not_printed_yet)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR

@@ -34,7 +34,7 @@ import torch
 from ..errors import UserError
 from ..groundtruth.evaluate import evaluation_table
 from ..groundtruth.features import zoo_features
-from ..groundtruth.finetune import FinetuneConfig, Grid, finetune
+from ..groundtruth.finetune import FinetuneConfig, FinetuneResult, Grid, finetune
 from ..groundtruth.linear_probe import linear_probe
 from ..groundtruth.table import ground_truth_frame
 from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
@@ -182,48 +182,71 @@ def _probe_dataset(name: str, train, test, store: JsonStore, log: Callable[[str]
     return rows
 
 
-def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
-    """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
-    from accelerate import Accelerator  # only the fine-tuning protocol needs it
+def finetune_settings(learning_rates: Sequence[float], epochs: int, batch_size: int) -> FinetuneConfig:
+    """The benchmarks' fine-tuning: SGD over ``learning_rates`` without weight decay or augmentation, last epoch kept."""
+    return FinetuneConfig(grid=Grid("sgd", tuple(learning_rates), (0.0,)), epochs=epochs, batch_size=batch_size,
+                          augment=False, train_layers="all", selection="last-epoch")
 
-    settings = FinetuneConfig(grid=Grid("sgd", (config.finetune_lr,), (0.0,)), epochs=config.finetune_epochs,
-                              batch_size=config.finetune_batch_size, augment=False, train_layers="all",
-                              selection="last-epoch")
-    accelerator = Accelerator(cpu=True)
+
+def _finetune_models(name: str, protocol: str, train, test, settings: FinetuneConfig,
+                     fit: Callable[[Any, Path], FinetuneResult | None], *, work_dir: Path, num_train: int,
+                     log: Callable[[str], None], run_identity: tuple[Any, ...] = ()) -> list[dict]:
+    """Ground-truth rows of every model with train and test features, each fine-tuned by ``fit(entry, run_dir)``.
+
+    The run folder is named by the model's feature keys, ``settings`` and ``run_identity``, so a finished
+    run (its ``done.json``) is read back instead of redone. ``fit`` returns None for a model it skips.
+    """
     rows = []
     for model, entry in train.entries.items():
         if model not in train.features or model not in test.features:
             continue
-        run_dir = config.work_dir / "finetune" / name / model / _signature(
-            train.feature_keys()[model], test.feature_keys()[model], asdict(settings))
+        run_dir = work_dir / "finetune" / name / model / _signature(
+            train.feature_keys()[model], test.feature_keys()[model], asdict(settings), *run_identity)
         done = run_dir / "done.json"
         if done.is_file():
             rows.append(json.loads(done.read_text()))
             continue
+        start = time.perf_counter()
+        result = fit(entry, run_dir)
+        if result is None:
+            continue
+        row = {"dataset": name, "model": model, "protocol": protocol, "accuracy": result.accuracy,
+               "num_train": num_train, "num_test": test.data.num_samples,
+               "hyperparameters": result.hyperparameters, "seconds": time.perf_counter() - start}
+        done.write_text(json.dumps(row))
+        log(f"  {name}: fine-tuned {model} ({protocol}): {result.accuracy:.3f} "
+            f"({row['seconds']:.0f}s, {result.hyperparameters})")
+        rows.append(row)
+    return rows
+
+
+def _finetune_dataset(name: str, train, test, config: OfflineBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
+    """Fine-tune the last stage + a new head on cached outputs of the frozen trunk (models with a torch module)."""
+    from accelerate import Accelerator  # only the fine-tuning protocol needs it
+
+    settings = finetune_settings((config.finetune_lr,), config.finetune_epochs, config.finetune_batch_size)
+    accelerator = Accelerator(cpu=True)
+
+    def fit_last_stage(entry: Any, run_dir: Path) -> FinetuneResult | None:
         try:
             trainable = trainable_backbone(entry)
         except UserError as exc:
-            log(f"  {name}: no fine-tuning ground truth for {model} ({exc})")
-            continue
+            log(f"  {name}: no fine-tuning ground truth for {entry.name} ({exc})")
+            return None
         train_images = PreprocessedImages(train.data, trainable.preprocessor)
         example = torch.stack([train_images[i][0] for i in range(2)])
         split = split_last_stage(trainable.build(), example)
         if split is None:
-            log(f"  {name}: no fine-tuning ground truth for {model} (its last stage cannot be split off)")
-            continue
-        start = time.perf_counter()
+            log(f"  {name}: no fine-tuning ground truth for {entry.name} (its last stage cannot be split off)")
+            return None
         trunk = split[0]
-        train_set = trunk_outputs(trunk, train_images)
-        test_set = trunk_outputs(trunk, PreprocessedImages(test.data, trainable.preprocessor))
-        result = finetune(lambda: split_last_stage(trainable.build(), example)[1], trainable.feature_dim,
-                          train.data.num_classes, train_set, test_set, settings, run_dir, accelerator=accelerator)
-        row = {"dataset": name, "model": model, "protocol": "finetune-last", "accuracy": result.accuracy,
-               "num_train": train.data.num_samples, "num_test": test.data.num_samples,
-               "hyperparameters": result.hyperparameters, "seconds": time.perf_counter() - start}
-        done.write_text(json.dumps(row))
-        log(f"  {name}: fine-tuned last stage of {model}: {result.accuracy:.3f} ({row['seconds']:.0f}s)")
-        rows.append(row)
-    return rows
+        return finetune(lambda: split_last_stage(trainable.build(), example)[1], trainable.feature_dim,
+                        train.data.num_classes, trunk_outputs(trunk, train_images),
+                        trunk_outputs(trunk, PreprocessedImages(test.data, trainable.preprocessor)), settings, run_dir,
+                        accelerator=accelerator)
+
+    return _finetune_models(name, "finetune-last", train, test, settings, fit_last_stage, work_dir=config.work_dir,
+                            num_train=train.data.num_samples, log=log)
 
 
 @dataclass

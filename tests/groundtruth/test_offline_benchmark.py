@@ -60,6 +60,50 @@ def test_offline_benchmark_end_to_end_and_from_cache(fake_torch_models, tmp_path
     pd.testing.assert_frame_equal(cached.scores, result.scores)
 
 
+def test_finetune_runs_are_read_back_and_skipped_models_retried(tmp_path):
+    """The shared fine-tune loop of both benchmarks: run folder, done.json row, skips, read-back."""
+    import json
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from hf_tsel.groundtruth.features import ZooFeatures
+    from hf_tsel.groundtruth.finetune import FinetuneResult
+    from hf_tsel.offline.benchmark import _finetune_models, finetune_settings
+
+    def split(keys: dict[str, str], num_samples: int) -> ZooFeatures:
+        return ZooFeatures(data=SimpleNamespace(num_samples=num_samples),
+                           entries={m: SimpleNamespace(name=m) for m in ("a", "b", "c")},
+                           features={m: SimpleNamespace(manifest={"key": k}) for m, k in keys.items()})
+
+    fitted: list[str] = []
+
+    def fit(entry, run_dir):
+        fitted.append(entry.name)
+        if entry.name == "b":
+            return None  # e.g. no PyTorch module to fine-tune
+        run_dir.mkdir(parents=True)
+        return FinetuneResult(accuracy=0.5, learning_rate=0.1, weight_decay=0.0)
+
+    settings = finetune_settings((0.1,), 1, 8)
+    train, test = split({"a": "ta", "b": "tb", "c": "tc"}, 10), split({"a": "sa", "b": "sb"}, 4)  # c: no test features
+
+    def run() -> list[dict]:
+        return _finetune_models("task", "full", train, test, settings, fit, work_dir=tmp_path, num_train=8,
+                                log=lambda message: None, run_identity=(0.2,))
+
+    rows = run()
+    assert fitted == ["a", "b"] and [row["model"] for row in rows] == ["a"]
+    assert list(rows[0]) == ["dataset", "model", "protocol", "accuracy", "num_train", "num_test", "hyperparameters",
+                             "seconds"]
+    assert rows[0]["num_train"] == 8 and rows[0]["num_test"] == 4 and rows[0]["hyperparameters"] == "lr=0.1,wd=0"
+    # The folder name hashes (train key, test key, settings, run identity); changing it orphans every cached run.
+    assert asdict(settings)["grid"] == {"optimizer": "sgd", "learning_rates": (0.1,), "weight_decays": (0.0,)}
+    done = tmp_path / "finetune" / "task" / "a" / "8ccfdfb2b7ada22c" / "done.json"
+    assert json.loads(done.read_text()) == rows[0]
+    fitted.clear()
+    assert run() == rows and fitted == ["b"]  # a finished run is read back; a skipped model is tried again
+
+
 @pytest.mark.slow  # real pretrained weights
 @pytest.mark.parametrize("name", ["digit-cnn", "ppocr-mobilenetv3", "craft-vgg16bn"])
 def test_extra_offline_models_load_through_the_onnx_loader(name, tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ import yaml
 from ...data import from_arrays
 from ...errors import UserError
 from ...groundtruth.evaluate import evaluation_table
-from ..benchmark import JsonStore, _probe_dataset, _score_dataset, _signature
+from ..benchmark import JsonStore, _finetune_models, _probe_dataset, _score_dataset, finetune_settings
 from ...groundtruth.table import ground_truth_frame
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
@@ -196,38 +196,24 @@ def _finetune_task(task: str, train, test, config: ZooBenchmarkConfig, log: Call
     from accelerate import Accelerator
     from sklearn.model_selection import train_test_split
 
-    from ...groundtruth.finetune import FinetuneConfig, Grid, finetune
+    from ...groundtruth.finetune import FinetuneResult, finetune
     from ...groundtruth.trainable import trainable_backbone
 
-    settings = FinetuneConfig(grid=Grid("sgd", tuple(config.finetune_lrs), (0.0,)), epochs=config.finetune_epochs,
-                              batch_size=config.finetune_batch_size, augment=False, train_layers="all",
-                              selection="last-epoch")
+    settings = finetune_settings(config.finetune_lrs, config.finetune_epochs, config.finetune_batch_size)
     fit_rows, val_rows = train_test_split(np.arange(train.data.num_samples), test_size=config.validation_fraction,
                                           stratify=train.data.labels, random_state=config.seed)
-    accelerator, tensors, rows = Accelerator(cpu=True), {}, []
-    for model, entry in train.entries.items():
-        if model not in train.features or model not in test.features:
-            continue
-        run_dir = config.work_dir / "finetune" / task / model / _signature(
-            train.feature_keys()[model], test.feature_keys()[model], asdict(settings), config.validation_fraction)
-        done = run_dir / "done.json"
-        if done.is_file():
-            rows.append(json.loads(done.read_text()))
-            continue
-        start = time.perf_counter()
+    accelerator, tensors = Accelerator(cpu=True), {}
+
+    def fit_all_layers(entry: Any, run_dir: Path) -> FinetuneResult:
         trainable = trainable_backbone(entry)
         train_set = _preprocessed(train.data, trainable.preprocessor, tensors)
         test_set = _preprocessed(test.data, trainable.preprocessor, tensors)
-        result = finetune(trainable.build, trainable.feature_dim, train.data.num_classes,
-                          torch.utils.data.Subset(train_set, fit_rows.tolist()), test_set, settings, run_dir,
-                          accelerator=accelerator, validation_set=torch.utils.data.Subset(train_set, val_rows.tolist()))
-        row = {"dataset": task, "model": model, "protocol": "full", "accuracy": result.accuracy,
-               "num_train": len(fit_rows), "num_test": test.data.num_samples,
-               "hyperparameters": result.hyperparameters, "seconds": time.perf_counter() - start}
-        done.write_text(json.dumps(row))
-        log(f"  {task}: fine-tuned {model}: {result.accuracy:.3f} ({row['seconds']:.0f}s, {result.hyperparameters})")
-        rows.append(row)
-    return rows
+        return finetune(trainable.build, trainable.feature_dim, train.data.num_classes,
+                        torch.utils.data.Subset(train_set, fit_rows.tolist()), test_set, settings, run_dir,
+                        accelerator=accelerator, validation_set=torch.utils.data.Subset(train_set, val_rows.tolist()))
+
+    return _finetune_models(task, "full", train, test, settings, fit_all_layers, work_dir=config.work_dir,
+                            num_train=len(fit_rows), log=log, run_identity=(config.validation_fraction,))
 
 
 @dataclass
