@@ -62,7 +62,7 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "itm <= 7 passes": ("sensitivity", "itm", {"epochs": 7.0}),
     "itm <= 60 passes": ("sensitivity", "itm", {"epochs": 60.0}),
     "persistence_ratio_target (old)": ("old", "persistence_ratio_target", {}),
-    "persistence_ratio (source-head clusters)": ("fix", "persistence_ratio", {}),
+    "persistence_ratio_head (source-head clusters)": ("fix", "persistence_ratio_head", {}),
 }
 
 
@@ -111,7 +111,7 @@ def score_variants(pairs, seeds: list[int], done: pd.DataFrame | None = None) ->
         start = time.perf_counter()
         probs = None if logits is None else torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
         for variant, (group, metric, params) in VARIANTS.items():
-            if metric == "persistence_ratio" and probs is None:
+            if metric == "persistence_ratio_head" and probs is None:
                 continue  # no source head, so no source classes
             for seed in seeds:
                 value = previous.get((dataset, model, variant, seed))

@@ -33,6 +33,20 @@ def test_mnist_sources_and_targets_share_no_image():
     assert not _image_set(train.images) & _image_set(test.images)
 
 
+@pytest.mark.parametrize("source", ["mnist10", pytest.param("fmnist-tops5", marks=needs_fashion)])
+def test_source_reference_sets_share_no_image_with_any_pretraining_draw(source):
+    from hf_tsel.offline.zoo.models import RECIPES, training_draw
+    from hf_tsel.offline.zoo.tasks import source_reference_split, source_split
+
+    draws = [training_draw(r) for r in RECIPES["full"] if r.method != "random"]
+    reference = source_reference_split(source, 40, trained_on=draws)
+    assert np.bincount(reference.labels).tolist() == [40] * reference.num_classes
+    trained = set().union(*(_image_set(source_split(s, n, seed=seed).images) for s, n, seed in draws
+                            if s.startswith("fmnist") == source.startswith("fmnist")))
+    assert not _image_set(reference.images) & trained
+    assert source_split(source, 1, seed=0).class_names == reference.class_names
+
+
 @needs_fashion
 def test_fashion_targets_are_fixed_stratified_and_shifted():
     from hf_tsel.offline.zoo.tasks import TARGET_TASKS
@@ -53,7 +67,7 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     from hf_tsel.offline.zoo.benchmark import portable_zoo_yaml, run_zoo_benchmark, tiny_config, write_results
     from hf_tsel.zoo import load_zoo
 
-    metrics = ("logme", "leep", "etran", "ped+logme")
+    metrics = ("logme", "leep", "etran", "ped+logme", "persistence_ratio")
     config = replace(tiny_config(tmp_path / "work"), metrics=metrics)
     messages: list[str] = []
     started = time.process_time()  # CPU seconds: wall time on a shared machine depends on the other jobs
@@ -74,6 +88,14 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     leep = result.scores[result.scores["metric"] == "leep"].set_index(["dataset", "model"])["score"]
     assert all(math.isfinite(v) for v in leep.xs("resnet-xxs-fmnist10", level="model"))  # kept its source head
     assert leep.xs("resnet-xxs-random", level="model").isna().all()  # no head: not applicable
+    # source mode: trained models embed their source task's reference images (no image they trained on), once
+    pr = result.scores[result.scores["metric"] == "persistence_ratio"].set_index(["dataset", "model"])["score"]
+    for model in ("resnet-xxs-fmnist10", "efficientnet-xxs-rotation"):
+        values = pr.xs(model, level="model")
+        assert values.notna().all() and values.nunique() == 1  # a model prior: the same on every task
+    assert pr.xs("resnet-xxs-random", level="model").isna().all()  # no source data
+    reference = entries[0].source_reference
+    assert reference["dataset"] == str((tmp_path / "work" / "source-reference" / "fmnist10").resolve())
     ground_truth = result.ground_truth
     assert len(ground_truth) == 2 * 3 * 2 and set(ground_truth["protocol"]) == {"linear-probe", "full"}
     assert ground_truth["accuracy"].between(0, 1).all()
@@ -88,6 +110,7 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     assert "Linear probe vs. full fine-tune" in summary and "| logme |" in summary
     assert all(p.is_file() for p in paths)
     assert "$HF_TSEL_HOME/zoo-benchmark/models/resnet-xxs-random" in portable_zoo_yaml(result)
+    assert "dataset: $HF_TSEL_HOME/zoo-benchmark/source-reference/fmnist10" in portable_zoo_yaml(result)
 
     messages.clear()
     cached = run_zoo_benchmark(config, log=messages.append)

@@ -106,6 +106,11 @@ def test_user_yaml_file_and_bare_list(tmp_path):
         ("zoo: {}\n", "expected a mapping with a 'models:' list"),
         ("models:\n  - x/y\nextra: 1\n", "unknown top-level field(s) ['extra']"),
         ("models:\n  - x/y\ngaps: [GoogLeNet]\n", "'gaps' must be a list"),
+        ("models:\n  - {hub_id: x/y, source_reference: {split: validation}}\n", "source_reference needs 'dataset'"),
+        ("models:\n  - {hub_id: x/y, source_reference: {dataset: d/r, splits: val}}\n",
+         "unknown source_reference field(s) ['splits']"),
+        ("models:\n  - {hub_id: x/y, source_reference: {dataset: d/r, max_samples: 1}}\n", "integer >= 2 or null"),
+        ("models:\n  - {hub_id: x/y, source_reference: [d/r]}\n", "must be a dataset id or a mapping"),
     ],
 )
 def test_invalid_zoo_files_give_clear_errors(tmp_path, text, message):
@@ -190,3 +195,24 @@ def test_metadata_is_checked_and_not_part_of_the_cache_key():
         parse_entry({"hub_id": "timm/resnet50.tv_in1k", "metadata": {"top5": 93.0}})
     with pytest.raises(ZooError, match="'params' must be int"):
         parse_entry({"hub_id": "timm/resnet50.tv_in1k", "metadata": {"params": "25M"}})
+
+
+def test_source_reference_forms_paths_and_cache_key(tmp_path, monkeypatch):
+    from hf_tsel.features import model_spec
+    from hf_tsel.source_reference import DEFAULT_REFERENCE_SAMPLES, source_reference_of
+    from hf_tsel.zoo import parse_entry
+
+    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "home"))
+    text = ("models:\n  - {name: a, hub_id: x/y, source_reference: org/imagenet-val-sample}\n"
+            "  - {name: b, hub_id: x/y, source_reference: {dataset: ./refs/in1k, split: validation, max_samples: 900}}\n"
+            "  - {name: c, hub_id: x/y, source_reference: {dataset: $HF_TSEL_HOME/refs/in1k, max_samples: null}}\n"
+            "  - {name: d, hub_id: x/y}\n")
+    a, b, c, d = load_zoo(str(_write(tmp_path, text)))
+    assert source_reference_of(a).dataset == "org/imagenet-val-sample" and source_reference_of(a).split == "train"
+    assert source_reference_of(a).max_samples == DEFAULT_REFERENCE_SAMPLES
+    assert source_reference_of(b).dataset == str((tmp_path / "refs" / "in1k").resolve())
+    assert (source_reference_of(b).split, source_reference_of(b).max_samples) == ("validation", 900)
+    assert source_reference_of(c).dataset == str(tmp_path / "home" / "refs" / "in1k")
+    assert source_reference_of(c).max_samples is None and source_reference_of(d) is None
+    # where the source images are does not change the model's features on a target
+    assert model_spec(a) == model_spec(parse_entry({"name": "a", "hub_id": "x/y"}))

@@ -9,6 +9,7 @@ bootstrap of their per-task weighted-tau differences. A difference is called sig
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -157,6 +158,7 @@ def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluatio
         parts.append("## Metrics not scored\n")
         parts.append("\n".join(f"* `{name}`: {why}" for name, why in skipped.items()) + "\n")
     parts.append("## Time\n")
-    parts.append("Measured on a 2-core CPU shared with other jobs (load ~11), one thread:\n")
+    parts.append(f"Wall seconds of this run's steps (a step served from the cache takes ~0 s) on a {os.cpu_count()}-core "
+                 f"CPU, 1-minute load average {os.getloadavg()[0]:.1f} when the tables were written:\n")
     parts.append(_markdown(pd.DataFrame([{"step": k, "seconds": round(v)} for k, v in timings.items()])))
     return "\n".join(parts)
