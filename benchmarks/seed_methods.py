@@ -6,18 +6,17 @@ grouped as: ``old`` (the behaviour before issue 9), ``fix`` (a change justified 
 see docs/methods.md), ``ablation`` (one component removed or switched), ``baseline`` (LogME) and
 ``sensitivity`` (a default moved by 3x either way; shown, never used to choose a default).
 
-Feature sources:
+Feature sources (``--benchmark``), read from their caches (nothing is extracted; run the benchmark first):
 
-* ``offline`` (default): the offline benchmark's cached features (``hf-tsel benchmark offline``
-  must have extracted them; nothing is extracted here) and ``benchmarks/results/offline_ground_truth.csv``;
-* ``--features DIR``: one ``<dataset>__<model>.npz`` per pair with arrays ``features`` [N, D],
-  ``labels`` [N] and optionally ``source_logits`` [N, C_s], plus ``--ground-truth CSV``
-  (``dataset,model,protocol,accuracy``), e.g. for the zoo benchmark's ``zoo_ground_truth.csv``.
+* ``offline`` (default): the offline benchmark (``hf-tsel benchmark offline``) and
+  ``benchmarks/results/offline_ground_truth.csv``; these packaged models have no source images;
+* ``zoo``: the zoo benchmark (``hf-tsel benchmark zoo``) and ``zoo_ground_truth.csv``, with each
+  trained model's source reference embeddings for the source-mode persistence ratio.
 
 Writes ``<out>/seed_methods_<name>_scores.csv``, ``..._evaluation.csv`` and ``..._summary.md``.
 
-    python benchmarks/seed_methods.py                                  # offline benchmark
-    python benchmarks/seed_methods.py --features DIR --ground-truth benchmarks/results/zoo_ground_truth.csv --name zoo
+    python benchmarks/seed_methods.py --seeds 0,1                # offline benchmark
+    python benchmarks/seed_methods.py --benchmark zoo            # zoo benchmark (--datasets splits the work)
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -63,11 +62,23 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "itm <= 60 passes": ("sensitivity", "itm", {"epochs": 60.0}),
     "persistence_ratio_target (old)": ("old", "persistence_ratio_target", {}),
     "persistence_ratio_head (source-head clusters)": ("fix", "persistence_ratio_head", {}),
+    "persistence_ratio (source reference set)": ("fix", "persistence_ratio", {}),
 }
 
 
-def offline_pairs() -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """``(dataset, model, features, labels, source_logits)`` of the offline benchmark, from the feature cache only."""
+class Pair(NamedTuple):
+    """One model's training-split features on one dataset, and its source reference embeddings if any."""
+
+    dataset: str
+    model: str
+    features: np.ndarray
+    labels: np.ndarray
+    source_logits: np.ndarray | None
+    reference: tuple[np.ndarray, np.ndarray] | None = None  # (features, source labels)
+
+
+def offline_pairs(datasets: list[str] | None = None) -> Iterator[Pair]:
+    """The offline benchmark's pairs, from the feature cache only (no source images exist for these models)."""
     from hf_tsel.data import load_image_dataset
     from hf_tsel.features import FeatureCache, cache_key, model_spec
     from hf_tsel.offline.benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
@@ -75,7 +86,7 @@ def offline_pairs() -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarr
     from hf_tsel.zoo import load_zoo
 
     config, cache = OfflineBenchmarkConfig(), FeatureCache(None)
-    for dataset in config.datasets:
+    for dataset in datasets or config.datasets:
         train_per_class, test_per_class = config.per_class(dataset)
         train, _ = load_offline_dataset(dataset, train_per_class=train_per_class, test_per_class=test_per_class,
                                         seed=config.seed)
@@ -87,16 +98,26 @@ def offline_pairs() -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarr
                 print(f"  {dataset}: no cached features of {entry.name} (run `hf-tsel benchmark offline` first)")
                 continue
             logits = None if cached.source_logits is None else cached.source_logits.numpy()
-            yield dataset, entry.name, cached.features.numpy(), labels[cached.positions], logits
+            yield Pair(dataset, entry.name, cached.features.numpy(), labels[cached.positions], logits)
 
 
-def npz_pairs(folder: Path) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """The same tuples from ``<dataset>__<model>.npz`` files."""
-    for path in sorted(folder.glob("*__*.npz")):
-        dataset, model = path.stem.split("__", 1)
-        with np.load(path) as arrays:
-            logits = arrays["source_logits"] if "source_logits" in arrays.files else None
-            yield dataset, model, arrays["features"], arrays["labels"], logits
+def zoo_pairs(datasets: list[str] | None = None) -> Iterator[Pair]:
+    """The zoo benchmark's pairs with the models' source reference embeddings, through its cache
+    (``hf-tsel benchmark zoo`` must have run; cached features are read, nothing is re-extracted)."""
+    from hf_tsel.groundtruth.features import zoo_features
+    from hf_tsel.offline.zoo.benchmark import ZOO_FILE, ZooBenchmarkConfig, _datasets, default_work_dir
+
+    config = ZooBenchmarkConfig(work_dir=default_work_dir())
+    for task in datasets or config.tasks:
+        train_data, _ = _datasets(task, config)
+        train = zoo_features(train_data, config.work_dir / ZOO_FILE, split="train", cache_dir=config.work_dir / "features",
+                             seed=config.seed, source_references=True)
+        labels = np.asarray(train.data.labels)
+        for model, cached in train.features.items():
+            logits = None if cached.source_logits is None else cached.source_logits.numpy()
+            reference = train.references.get(model)
+            yield Pair(task, model, cached.features.numpy(), labels[cached.positions], logits,
+                       None if reference is None else (reference.features.numpy(), reference.labels))
 
 
 def score_variants(pairs, seeds: list[int], done: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -107,17 +128,18 @@ def score_variants(pairs, seeds: list[int], done: pd.DataFrame | None = None) ->
     previous = {} if done is None else {(r.dataset, r.model, r.metric, r.seed): r.score
                                         for r in done.itertuples(index=False)}
     rows = []
-    for dataset, model, features, labels, logits in pairs:
+    for dataset, model, features, labels, logits, reference in pairs:
         start = time.perf_counter()
         probs = None if logits is None else torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
         for variant, (group, metric, params) in VARIANTS.items():
-            if metric == "persistence_ratio_head" and probs is None:
-                continue  # no source head, so no source classes
+            if (metric == "persistence_ratio_head" and probs is None) or (metric == "persistence_ratio" and reference is None):
+                continue  # no source head / no source images: the variant does not apply to this model
+            inputs = reference if metric == "persistence_ratio" else (features, labels)
             for seed in seeds:
                 value = previous.get((dataset, model, variant, seed))
                 if value is None:
                     try:
-                        value = score(metric, features, labels, source_probs=probs, seed=seed, **params)
+                        value = score(metric, *inputs, source_probs=probs, seed=seed, **params)
                     except Exception as exc:  # noqa: BLE001 (record and go on: one failure must not lose the table)
                         print(f"  {dataset}/{model}: {variant} failed: {exc}")
                         value = math.nan
@@ -156,7 +178,7 @@ def summarise(evaluation: pd.DataFrame, name: str) -> str:
         table["mean"] = table.mean(axis=1)
         taus = table.droplevel("group")
         for label, candidates in LEAVE_ONE_DATASET_OUT.items():
-            if set(candidates) <= set(taus.index):
+            if set(candidates) <= set(taus.index) and len(taus.columns) > 2:  # 'mean' + at least 2 datasets
                 row = leave_one_dataset_out(taus.drop(columns="mean"), candidates)
                 table.loc[("tuning (LOO)", label), :] = [*row.values, row.mean()]
         order = {"baseline": 0, "old": 1, "fix": 2, "tuning": 3, "tuning (LOO)": 4, "ablation": 5, "sensitivity": 6}
@@ -172,9 +194,10 @@ def summarise(evaluation: pd.DataFrame, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--features", type=Path, help="folder of <dataset>__<model>.npz files (default: offline cache)")
-    parser.add_argument("--ground-truth", type=Path, default=RESULTS / "offline_ground_truth.csv")
-    parser.add_argument("--name", default="offline", help="benchmark name used in the output file names")
+    parser.add_argument("--benchmark", choices=("offline", "zoo"), default="offline",
+                        help="whose cached features and ground truth (results/<benchmark>_ground_truth.csv) to use")
+    parser.add_argument("--datasets", help="comma-separated subset of the benchmark's datasets (default: all)")
+    parser.add_argument("--name", help="name in the output file names (default: the benchmark's)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the stochastic metrics")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--resume", action="store_true", help="reuse the scores already in the scores file")
@@ -183,11 +206,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    pairs = npz_pairs(args.features) if args.features else offline_pairs()
-    stem = args.out / f"seed_methods_{args.name}"
+    datasets = args.datasets.split(",") if args.datasets else None
+    pairs = (zoo_pairs if args.benchmark == "zoo" else offline_pairs)(datasets)
+    name = args.name or args.benchmark
+    stem = args.out / f"seed_methods_{name}"
     done = pd.read_csv(f"{stem}_scores.csv") if args.resume and Path(f"{stem}_scores.csv").is_file() else None
     scores = score_variants(pairs, seeds, done)
-    ground_truth = pd.read_csv(args.ground_truth)
+    ground_truth = pd.read_csv(RESULTS / f"{args.benchmark}_ground_truth.csv")
     evaluations = []
     for seed, per_seed in scores.groupby("seed"):
         table = evaluation_table(per_seed, ground_truth)
@@ -196,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(f"{stem}_scores.csv", index=False, float_format="%.6g")
     evaluation.to_csv(f"{stem}_evaluation.csv", index=False, float_format="%.4f")
-    Path(f"{stem}_summary.md").write_text(summarise(evaluation, args.name))
+    Path(f"{stem}_summary.md").write_text(summarise(evaluation, name))
     print(Path(f"{stem}_summary.md").read_text())
 
 

@@ -40,6 +40,7 @@ from .defaults import DEFAULT_ZOO
 from .errors import CacheError, HfTselError, UserError
 from .features import CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
 from .features.scheduling import balanced_order, shard_entries, weight_bytes
+from .hub_access import PROBE_SECONDS, hub_reachable
 from .source_reference import REFERENCE_SEED, ReferenceFeatures, SourceReference, source_reference_of
 
 __all__ = ["Extraction", "ExtractionEvent", "MissingFeaturesError", "ModelOutcome", "PARALLEL_MODES",
@@ -165,14 +166,23 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[Any] | None =
     return entries
 
 
-def _local_hub_revision(entry: Any) -> str | None:
-    """The commit the local Hub cache maps the entry's revision to (no network), if known."""
+def _current_revision(entry: Any) -> str | None:
+    """The commit the entry's revision names now: asked of the Hub when it answers, else the local Hub cache's ref.
+
+    Cached features are reused only for that commit, so a branch that moved on the Hub (``main``
+    got new weights) is re-extracted even though the local cache still points at the old commit.
+    """
     if _SHA.match(entry.revision or ""):
         return entry.revision
     if entry.hub_id.count("/") != 1 or Path(entry.hub_id).exists() or ":" in entry.hub_id:
         return None
-    from huggingface_hub import constants
+    from huggingface_hub import HfApi, constants
 
+    if hub_reachable():
+        try:
+            return HfApi().model_info(entry.hub_id, revision=entry.revision, timeout=PROBE_SECONDS).sha
+        except Exception as exc:  # noqa: BLE001 (gated, missing, network: the loader reports it if it must load)
+            logger.debug("could not ask the Hub for the revision of %s: %s", entry.hub_id, exc)
     ref = Path(constants.HF_HUB_CACHE) / f"models--{entry.hub_id.replace('/', '--')}" / "refs" / entry.revision
     try:
         return ref.read_text(encoding="utf-8").strip() or None
@@ -234,7 +244,7 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
     key, data, accelerator = run.key(entry), run.data, run.accelerator
     if run.cache is not None:
         cached = run.cache.load(key)
-        current = _local_hub_revision(entry)
+        current = _current_revision(entry)
         if cached is not None and (current is None or current == cached.manifest.get("model_revision")):
             run.emit("cached", f"[{entry.name}] features cached, model not loaded", model=entry.name)
             return run.outcome(entry, "cached", cached)

@@ -169,8 +169,8 @@ class MetricTable(list):
     """A list of :class:`MetricSpec` that prints as a table."""
 
     def __str__(self) -> str:
-        header = f"{'name':<26} {'consumes':<13} {'stochastic':<10} {'negated':<8} paper"
-        rows = [f"{m.name:<26} {m.consumes:<13} {str(m.stochastic):<10} {str(m.negated):<8} {m.paper}" for m in self]
+        header = f"{'name':<30} {'consumes':<21} {'stochastic':<10} {'negated':<8} paper"
+        rows = [f"{m.name:<30} {m.consumes:<21} {str(m.stochastic):<10} {str(m.negated):<8} {m.paper}" for m in self]
         return "\n".join([header, "-" * len(header), *rows])
 
     __repr__ = __str__

@@ -137,15 +137,16 @@ def persistence_ratio(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMO
     ``source_reference`` dataset (:mod:`hf_tsel.source_reference`), extracted once per model and
     cached. Where no source images exist, :func:`persistence_ratio_head` approximates it.
 
-    Example:
+    Example (reference embeddings of 3 source classes, collapsed vs. spread out):
         >>> import numpy as np
         >>> from hf_tsel.metrics import score
         >>> rng = np.random.default_rng(0)
         >>> source_classes = np.repeat([0, 1, 2], 30)
-        >>> tight = 10 * np.eye(4)[source_classes] + rng.normal(size=(90, 4))
-        >>> score("persistence_ratio", tight, source_classes) > score(
-        ...     "persistence_ratio", rng.normal(size=(90, 4)), source_classes)
-        True
+        >>> centres = 10 * np.eye(3)[source_classes]
+        >>> collapsed = score("persistence_ratio", centres + 0.1 * rng.normal(size=(90, 3)), source_classes)
+        >>> spread = score("persistence_ratio", centres + 2 * rng.normal(size=(90, 3)), source_classes)
+        >>> round(collapsed, 2), spread < collapsed
+        (-0.01, True)
     """
     return ratio_of_deaths(inputs.features, inputs.num_classes, memory_budget=memory_budget)
 

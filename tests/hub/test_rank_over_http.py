@@ -17,6 +17,7 @@ from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 from hf_tsel.publish.schema import same_records
 from hf_tsel.results import read_results, validate_results
 
+from . import repos
 from .conftest import DATASET
 from .harness import REPO_ROOT, TEST_TOKEN, client_env, run_cli
 
@@ -111,7 +112,18 @@ def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
     assert blobs == [f"/{cut.sha256}/model.safetensors"]
     assert not [r for r in new_requests(hub, start) if r.method == "GET" and "/resolve/" in r.path]
 
-    assert_no_token_anywhere(tmp_path, first.stdout, first.stderr, second.stdout, second.stderr)
+    # main of tiny-vit moves on the Hub: its cached features are stale, the others are still current
+    moved = hub.commit("test-org/tiny-vit", repos.timm_repo("test_vit", seed=5, num_classes=0, img_size=repos.IMAGE_SIZE))
+    third = run_cli([*args, "--output", str(tmp_path / "third.json")], env)
+    assert third.returncode in (0, EXIT_PARTIAL_FAILURE), third.stderr
+    latest, run = read_results(tmp_path / "third.json")
+    statuses = model_statuses(run)
+    assert statuses["tiny-vit"] == "extracted" and statuses["tiny-resnet"] == statuses["tiny-hf-vit"] == "cached"
+    assert latest.groupby("model")["model_revision"].first()["tiny-vit"] == moved
+    assert logme_scores(latest)["tiny-vit"] != logme_scores(table)["tiny-vit"]
+
+    assert_no_token_anywhere(tmp_path, first.stdout, first.stderr, second.stdout, second.stderr, third.stdout,
+                             third.stderr)
 
 
 # One interpreter runs the CLI's main() on several command lines (each dataset error stops its run early).

@@ -145,7 +145,7 @@ def test_changed_model_revision_invalidates_the_entry(tmp_path, fake_models, mon
     hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
     import hf_tsel.extraction as extraction
 
-    monkeypatch.setattr(extraction, "_local_hub_revision", lambda entry: "0" * 40)  # the branch moved
+    monkeypatch.setattr(extraction, "_current_revision", lambda entry: "0" * 40)  # the branch moved
     again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
     assert {m["status"] for m in again.attrs["run"]["models"]} == {"extracted"}
 

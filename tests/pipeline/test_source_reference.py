@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 
 import hf_tsel
@@ -94,3 +95,21 @@ def test_reference_metrics_are_refused_where_they_would_score_target_data():
     rng = np.random.default_rng(0)
     with pytest.raises(MetricInputError, match="at least 2"):
         score("persistence_ratio", rng.normal(size=(10, 3)), np.zeros(10, dtype=int))
+
+
+def test_hub_model_with_a_hub_reference_dataset_offline(tmp_path, offline_hub):
+    """The real Hub code paths (timm hf-hub:, datasets.load_dataset) from a Hugging Face cache, offline."""
+    from hf_tsel.zoo import parse_entry
+
+    from .data_fixtures import write_hub_dataset
+
+    write_hub_dataset(offline_hub.hub_dir, "hf-tsel-test/source-sample", {"validation": _dataset(4, 6, seed=5)})
+    entry = parse_entry({"name": "tiny-resnet", "hub_id": offline_hub.ids["timm_cnn"],
+                         "source_reference": {"dataset": "hf-tsel-test/source-sample", "split": "validation"}})
+    df = hf_tsel.rank(image_dataset(per_class=6), models=[entry], metrics=["persistence_ratio"],
+                      cache_dir=tmp_path / "cache", n_boot=0)
+    value, note = _scores(df, "persistence_ratio")["tiny-resnet"]
+    assert np.isfinite(value) and pd.isna(note)
+    (model,) = df.attrs["run"]["models"]
+    assert model["source_reference"]["dataset"] == "hf-tsel-test/source-sample"
+    assert (model["source_reference"]["num_samples"], model["source_reference"]["num_classes"]) == (24, 4)
