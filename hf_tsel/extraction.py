@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
@@ -231,6 +230,29 @@ class _Run:
     def key(self, entry: Any) -> str:
         return cache_key(model_spec(entry), self.data.sample_key)
 
+    @property
+    def collective(self) -> bool:
+        """Every process works on the same model, so all must take the same branch (or the collectives hang)."""
+        return self.split_images and self.accelerator.num_processes > 1
+
+    def main_decides(self, value: Any) -> Any:
+        """The main process's ``value``, in every process of a collective run."""
+        if not self.collective:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box)
+        return box[0]
+
+    def any_error(self, error: str | None) -> str | None:
+        """The first error any process of a collective run hit (``None`` if none did)."""
+        if not self.collective:
+            return error
+        from accelerate.utils import gather_object
+
+        return next((e for e in gather_object([error]) if e), None)
+
     def outcome(self, entry: Any, status: str, features: CachedFeatures | None = None, **details: Any) -> ModelOutcome:
         labels = None if features is None else self.data.labels[features.positions]
         revision = None if features is None else features.manifest.get("model_revision")
@@ -239,24 +261,18 @@ class _Run:
 
 def _features_for(entry: Any, run: _Run) -> ModelOutcome:
     """Cached features of ``entry`` if complete and current; otherwise load the model and extract."""
-    from .backbones import BackboneLoadError, load_backbone
-
     key, data, accelerator = run.key(entry), run.data, run.accelerator
     if run.cache is not None:
         cached = run.cache.load(key)
         current = _current_revision(entry)
-        if cached is not None and (current is None or current == cached.manifest.get("model_revision")):
+        if run.main_decides(cached is not None and (current is None or current == cached.manifest.get("model_revision"))):
             run.emit("cached", f"[{entry.name}] features cached, model not loaded", model=entry.name)
             return run.outcome(entry, "cached", cached)
     start = time.perf_counter()
-    # all processes load the same model: one downloads first, the others then read its files
-    download_once = accelerator.main_process_first() if run.split_images else contextlib.nullcontext()
-    try:
-        with download_once:
-            backbone = load_backbone(entry, device=accelerator.device, **run.load_options)
-    except BackboneLoadError as exc:
-        run.emit("failed", f"[{entry.name}] skipped: {exc}", model=entry.name)
-        return ModelOutcome(entry, "failed", error=str(exc))
+    backbone, error = _load_everywhere(entry, run)
+    if error is not None:
+        run.emit("failed", f"[{entry.name}] skipped: {error}", model=entry.name)
+        return ModelOutcome(entry, "failed", error=error)
     revision = backbone.resolved_revision
     done = run.cache.load_chunks(key, revision=revision) if run.cache is not None else {}
 
@@ -290,13 +306,41 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
                        forward_seconds=result.forward_seconds, num_corrupt=result.num_corrupt)
 
 
+def _load_everywhere(entry: Any, run: _Run) -> tuple[Any, str | None]:
+    """The backbone, or why it could not be loaded; in a collective run the same answer in every process.
+
+    There all processes load the same model: the main one first (it downloads), then the others
+    read its files. A failure in any process fails the model in all of them, so none is left
+    waiting at a barrier the others never reach.
+    """
+    from .backbones import load_backbone
+
+    backbone, error = None, None
+    if run.collective and not run.accelerator.is_main_process:
+        run.accelerator.wait_for_everyone()
+    try:
+        backbone = load_backbone(entry, device=run.accelerator.device, **run.load_options)
+    except Exception as exc:  # noqa: BLE001 (resolve/download/load: any failure fails this model only)
+        logger.debug("model %s could not be loaded", entry.name, exc_info=exc)
+        error = _reason(exc)
+    if run.collective and run.accelerator.is_main_process:
+        run.accelerator.wait_for_everyone()
+    error = run.any_error(error)
+    return (None if error else backbone), error
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a model failed (our errors carry their own wording)."""
+    return " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+
+
 def _guarded_features_for(entry: Any, run: _Run) -> ModelOutcome:
     """:func:`_features_for`, or a failed outcome with a one-line reason: one bad model must not end a zoo run."""
     try:
         return _features_for(entry, run)
     except Exception as exc:  # noqa: BLE001 (any resolve/download/load/forward failure; Ctrl-C still stops the run)
         logger.debug("model %s failed", entry.name, exc_info=exc)
-        reason = " ".join((str(exc) if isinstance(exc, HfTselError) else f"{type(exc).__name__}: {exc}").split())
+        reason = _reason(exc)
         run.emit("failed", f"[{entry.name}] failed: {reason}", model=entry.name)
         return ModelOutcome(entry, "failed", error=reason)
 

@@ -169,8 +169,9 @@ def run_cli(args: list[str], env: dict, timeout: float = 240):
                           timeout=timeout)
 
 
-def launch_two_cpu_processes(port: int) -> list[str]:
-    """``torchrun`` of ``hf_tsel.cli`` as 2 CPU processes (gloo) rendezvousing on ``port``; append the CLI arguments.
+def launch_two_cpu_processes(port: int, program: tuple[str, ...] = ("-m", "hf_tsel.cli")) -> list[str]:
+    """``torchrun`` of ``hf_tsel.cli`` (or another ``program``) as 2 CPU processes (gloo) rendezvousing on ``port``;
+    append the CLI arguments.
 
     ``accelerate launch --cpu --num_processes 2`` would start a single process: without MPI,
     accelerate's simple launcher does not spawn CPU workers. torchrun sets the ``torch.distributed``
@@ -179,4 +180,4 @@ def launch_two_cpu_processes(port: int) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(port), "-m", "hf_tsel.cli"]
+            "--master_port", str(port), *program]

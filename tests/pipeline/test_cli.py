@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hf_tsel.errors import EXIT_PARTIAL_FAILURE
 from hf_tsel.results import read_results
 
 from .data_fixtures import cli_setup, image_dataset, launch_two_cpu_processes, run_cli, write_hub_dataset  # noqa: F401
@@ -141,6 +142,44 @@ def test_offline_demo_ranks_packaged_pretrained_models(offline_zoo_dir, tmp_path
     best = consensus["model"].iloc[0]
     assert f"Fine-tune {best}: consensus #1, P(best) {consensus['p_top1'].iloc[0]:.2f}" in result.stdout
     assert "P(best)" in result.stdout.split("Fine-tune")[0]  # the leaderboard column
+
+
+# The CLI with one model that fails to load in the second process only (e.g. its download broke there).
+_FLAKY_SECOND_PROCESS = """
+import os, sys
+from hf_tsel import backbones
+from hf_tsel.backbones import BackboneLoadError
+from hf_tsel.cli import main
+
+load = backbones.load_backbone
+
+def flaky(entry, **options):
+    if entry.name == "timm-vit" and os.environ["RANK"] == "1":
+        raise BackboneLoadError(entry.name, "network", "connection reset (second process only)")
+    return load(entry, **options)
+
+backbones.load_backbone = flaky
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_model_failing_in_one_process_fails_in_all_and_the_run_goes_on(cli_setup, tmp_path, free_port):
+    """Image-parallel: every process must take the same branch, else the other one waits at a barrier forever."""
+    env, zoo, dataset = cli_setup
+    script = tmp_path / "flaky_cli.py"
+    script.write_text(_FLAKY_SECOND_PROCESS)
+    args = ["rank", dataset, "--zoo", str(zoo), "--metrics", "logme", "--batch-size", "5", "--no-cache", "-q"]
+    double = subprocess.run([*launch_two_cpu_processes(free_port, (str(script),)), *args, "-o", str(tmp_path / "two.json")],
+                            env=env, capture_output=True, text=True, timeout=150)  # ~25 s; a hang times out
+    # the main process exits with EXIT_PARTIAL_FAILURE, which torchrun reports as its own failure
+    assert f"exitcode  : {EXIT_PARTIAL_FAILURE}" in double.stderr, double.stderr[-3000:]
+    assert "1 of 3 models failed (timm-vit)" in double.stderr
+    table, run = read_results(tmp_path / "two.json")
+    statuses = {m["name"]: m["status"] for m in run["models"]}
+    assert statuses == {"timm-cnn": "extracted", "timm-vit": "failed", "transformers-vit": "extracted"}
+    assert "second process only" in {m["name"]: m["error"] for m in run["models"]}["timm-vit"]
+    assert table[table.model != "timm-vit"]["score"].notna().all()
 
 
 @pytest.mark.slow
