@@ -66,21 +66,13 @@ def tiny_config(work_dir: Path) -> ZooBenchmarkConfig:
                               finetune_epochs=1, work_dir=Path(work_dir))
 
 
-# Registered metrics left out of the default run, and why (they can still be requested by name).
-SKIPPED_METRICS: dict[str, str] = {
-    "ped+itm": "ITM trains a module for a fixed 500 iterations (~1.5 s per model and task on this CPU); "
-               "ITM itself is scored, its PED-wrapped variant would add ~9 min to a full run",
-}
-
-
 def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
-    """Every registered metric and transform composition (e.g. ``ped+logme``) except :data:`SKIPPED_METRICS`,
-    or the ``requested`` ones."""
+    """Every registered metric and transform composition (e.g. ``ped+logme``), or the ``requested`` ones."""
     from ...metrics import get_metric, list_metrics
 
     if requested:
         return [get_metric(name).name for name in requested]
-    return [m.name for m in list_metrics(include_transforms=True) if m.name not in SKIPPED_METRICS]
+    return [m.name for m in list_metrics(include_transforms=True)]
 
 
 def default_work_dir() -> Path:
@@ -301,9 +293,8 @@ def write_results(result: ZooBenchmarkResult, out_dir: str | Path, *, seed: int 
     protocols = sorted(result.evaluation["protocol"].unique())
     pd.concat([paired_differences(result.evaluation, p, seed=seed).assign(protocol=p) for p in protocols]).to_csv(
         paths["pairwise.csv"], index=False, float_format="%.4f")
-    skipped = {m: why for m, why in SKIPPED_METRICS.items() if m not in set(result.scores["metric"])}
     paths["summary.md"].write_text(markdown_summary(result.models, result.ground_truth, result.evaluation,
-                                                    result.timings, skipped=skipped, seed=seed))
+                                                    result.timings, seed=seed))
     return list(paths.values())
 
 

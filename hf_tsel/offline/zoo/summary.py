@@ -123,7 +123,7 @@ def _significance_text(table: pd.DataFrame, pairs: pd.DataFrame) -> str:
 
 def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluation: pd.DataFrame,
                      timings: dict[str, float], *, protocols: Sequence[str] = ("full", "linear-probe"),
-                     skipped: dict[str, str] | None = None, seed: int = 0) -> str:
+                     seed: int = 0) -> str:
     """The zoo_summary.md text: zoo, tasks, per-metric tables with CIs, significance, protocol agreement."""
     tasks = sorted(ground_truth["dataset"].unique())
     parts = [f"# Zoo benchmark: {len(models)} models x {len(tasks)} target tasks\n",
@@ -154,9 +154,6 @@ def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluatio
     parts.append(_markdown(accuracy))
     parts.append("## Models\n")
     parts.append(_markdown(models.drop(columns=["build_seconds"], errors="ignore")))
-    if skipped:
-        parts.append("## Metrics not scored\n")
-        parts.append("\n".join(f"* `{name}`: {why}" for name, why in skipped.items()) + "\n")
     parts.append("## Time\n")
     parts.append(f"Wall seconds of this run's steps (a step served from the cache takes ~0 s) on a {os.cpu_count()}-core "
                  f"CPU, 1-minute load average {os.getloadavg()[0]:.1f} when the tables were written:\n")
