@@ -275,7 +275,9 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
             model's features of its source reference images.
         labels: ``[N]`` integer class ids; any values, remapped to ``0..C-1`` (the source classes of
             the reference images for ``reference_features`` metrics).
-        source_probs: ``[N, C_s]`` softmax outputs of the model's source head (LEEP, NCE).
+        source_probs: ``[N, C_s]`` softmax outputs of the model's source head (LEEP, NCE); a
+            ``reference_features`` metric given them takes each row's source class from them instead
+            of from ``labels``.
         seed: seed of stochastic metrics (default 0); ignored by deterministic ones.
         device: torch device for the computation; default is the device of ``features`` (CPU for numpy).
         **params: metric-specific parameters (``get_metric(name).parameters``).
@@ -293,8 +295,10 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
         raise MetricInputError(spec.name, "this metric is only defined relative to a set of models.",
                                f"call score_zoo({spec.name!r}, {{model_name: features, ...}}, labels).")
     kwargs = _call_kwargs(spec, seed, params)
+    # a reference-set metric may take the source classes as probabilities (a source head's softmax, one-hot labels)
+    uses_probs = "source_probs" in spec.consumes or (spec.consumes == "reference_features" and source_probs is not None)
     inputs = prepare_inputs(spec.name, features, labels, needs_features="features" in spec.consumes,
-                            needs_source_probs="source_probs" in spec.consumes, source_probs=source_probs,
+                            needs_source_probs=uses_probs, source_probs=source_probs,
                             device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
     return _finite(spec, spec.fn(inputs, **kwargs))
 

@@ -135,7 +135,9 @@ def persistence_ratio(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMO
     prior). ``features`` are the model's embeddings of reference images of its source task and
     ``labels`` their source classes; in a ranking run they come from the zoo entry's
     ``source_reference`` dataset (:mod:`hf_tsel.source_reference`), extracted once per model and
-    cached. Where no source images exist, :func:`persistence_ratio_head` approximates it.
+    cached. The source class of each row is ``argmax(source_probs)`` when ``source_probs`` are given
+    (one-hot reference labels, or a source head's softmax), else its label; k counts the classes that
+    occur. Where no source images exist, :func:`persistence_ratio_head` approximates it.
 
     Example (reference embeddings of 3 source classes, collapsed vs. spread out):
         >>> import numpy as np
@@ -148,7 +150,14 @@ def persistence_ratio(inputs: MetricInputs, *, memory_budget: int = DEFAULT_MEMO
         >>> round(collapsed, 2), spread < collapsed
         (-0.01, True)
     """
-    return ratio_of_deaths(inputs.features, inputs.num_classes, memory_budget=memory_budget)
+    return ratio_of_deaths(inputs.features, _source_clusters(inputs), memory_budget=memory_budget)
+
+
+def _source_clusters(inputs: MetricInputs) -> int:
+    """k: the number of source classes that occur (``argmax(source_probs)`` when given, else the labels)."""
+    if inputs.source_probs is None:
+        return inputs.num_classes
+    return int(torch.unique(inputs.source_probs.argmax(dim=1)).numel())
 
 
 @register("persistence_ratio_head", consumes="features+source_probs", paper=PAPER)
@@ -173,5 +182,5 @@ def persistence_ratio_head(inputs: MetricInputs, *, memory_budget: int = DEFAULT
         ...     "persistence_ratio_head", rng.normal(size=(90, 4)), target_labels, source_probs=one_hot)
         True
     """
-    clusters = int(torch.unique(inputs.source_probs.argmax(dim=1)).numel())
-    return ratio_of_deaths(inputs.features, clusters, memory_budget=memory_budget, metric="persistence_ratio_head")
+    return ratio_of_deaths(inputs.features, _source_clusters(inputs), memory_budget=memory_budget,
+                           metric="persistence_ratio_head")

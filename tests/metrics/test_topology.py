@@ -108,6 +108,11 @@ def test_source_mode_scores_the_reference_set_by_its_source_classes():
     assert score("persistence_ratio", points, source_labels) == pytest.approx(
         score("persistence_ratio_head", points, np.repeat([0, 1], 30), source_probs=source_probs), rel=1e-12)
     assert get_metric("topology").name == "persistence_ratio"
+    # the source classes may come as probabilities (one-hot reference labels, a source head): labels then unused
+    rng = np.random.default_rng(2)
+    for target in (np.repeat([0, 1], 30), rng.permutation(np.repeat(np.arange(6), 10))):
+        assert score("persistence_ratio", points, target, source_probs=source_probs) == pytest.approx(
+            score("persistence_ratio", points, source_labels), rel=1e-12)
 
 
 def test_head_mode_counts_only_the_predicted_source_classes():
