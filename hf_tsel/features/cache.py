@@ -185,6 +185,8 @@ class FeatureCache:
                 raise
             self._move_aside(key, [features_path, manifest_path], exc, model=manifest.get("model"))
             return None
+        # chunks beside a complete entry: a run killed between writing the manifest and removing them
+        shutil.rmtree(folder / _CHUNKS_DIR, ignore_errors=True)
         return CachedFeatures(features=features, positions=positions, source_logits=logits, manifest=manifest)
 
     def _move_aside(self, key: str, paths: list[Path], reason: Exception, model: str | None = None) -> None:

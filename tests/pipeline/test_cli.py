@@ -72,9 +72,15 @@ def slow_dataset(hub_cache):
     return repo_id
 
 
+def _default_sigint() -> None:
+    # A test run started in the background (`cmd &` in a script) inherits SIGINT as ignored, and Python then
+    # installs no KeyboardInterrupt handler; a terminal's Ctrl-C always reaches a foreground run.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_stop_after_first_model(env: dict, args: list[str], stop_signal: int) -> subprocess.CompletedProcess:
     process = subprocess.Popen([sys.executable, "-m", "hf_tsel.cli", *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while not _manifests(env) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -92,6 +92,9 @@ def test_cache_roundtrip_is_atomic_and_listable(tmp_path):
     assert cache.partial_entries() == [k2] and cache.load(k2) is None
     assert list(cache.load_chunks(k2, revision="r1")) == [0] and cache.load_chunks(k2, revision="r2") == {}
     assert [e["model"] for e in cache.entries()] == ["m"]
+    # a kill between an entry's manifest and the removal of its chunks leaves them behind: loading cleans up
+    cache.save_chunk(k1, 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
+    assert cache.load(k1) is not None and not (tmp_path / k1 / "chunks").exists()
     assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load(k1) is None
 
 
