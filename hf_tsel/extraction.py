@@ -492,6 +492,10 @@ def attach_source_references(outcomes: Sequence[Any], *, from_cache: bool = Fals
     reference-based scores. ``extract_options`` are passed to :func:`hf_tsel.extract` (device,
     cache folder, batch size, ...).
     """
+    report = extract_options.pop("on_event", None)
+    if report is not None:  # say which dataset line is the reference set, not a second target
+        extract_options["on_event"] = lambda event: report(
+            replace(event, message=f"source reference set: {event.message}") if event.kind == "dataset" else event)
     groups: dict[SourceReference, list[Any]] = {}
     for outcome in outcomes:
         reference = source_reference_of(outcome.entry) if outcome.features is not None else None

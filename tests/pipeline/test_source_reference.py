@@ -52,9 +52,12 @@ def test_source_mode_is_a_model_prior_extracted_once_and_reused_for_every_target
 
     # another target (other images, 2 classes): same PR, and the reference comes from the cache
     loads.clear()
+    events = []
     second = hf_tsel.rank(_dataset(2, 12, seed=9), zoo=str(zoo), metrics=["persistence_ratio", "logme"],
-                          cache_dir=tmp_path / "cache", n_boot=0)
+                          cache_dir=tmp_path / "cache", n_boot=0, on_event=events.append)
     assert loads.count("alpha") == 1  # only the new target's features
+    datasets_read = [e.message for e in events if e.kind == "dataset"]
+    assert [m.startswith("source reference set: ") for m in datasets_read] == [False, True]  # target, then the shared set
     again = _scores(second, "persistence_ratio")
     assert again["alpha"][0] == pr["alpha"][0] and again["beta"][0] == pr["beta"][0]
     assert _scores(second, "logme")["alpha"][0] != _scores(first, "logme")["alpha"][0]
