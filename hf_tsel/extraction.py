@@ -485,7 +485,7 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[Any
 
 
 def attach_source_references(outcomes: Sequence[Any], *, from_cache: bool = False, **extract_options: Any) -> None:
-    """Set ``reference`` (or ``reference_error``) on every outcome with features whose entry names a source reference.
+    """Set ``reference`` (or ``reference_error``) on every extracted outcome whose entry names a source reference.
 
     Models sharing a reference are extracted in one :func:`hf_tsel.extract` call (the dataset is read
     once). A reference that cannot be read, or a model that fails on it, only costs that model its
@@ -498,7 +498,9 @@ def attach_source_references(outcomes: Sequence[Any], *, from_cache: bool = Fals
             replace(event, message=f"source reference set: {event.message}") if event.kind == "dataset" else event)
     groups: dict[SourceReference, list[Any]] = {}
     for outcome in outcomes:
-        reference = source_reference_of(outcome.entry) if outcome.features is not None else None
+        # by status, not by features: in a zoo-parallel run only the main process holds every model's features,
+        # yet all processes must make the same extract() calls
+        reference = source_reference_of(outcome.entry) if outcome.status != "failed" else None
         if reference is not None:
             groups.setdefault(reference, []).append(outcome)
     for reference, group in groups.items():

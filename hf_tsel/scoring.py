@@ -135,7 +135,7 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
     """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``.
 
     Metrics that consume ``reference_features`` (the persistence ratio) read each outcome's
-    ``reference`` (:func:`hf_tsel.source_reference.attach_source_references`), not the target features.
+    ``reference`` (:func:`hf_tsel.extraction.attach_source_references`), not the target features.
     """
     from .metrics import score, score_zoo
 

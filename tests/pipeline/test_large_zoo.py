@@ -158,3 +158,30 @@ def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_se
     one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
     assert one.keys() == two.keys() and len(one) == 12  # 3 models x (3 metrics + consensus)
     np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a 2-process launch and a 1-process run in subprocesses
+def test_source_reference_extraction_in_a_zoo_parallel_launch_matches_one_process(cli_setup, tmp_path, free_port):
+    """Only the main process holds every model's features, yet all processes must extract the reference set."""
+    import yaml
+
+    env, zoo, dataset = cli_setup
+    document = yaml.safe_load(zoo.read_text())
+    for entry in document["models"]:
+        entry["source_reference"] = {"dataset": dataset, "split": "test"}  # any labelled image set will do here
+    zoo.write_text(yaml.safe_dump(document))
+    args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
+            "--metrics", "logme,persistence_ratio"]
+    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "--cache-dir", str(tmp_path / "c"),
+                             "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    _, run = read_results(tmp_path / "two.json")
+    assert run["parallel"] == "zoo" and run["num_processes"] == 2
+    assert all(m["source_reference"]["num_samples"] == 12 for m in run["models"])
+    single = run_cli([*args, "--no-cache", "-q", "-o", str(tmp_path / "one.json")], env)
+    assert single.returncode == 0, single.stderr
+    one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
+    assert one.keys() == two.keys()
+    assert all(np.isfinite(two[k]) for k in two if k[1] == "persistence_ratio")
+    np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)
