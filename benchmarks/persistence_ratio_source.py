@@ -34,15 +34,13 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 from scipy.stats import kendalltau
 
-from hf_tsel.data import from_arrays
 from hf_tsel.evaluation import weighted_kendall_tau
 from hf_tsel.extraction import ModelOutcome, attach_source_references
 from hf_tsel.features import CachedFeatures
 from hf_tsel.metrics import score
 from hf_tsel.offline.benchmark import _markdown as markdown_table
-from hf_tsel.offline.zoo.benchmark import REFERENCE_SPLIT, default_work_dir
+from hf_tsel.offline.zoo.benchmark import default_work_dir, write_source_reference
 from hf_tsel.offline.zoo.models import RECIPES, training_draw
-from hf_tsel.offline.zoo.tasks import source_reference_split
 from hf_tsel.zoo import load_zoo
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,14 +50,10 @@ DEFAULT_SIZE = 50  # what `hf-tsel benchmark zoo` uses for the 10-class sources 
 
 def reference_folder(work_dir: Path, source: str, per_class: int) -> Path:
     """A saved reference set of ``per_class`` images per class (built once, reused on re-runs)."""
-    import datasets
-
     folder = work_dir / "source-reference-sweep" / f"{source}-{per_class}"
     if not (folder / "dataset_dict.json").is_file():
         draws = [training_draw(r) for r in RECIPES["full"] if r.method != "random"]
-        split = source_reference_split(source, per_class, trained_on=draws)
-        dataset = from_arrays(split.images, split.labels, split.class_names, name=f"zoo-source-{source}-{per_class}")
-        datasets.DatasetDict({REFERENCE_SPLIT: dataset}).save_to_disk(str(folder))
+        write_source_reference(source, per_class, draws, folder)
     return folder
 
 

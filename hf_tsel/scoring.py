@@ -111,23 +111,24 @@ def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     return f"failed: {exc}"
 
 
-def _reference_record(spec: Any, outcome: ModelOutcome, *, seed: int, device: Any, params: dict) -> dict[str, Any]:
-    """A model-prior score from the model's source reference embeddings (``consumes="reference_features"``)."""
-    from .metrics import score
-
-    value, note, start = float("nan"), None, time.perf_counter()
-    reference = outcome.reference
-    if reference is None:
-        note = (f"failed: {outcome.reference_error}" if outcome.reference_error else
-                "not applicable: the zoo entry names no source_reference (images of the model's pre-training task); "
-                "add one (docs/zoos.md), or use persistence_ratio_head, its offline stand-in")
-    else:
-        try:
-            value = score(spec.name, reference.features, reference.labels, seed=seed, device=device, **params)
-        except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
-            note = _metric_failure(spec.name, outcome.entry.name, exc)
-    return {"model": outcome.entry.name, "metric": spec.name, "score": value, "note": note,
-            "seconds": time.perf_counter() - start}
+def _model_inputs(spec: Any, outcome: ModelOutcome, labels: np.ndarray) -> tuple[tuple, dict] | str:
+    """The positional and keyword inputs of :func:`hf_tsel.metrics.score` for one model, or why the metric does
+    not apply to it. ``reference_features`` metrics (the persistence ratio) read the model's source reference
+    embeddings (:func:`hf_tsel.extraction.attach_source_references`), not the target features."""
+    feats = outcome.features
+    if spec.consumes == "reference_features":
+        reference = outcome.reference
+        if reference is None:
+            return (f"failed: {outcome.reference_error}" if outcome.reference_error else
+                    "not applicable: the zoo entry names no source_reference (images of the model's pre-training "
+                    "task); add one (docs/zoos.md), or use persistence_ratio_head, its offline stand-in")
+        return (reference.features, reference.labels), {}
+    if "source_probs" not in spec.consumes:
+        return (feats.features, labels[feats.positions]), {}
+    if feats.source_logits is None:
+        return "not applicable: the model has no source classifier head"
+    probs = torch.softmax(feats.source_logits.double(), dim=1)
+    return (feats.features if "features" in spec.consumes else None, labels[feats.positions]), {"source_probs": probs}
 
 
 def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
@@ -135,7 +136,7 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
     """One partial record per (model, metric): ``score`` (NaN if it does not apply or failed), ``note``, ``seconds``.
 
     Metrics that consume ``reference_features`` (the persistence ratio) read each outcome's
-    ``reference`` (:func:`hf_tsel.extraction.attach_source_references`), not the target features.
+    ``reference`` (:func:`_model_inputs`), not the target features.
     """
     from .metrics import score, score_zoo
 
@@ -170,22 +171,14 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
                 record(o, spec, values.get(o.entry.name, float("nan")), note, seconds)
             continue
         for o in ready:
-            feats = o.features
-            if spec.consumes == "reference_features":
-                records.append(_reference_record(spec, o, seed=seed, device=device, params=params))
+            inputs = _model_inputs(spec, o, labels)
+            if isinstance(inputs, str):
+                record(o, spec, float("nan"), inputs, 0.0)
                 continue
-            if "source_probs" in spec.consumes and feats.source_logits is None:
-                record(o, spec, float("nan"), "not applicable: the model has no source classifier head", 0.0)
-                continue
+            args, extra = inputs
             start = time.perf_counter()
             try:
-                if "source_probs" in spec.consumes:
-                    probs = torch.softmax(feats.source_logits.double(), dim=1)
-                    value = score(spec.name, feats.features if "features" in spec.consumes else None,
-                                  labels[feats.positions], source_probs=probs, seed=seed, device=device, **params)
-                else:
-                    value = score(spec.name, feats.features, labels[feats.positions], seed=seed, device=device, **params)
-                note = None
+                value, note = score(spec.name, *args, seed=seed, device=device, **extra, **params), None
             except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
                 value, note = float("nan"), _metric_failure(spec.name, o.entry.name, exc)
             record(o, spec, value, note, time.perf_counter() - start)

@@ -138,26 +138,33 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
     np.testing.assert_allclose([union[k] for k in one], [one[k] for k in one], rtol=1e-5)
 
 
+def _two_processes_match_one(env: dict, args: list[str], tmp_path: Path, port: int):
+    """Run ``args`` as a 2-process launch (cached) and as one process (no cache); assert both give the same
+    scores; return the launch's process and run metadata, and the scores."""
+    double = subprocess.run([*launch_two_cpu_processes(port), *args, "--cache-dir", str(tmp_path / "c"),
+                             "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    single = run_cli([*args, "--no-cache", "-q", "-o", str(tmp_path / "one.json")], env)
+    assert single.returncode == 0, single.stderr
+    one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
+    assert one.keys() == two.keys()
+    np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)
+    return double, read_results(tmp_path / "two.json")[1], two
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a 2-process launch and a 1-process run in subprocesses
 def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_setup, tmp_path, free_port):
     env, zoo, dataset = cli_setup
     args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
             "--metrics", "logme,leep,hscore"]
-    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "--cache-dir", str(tmp_path / "c"),
-                             "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
-    assert double.returncode == 0, double.stderr[-3000:]
-    _, run = read_results(tmp_path / "two.json")
+    double, run, two = _two_processes_match_one(env, args, tmp_path, free_port)
     assert run["parallel"] == "zoo" and run["num_processes"] == 2 and run["hardware"].startswith("cpu")
     extracted = re.findall(r"\[(?:process \d\] \[)?([\w-]+)\] extracting features", double.stderr)
     assert sorted(extracted) == ["timm-cnn", "timm-vit", "transformers-vit"], double.stderr[-3000:]
     assert "[process 1]" in double.stderr  # the second process really extracted a model
     assert {m["status"] for m in run["models"]} == {"extracted"}
-    single = run_cli([*args, "--no-cache", "-q", "-o", str(tmp_path / "one.json")], env)
-    assert single.returncode == 0, single.stderr
-    one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
-    assert one.keys() == two.keys() and len(one) == 12  # 3 models x (3 metrics + consensus)
-    np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)
+    assert len(two) == 12  # 3 models x (3 metrics + consensus)
 
 
 @pytest.mark.slow
@@ -173,15 +180,7 @@ def test_source_reference_extraction_in_a_zoo_parallel_launch_matches_one_proces
     zoo.write_text(yaml.safe_dump(document))
     args = ["rank", dataset, "--zoo", str(zoo), "--samples-per-class", "6", "--batch-size", "5",
             "--metrics", "logme,persistence_ratio"]
-    double = subprocess.run([*launch_two_cpu_processes(free_port), *args, "--cache-dir", str(tmp_path / "c"),
-                             "-o", str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=300)
-    assert double.returncode == 0, double.stderr[-3000:]
-    _, run = read_results(tmp_path / "two.json")
+    _, run, two = _two_processes_match_one(env, args, tmp_path, free_port)
     assert run["parallel"] == "zoo" and run["num_processes"] == 2
     assert all(m["source_reference"]["num_samples"] == 12 for m in run["models"])
-    single = run_cli([*args, "--no-cache", "-q", "-o", str(tmp_path / "one.json")], env)
-    assert single.returncode == 0, single.stderr
-    one, two = _scores(tmp_path / "one.json"), _scores(tmp_path / "two.json")
-    assert one.keys() == two.keys()
     assert all(np.isfinite(two[k]) for k in two if k[1] == "persistence_ratio")
-    np.testing.assert_allclose([two[k] for k in one], [one[k] for k in one], rtol=1e-5)

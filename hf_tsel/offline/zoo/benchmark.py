@@ -35,7 +35,7 @@ from ..benchmark import JsonStore, _finetune_models, _probe_dataset, _score_data
 from ...groundtruth.table import ground_truth_frame
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
-from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, source_reference_split
+from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, Split, source_reference_split
 
 PROTOCOLS = ("linear-probe", "full")
 ZOO_FILE = "zoo.yaml"
@@ -102,8 +102,6 @@ def build_source_references(recipes: Sequence[Recipe], folder: Path, *, log: Cal
     They are the models' source reference sets (:mod:`hf_tsel.source_reference`): the source-mode
     persistence ratio embeds them with each model and clusters them by their source classes.
     """
-    import datasets
-
     trained_on = [training_draw(r) for r in recipes if r.method != "random"]
     for source in sorted({draw[0] for draw in trained_on}):
         out = folder / source
@@ -115,15 +113,24 @@ def build_source_references(recipes: Sequence[Recipe], folder: Path, *, log: Cal
         if out.exists() and not marker.is_file():
             raise UserError(f"{out} exists but was not written by hf-tsel (no {REFERENCE_MARKER})",
                             fix="move it away, or pass another --work-dir.")
-        split = source_reference_split(source, spec["per_class"], trained_on=trained_on)
         staging = folder / f".{source}.{os.getpid()}.tmp"
-        dataset = from_arrays(split.images, split.labels, split.class_names, name=f"zoo-source-{source}")
-        datasets.DatasetDict({REFERENCE_SPLIT: dataset}).save_to_disk(str(staging))
+        split = write_source_reference(source, spec["per_class"], trained_on, staging)
         (staging / REFERENCE_MARKER).write_text(json.dumps(spec))
         if out.exists():  # an outdated reference set written here (it has the marker)
             shutil.rmtree(out)
         staging.rename(out)
         log(f"  source reference set {source}: {len(split.labels)} images, {split.num_classes} classes")
+
+
+def write_source_reference(source: str, per_class: int, trained_on: Sequence[tuple[str, int, int]], out: Path) -> Split:
+    """Save ``per_class`` images per class of ``source`` that none of the ``trained_on`` draws used as a dataset
+    folder (split ``validation``); returns the split."""
+    import datasets
+
+    split = source_reference_split(source, per_class, trained_on=trained_on)
+    dataset = from_arrays(split.images, split.labels, split.class_names, name=f"zoo-source-{source}")
+    datasets.DatasetDict({REFERENCE_SPLIT: dataset}).save_to_disk(str(out))
+    return split
 
 
 def zoo_yaml(infos: Sequence[dict[str, Any]], root: str) -> str:
