@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, ZooError
+from .errors import ZooError
 from .hub_access import looks_like_local_path
 from .paths import package_data, tsel_home
 from .source_reference import SourceReference

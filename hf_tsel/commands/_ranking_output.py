@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._args import check_output_file, non_negative_int
