@@ -189,6 +189,12 @@ def _current_revision(entry: Any) -> str | None:
         return None
 
 
+def _is_current(entry: Any, cached: CachedFeatures) -> bool:
+    """Whether ``cached`` was extracted from the commit the entry's revision names now (unknown counts as yes)."""
+    current = _current_revision(entry)
+    return current is None or current == cached.manifest.get("model_revision")
+
+
 class _CacheWrites:
     """Cache writes that, on a full disk or lost permission, warn once and stop: the run goes on in memory."""
 
@@ -264,8 +270,9 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
     key, data, accelerator = run.key(entry), run.data, run.accelerator
     if run.cache is not None:
         cached = run.cache.load(key)
-        current = _current_revision(entry)
-        if run.main_decides(cached is not None and (current is None or current == cached.manifest.get("model_revision"))):
+        # in a collective run the main process decides alone, so only it asks the Hub (one request, not one per GPU)
+        decides = not run.collective or run.accelerator.is_main_process
+        if run.main_decides(decides and cached is not None and _is_current(entry, cached)):
             run.emit("cached", f"[{entry.name}] features cached, model not loaded", model=entry.name)
             return run.outcome(entry, "cached", cached)
     start = time.perf_counter()

@@ -165,3 +165,26 @@ def test_full_disk_warns_and_loses_nothing(tmp_path, fake_models, monkeypatch):
         df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
     assert df["score"].notna().all() and "disk is full" in df.attrs["run"]["cache_error"]
     assert not list((tmp_path / "c").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("is_main_process", [True, False])
+def test_only_the_deciding_process_asks_the_hub_for_the_revision(tmp_path, monkeypatch, is_main_process):
+    """In an image-parallel run the main process decides on the cache alone: the other processes must not
+    each send the Hub a request per model (8 GPUs would ask 8 times)."""
+    from types import SimpleNamespace
+
+    import hf_tsel.extraction as extraction
+
+    data = load_image_dataset(image_dataset(per_class=2))
+    entry, cache = _entry(), FeatureCache(tmp_path)
+    accelerator = SimpleNamespace(num_processes=2, is_main_process=is_main_process, process_index=int(not is_main_process))
+    run = extraction._Run(data, cache, extraction._CacheWrites(cache), accelerator, {}, 4, 0, 8, None, split_images=True)
+    cache.save(run.key(entry), CachedFeatures(torch.randn(data.num_samples, 3), np.arange(data.num_samples), None,
+                                              {"model": entry.name, "model_revision": "a" * 40}))
+    asked = []
+    monkeypatch.setattr(extraction, "_current_revision", lambda e: asked.append(e.name) or "a" * 40)
+    # stands in for the broadcast: every process adopts the main process's decision (here: reuse the cache)
+    monkeypatch.setattr(extraction._Run, "main_decides", lambda self, value: value if is_main_process else True)
+    outcome = extraction._features_for(entry, run)
+    assert outcome.status == "cached"
+    assert asked == (["alpha"] if is_main_process else [])
