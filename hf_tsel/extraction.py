@@ -241,13 +241,13 @@ class _Run:
         """Every process works on the same model, so all must take the same branch (or the collectives hang)."""
         return self.split_images and self.accelerator.num_processes > 1
 
-    def main_decides(self, value: Any) -> Any:
-        """The main process's ``value``, in every process of a collective run."""
+    def main_decides(self, decide: Callable[[], Any]) -> Any:
+        """``decide()``; in a collective run the main process alone calls it and every process gets its answer."""
         if not self.collective:
-            return value
+            return decide()
         from accelerate.utils import broadcast_object_list
 
-        box = [value]
+        box = [decide() if self.accelerator.is_main_process else None]
         broadcast_object_list(box)
         return box[0]
 
@@ -270,9 +270,8 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
     key, data, accelerator = run.key(entry), run.data, run.accelerator
     if run.cache is not None:
         cached = run.cache.load(key)
-        # in a collective run the main process decides alone, so only it asks the Hub (one request, not one per GPU)
-        decides = not run.collective or run.accelerator.is_main_process
-        if run.main_decides(decides and cached is not None and _is_current(entry, cached)):
+        # only the deciding process asks the Hub for the current revision: one request per model, not one per GPU
+        if run.main_decides(lambda: cached is not None and _is_current(entry, cached)):
             run.emit("cached", f"[{entry.name}] features cached, model not loaded", model=entry.name)
             return run.outcome(entry, "cached", cached)
     start = time.perf_counter()

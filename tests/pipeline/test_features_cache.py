@@ -183,8 +183,12 @@ def test_only_the_deciding_process_asks_the_hub_for_the_revision(tmp_path, monke
                                               {"model": entry.name, "model_revision": "a" * 40}))
     asked = []
     monkeypatch.setattr(extraction, "_current_revision", lambda e: asked.append(e.name) or "a" * 40)
-    # stands in for the broadcast: every process adopts the main process's decision (here: reuse the cache)
-    monkeypatch.setattr(extraction._Run, "main_decides", lambda self, value: value if is_main_process else True)
+    import accelerate.utils
+
+    def broadcast(box):  # stands in for the collective: every process gets the main one's decision (reuse)
+        box[0] = box[0] if is_main_process else True
+
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", broadcast)
     outcome = extraction._features_for(entry, run)
     assert outcome.status == "cached"
     assert asked == (["alpha"] if is_main_process else [])
