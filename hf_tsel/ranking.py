@@ -24,7 +24,7 @@ from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
-from .scoring import checked_metric_params, drop_thin_classes, resolve_metrics, score_models
+from .scoring import checked_metric_params, drop_non_finite_models, drop_thin_classes, resolve_metrics, score_models
 
 __all__ = ["DEFAULT_METRICS", "DEFAULT_ZOO", "rank"]
 
@@ -81,6 +81,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
                                  chunk_size=chunk_size, parallel=parallel, on_event=on_event)
     if not extraction.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
+    drop_non_finite_models(outcomes)  # before the model-set metrics and the consensus, which compare all models
     drop_thin_classes(outcomes, extraction.data)
     timings = dict(extraction.seconds)
     from .recommendation import consensus_records

@@ -22,7 +22,8 @@ from .errors import UserError
 from .extraction import ModelOutcome
 from .features import CachedFeatures
 
-__all__ = ["checked_metric_params", "drop_thin_classes", "resolve_metrics", "score_models"]
+__all__ = ["checked_metric_params", "drop_non_finite_models", "drop_thin_classes", "non_finite_reason",
+           "resolve_metrics", "score_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,33 @@ def drop_thin_classes(outcomes: Sequence[ModelOutcome], data: Any) -> None:
         warnings.warn(note, stacklevel=3)
 
 
+def non_finite_reason(features: torch.Tensor) -> str | None:
+    """What is wrong with ``features`` that hold NaN/inf (rows counted), or None when every value is finite."""
+    bad = int((~torch.isfinite(features)).any(dim=1).sum()) if features.numel() else 0
+    if not bad:
+        return None
+    return (f"its features contain NaN or infinite values in {bad} of {len(features)} samples (damaged or "
+            "overflowing weights, or a graph that emits NaN)")
+
+
+def drop_non_finite_models(outcomes: Sequence[ModelOutcome]) -> list[str]:
+    """Fail the models whose features hold NaN/inf (reason in ``error``); returns their names.
+
+    Model-set metrics (ETran, NCTI) and the consensus compare all models at once, so one broken
+    model would otherwise turn every model's score into NaN; per-model metrics refuse such features
+    anyway. Dropping the model here, with its reason, lets the others be ranked (exit code 3).
+    """
+    dropped = []
+    for o in outcomes:
+        reason = None if o.features is None else non_finite_reason(o.features.features)
+        if reason:
+            o.features, o.labels, o.status = None, None, "failed"
+            o.error = (f"{reason}; left out of every metric and the consensus. Fix: check the model's weights or "
+                       "graph; if they are sound, try --precision fp32 (a half precision can overflow)")
+            dropped.append(o.entry.name)
+    return dropped
+
+
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
     from .metrics import MetricInputError
@@ -151,24 +179,28 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
     for spec in specs:
         params = metric_params.get(spec.name, {})
         if spec.consumes == "model_set":
-            common = ready[0].features.positions if ready else np.array([], dtype=np.int64)
-            for o in ready[1:]:
+            # one model's NaN features must not take the set's score down for every model
+            broken = {o.entry.name: why for o in ready if (why := non_finite_reason(o.features.features))}
+            members = [o for o in ready if o.entry.name not in broken]
+            common = members[0].features.positions if members else np.array([], dtype=np.int64)
+            for o in members[1:]:
                 common = np.intersect1d(common, o.features.positions)
-            inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in ready}
+            inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in members}
             start = time.perf_counter()
             note, values = None, {}
             if "priors" in spec.parameters:
-                params = {"priors": {o.entry.name: o.entry.metadata for o in ready}, **params}
-            if len(ready) < 2:
-                note = "not applicable: this metric compares at least 2 models with features"
+                params = {"priors": {o.entry.name: o.entry.metadata for o in members}, **params}
+            if len(members) < 2:
+                note = "not applicable: this metric compares at least 2 models with finite features"
             else:
                 try:
                     values = score_zoo(spec.name, inputs, labels[common], seed=seed, device=device, **params)
                 except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
-                    note = _metric_failure(spec.name, "all models", exc)
-            seconds = (time.perf_counter() - start) / max(1, len(ready))
+                    note = _metric_failure(spec.name, f"the {len(members)} models", exc)
+            seconds = (time.perf_counter() - start) / max(1, len(members))
             for o in ready:
-                record(o, spec, values.get(o.entry.name, float("nan")), note, seconds)
+                value = values.get(o.entry.name, float("nan"))
+                record(o, spec, value, f"left out: {broken[o.entry.name]}" if o.entry.name in broken else note, seconds)
             continue
         for o in ready:
             inputs = _model_inputs(spec, o, labels)

@@ -1,0 +1,71 @@
+"""Reliability round 3 (issue 23): one bad model, stale cache entries, silent wrong inputs, culprit-naming messages.
+
+Each test feeds one of the issue's cases to the CLI (in-process) or the API and checks the exit code,
+that the message names the culprit, and that nothing healthy was lost.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
+
+
+@pytest.fixture
+def nan_model(monkeypatch, tmp_path):
+    """Fake backbones (tests/pipeline/data_fixtures.py); the model named ``broken`` emits NaN features."""
+    from hf_tsel import backbones
+    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, write_zoo
+
+    def load(entry, *, device="cpu", **options):
+        backbone = FakeBackbone(entry, device)
+        if entry.name == "broken":
+            healthy = backbone.embed
+            backbone.embed = lambda batch: tuple(t * float("nan") for t in healthy(batch))
+        return backbone
+
+    monkeypatch.setattr(backbones, "load_backbone", load)
+    image_dataset(per_class=6).save_to_disk(str(tmp_path / "ds"))
+    return tmp_path / "ds", write_zoo(tmp_path / "zoo.yaml", ["alpha", "broken", "beta"])
+
+
+# item 1: one broken model must not erase the answer for the whole zoo
+def test_nan_feature_model_is_dropped_and_the_others_are_ranked(nan_model, cli, tmp_path):
+    dataset, zoo = nan_model
+    code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme,etran", "--n-boot", "5",
+                          "--cache-dir", tmp_path / "c", "-o", tmp_path / "r.json"])
+    assert code == EXIT_PARTIAL_FAILURE, out + err
+    results = json.loads((tmp_path / "r.json").read_text())
+    models = {m["name"]: m for m in results["run"]["models"]}
+    assert models["broken"]["status"] == "failed" and "NaN or infinite values in 18 of 18" in models["broken"]["error"]
+    scores = {(r["model"], r["metric"]): r["score"] for r in results["records"]}
+    for model in ("alpha", "beta"):  # the healthy models keep their model-set and consensus scores
+        assert scores[(model, "etran")] is not None and scores[(model, "consensus")] is not None
+    assert scores.get(("broken", "consensus")) is None and scores[("broken", "logme")] is None
+    assert "Fine-tune" in out and "broken" in err  # a recommendation among the others; the dropped model named
+    assert "broken: its features contain NaN" in out
+
+
+def test_score_models_leaves_a_nan_model_out_of_model_set_metrics():
+    from types import SimpleNamespace
+
+    from hf_tsel.features import CachedFeatures
+    from hf_tsel.scoring import resolve_metrics, score_models
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 10)
+
+    def outcome(name, features):
+        entry = SimpleNamespace(name=name, metadata={})
+        return SimpleNamespace(entry=entry, features=CachedFeatures(features, np.arange(30)))
+
+    good = [outcome(n, torch.from_numpy(rng.normal(size=(30, 4)) + np.eye(4)[labels % 4])) for n in ("a", "b")]
+    bad = torch.full((30, 4), float("inf"))
+    records = score_models(resolve_metrics(["etran"]), [*good, outcome("bad", bad)], labels)
+    by_model = {r["model"]: r for r in records}
+    assert np.isfinite(by_model["a"]["score"]) and np.isfinite(by_model["b"]["score"])
+    assert np.isnan(by_model["bad"]["score"]) and "NaN or infinite" in by_model["bad"]["note"]
