@@ -84,13 +84,23 @@ class CachedFeatures:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def _cache_write_error(path: Path, exc: OSError) -> CacheError:
-    if exc.errno == errno.ENOSPC:
+def _write_errno(exc: Exception) -> int | None:
+    """The OS error number behind a failed write: an ``OSError``'s own, or the one safetensors (Rust) spells out
+    in its message as ``IoError(Os { code: 28, ... })``: it raises ``SafetensorError``, not ``OSError``."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"\bcode: (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _cache_write_error(path: Path, exc: Exception) -> CacheError:
+    number = _write_errno(exc)
+    if number == errno.ENOSPC:
         problem = "the disk is full"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif number in (errno.EACCES, errno.EPERM, errno.EROFS):
         problem = "permission denied"
     else:
-        problem = exc.strerror or str(exc)
+        problem = getattr(exc, "strerror", None) or str(exc)
     return CacheError(f"cannot write the feature cache at {path} ({problem}). Free some space or pass a writable "
                       "folder with --cache-dir (or run with --no-cache); features already cached are kept.")
 
@@ -138,13 +148,15 @@ class FeatureCache:
             raise _cache_write_error(self.root, exc) from None
 
     def _write_atomic(self, path: Path, write: Any) -> None:
+        from safetensors import SafetensorError
+
         # host, pid and a random part: writers on several machines may share one cache folder
         tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(tmp)
             os.replace(tmp, path)
-        except OSError as exc:
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
             tmp.unlink(missing_ok=True)
             raise _cache_write_error(self.root, exc) from None
 

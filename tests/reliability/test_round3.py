@@ -69,3 +69,24 @@ def test_score_models_leaves_a_nan_model_out_of_model_set_metrics():
     by_model = {r["model"]: r for r in records}
     assert np.isfinite(by_model["a"]["score"]) and np.isfinite(by_model["b"]["score"])
     assert np.isnan(by_model["bad"]["score"]) and "NaN or infinite" in by_model["bad"]["note"]
+
+
+# item 2: a full disk while safetensors writes (it raises SafetensorError, not OSError) must not fail any model
+def test_full_disk_in_safetensors_finishes_from_memory(nan_model, cli, tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                              '"No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    dataset, _ = nan_model
+    from tests.pipeline.data_fixtures import write_zoo
+
+    zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
+    code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme", "--n-boot", "0",
+                          "--cache-dir", tmp_path / "c"])
+    assert code == 0, out + err
+    assert err.count("the disk is full") == 1 and "goes on without caching" in err
+    assert "failed" not in out
