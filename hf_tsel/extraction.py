@@ -37,7 +37,8 @@ from . import __version__
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_ZOO
 from .errors import CacheError, HfTselError, UserError
-from .features import CachedFeatures, FeatureCache, cache_key, extract_features, make_accelerator, model_spec
+from .features import (PRECISIONS, CachedFeatures, FeatureCache, cache_key, effective_precision, extract_features,
+                       local_weights_digest, make_accelerator, model_spec)
 from .features.scheduling import balanced_order, shard_entries, weight_bytes
 from .hub_access import PROBE_SECONDS, hub_reachable
 from .source_reference import REFERENCE_SEED, ReferenceFeatures, SourceReference, source_reference_of
@@ -80,6 +81,8 @@ class ModelOutcome:
                 "num_corrupt": self.num_corrupt, "has_source_logits": has_logits,
                 "details": self.features.manifest.get("details", {}) if self.features is not None else {},
                 "feature_dim": None if self.features is None else int(self.features.features.shape[1]),
+                "cache_key": self.features.manifest.get("key") if self.features is not None else None,
+                "precision": self.features.manifest.get("precision", "fp32") if self.features is not None else None,
                 "source_reference": reference}
 
 
@@ -225,6 +228,8 @@ class _Run:
     chunk_size: int
     on_event: Callable[[ExtractionEvent], None] | None
     split_images: bool  # False in a zoo-parallel run: this process extracts its models alone
+    precision: str = "fp32"  # what the forward passes run in (effective_precision), part of every key
+    digests: dict[str, str | None] = field(default_factory=dict)  # local model path -> content digest
 
     def emit(self, kind: str, message: str = "", **details: Any) -> None:
         if message:
@@ -233,8 +238,12 @@ class _Run:
         if self.on_event is not None and (self.accelerator.is_main_process or not self.split_images):
             self.on_event(ExtractionEvent(kind, message, process_index=self.accelerator.process_index, **details))
 
-    def key(self, entry: Any) -> str:
-        return cache_key(model_spec(entry), self.data.sample_key)
+    def key(self, entry: Any, precision: str | None = None) -> str:
+        """The cache key of ``entry``'s features on this sample, at ``precision`` (default: this run's)."""
+        if entry.hub_id not in self.digests:  # hashed once per run: a local model's weights may be large
+            self.digests[entry.hub_id] = local_weights_digest(entry.hub_id)
+        spec = model_spec(entry, precision=precision or self.precision, weights_digest=self.digests[entry.hub_id])
+        return cache_key(spec, self.data.sample_key)
 
     @property
     def collective(self) -> bool:
@@ -298,7 +307,8 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
                 "loader": entry.loader, "pooling": entry.pooling, "preprocessing": backbone.preprocessing,
                 "details": backbone.details,  # e.g. preprocessing fixes applied by the loader
                 "dataset": data.name, "config": data.config, "split": data.split, "dataset_fingerprint": data.fingerprint,
-                "sample_key": data.sample_key, "num_corrupt": result.num_corrupt, "tool_version": __version__}
+                "sample_key": data.sample_key, "num_corrupt": result.num_corrupt, "tool_version": __version__,
+                "precision": run.precision, "weights_sha256": run.digests.get(entry.hub_id)}
     features = CachedFeatures(result.features, result.positions, result.source_logits, manifest)
     if accelerator.is_main_process or not run.split_images:
         run.writes("save", key, features)
@@ -351,9 +361,23 @@ def _guarded_features_for(entry: Any, run: _Run) -> ModelOutcome:
         return ModelOutcome(entry, "failed", error=reason)
 
 
-def _from_cache(entries: Sequence[Any], run: _Run, fix: str | None) -> list[ModelOutcome]:
-    """Every entry's cached features, whatever revision they were extracted from; raises if any is missing."""
-    outcomes = [run.outcome(entry, "cached", run.cache.load(run.key(entry))) for entry in entries]
+def _cached_any_precision(entry: Any, run: _Run, precisions: Sequence[str]) -> CachedFeatures | None:
+    """The first cached entry of ``entry`` among ``precisions`` (this run's first)."""
+    for precision in dict.fromkeys([run.precision, *precisions]):
+        cached = run.cache.load(run.key(entry, precision))
+        if cached is not None:
+            return cached
+    return None
+
+
+def _from_cache(entries: Sequence[Any], run: _Run, fix: str | None, precision: str) -> list[ModelOutcome]:
+    """Every entry's cached features, whatever revision they were extracted from; raises if any is missing.
+
+    With ``precision="auto"`` features of any precision will do (a GPU machine extracts in bf16, the CPU
+    machine scoring them would run fp32); an explicit precision takes only its own.
+    """
+    accepted = [p for p in PRECISIONS if p != "auto"] if precision == "auto" else [run.precision]
+    outcomes = [run.outcome(entry, "cached", _cached_any_precision(entry, run, accepted)) for entry in entries]
     missing = [o.entry.name for o in outcomes if o.features is None]
     if missing:
         raise MissingFeaturesError(missing, run.cache.root, fix)
@@ -472,13 +496,13 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[Any
     seconds = {"data": time.perf_counter() - tick}
     run = _Run(data, cache, _CacheWrites(cache), accelerator, {"allow_pickle": allow_pickle,
                "trust_remote_code": trust_remote_code}, batch_size, num_workers, chunk_size, on_event,
-               split_images=mode == "images")
+               split_images=mode == "images", precision=effective_precision(accelerator))
     run.emit("dataset", f"{data.name} [{data.split}]: {data.num_samples} samples, {data.num_classes} classes; "
                         f"{len(entries)} model(s)" + (f", {mode}-parallel over {accelerator.num_processes} processes"
                                                       if accelerator.num_processes > 1 else ""))
     tick = time.perf_counter()
     if from_cache:
-        outcomes = _from_cache(entries, run, missing_fix)
+        outcomes = _from_cache(entries, run, missing_fix, precision)
     elif mode == "zoo":
         outcomes = _zoo_parallel(entries, run)
     else:

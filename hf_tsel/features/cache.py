@@ -44,7 +44,8 @@ import torch
 from ..errors import CacheError
 from ..paths import tsel_home
 
-__all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_spec", "cache_key"]
+__all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "local_weights_digest", "model_spec",
+           "cache_key"]
 
 _FEATURES_FILE = "features.safetensors"
 _MANIFEST_FILE = "manifest.json"
@@ -62,10 +63,44 @@ def default_cache_dir() -> Path:
     return tsel_home() / "features"
 
 
-def model_spec(entry: Any) -> dict[str, Any]:
-    """The part of a zoo entry that decides its features (display-only fields dropped)."""
+def model_spec(entry: Any, *, precision: str = "fp32", weights_digest: str | None = None) -> dict[str, Any]:
+    """What decides a model's features: the zoo entry (display-only fields dropped), the precision of the
+    forward pass and, for a local model, the digest of its files (:func:`local_weights_digest`).
+
+    fp32 and "no digest" add nothing, so keys of fp32 Hub models are those of earlier versions.
+    """
     values = entry.to_dict() if hasattr(entry, "to_dict") else dict(vars(entry))
-    return {k: v for k, v in values.items() if k not in _DISPLAY_FIELDS}
+    spec = {k: v for k, v in values.items() if k not in _DISPLAY_FIELDS}
+    if precision != "fp32":
+        spec["precision"] = precision
+    if weights_digest is not None:
+        spec["weights_sha256"] = weights_digest
+    return spec
+
+
+def local_weights_digest(hub_id: str) -> str | None:
+    """SHA-256 of a local model's files (a folder: every file, by relative path; or a single file), else None.
+
+    A local folder has no revision: rewriting its weights in place keeps the path, so only the
+    content tells the cache that the features are stale.
+    """
+    path = Path(hub_id).expanduser()
+    if ":" in hub_id and not path.exists():  # a <scheme>:<name> source, not a path
+        return None
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".")
+                                                                           for part in p.relative_to(path).parts))
+    else:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update((file.relative_to(path).as_posix() if file != path else "").encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def cache_key(spec: dict[str, Any], sample_key: str) -> str:

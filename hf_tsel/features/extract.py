@@ -22,7 +22,7 @@ from PIL import Image
 from ..data import CorruptImageError, ImageDataset
 from ..errors import UserError
 
-__all__ = ["ExtractionResult", "extract_features", "make_accelerator"]
+__all__ = ["PRECISIONS", "ExtractionResult", "effective_precision", "extract_features", "make_accelerator"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +59,26 @@ class _TransformedImages(torch.utils.data.Dataset):
             return self.placeholder, position, False
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
-    """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA."""
+    """An :class:`accelerate.Accelerator` for inference; ``precision="auto"`` uses bf16 (else fp16) on CUDA.
+
+    fp16 autocast does not exist on CPU (accelerate would silently run fp32 while the run reports
+    fp16), so it is refused there; :func:`effective_precision` names what the accelerator runs.
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(PRECISIONS)}.")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is visible; drop --device or use --device cpu")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    if cpu and precision == "fp16":
+        raise UserError("--precision fp16 needs a CUDA device: on the CPU there is no fp16 autocast",
+                        fix="use --precision bf16 or fp32 on the CPU (or auto, which is fp32 there).")
     if precision == "auto":
         precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
@@ -74,6 +86,11 @@ def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:
         # process may safely start afresh, e.g. a second hf_tsel.rank call with another device or precision.
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
+
+
+def effective_precision(accelerator: Any) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"``: the precision the forward passes of ``accelerator`` run in."""
+    return {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
 
 
 class _AdaptiveBatch:

@@ -14,6 +14,8 @@ import torch
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 
+from .conftest import DATASET
+
 
 @pytest.fixture
 def nan_model(monkeypatch, tmp_path):
@@ -90,3 +92,54 @@ def test_full_disk_in_safetensors_finishes_from_memory(nan_model, cli, tmp_path,
     assert code == 0, out + err
     assert err.count("the disk is full") == 1 and "goes on without caching" in err
     assert "failed" not in out
+
+
+# item 3: the cache must never serve stale or mismatched features
+def test_local_model_rewritten_in_place_is_extracted_again(hub, cli, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+
+    folder = tmp_path / "my-resnet"
+    repo = hub.hub_dir / f"models--{hub.ids['timm_cnn'].replace('/', '--')}"
+    shutil.copytree(repo / "snapshots" / hub.revisions["timm_cnn"], folder)
+    args = ["rank", DATASET, "--model", folder, "--model", hub.ids["timm_vit"], "--loader", "timm", "--metrics",
+            "logme", "--n-boot", "0", "--cache-dir", tmp_path / "c", "-o", tmp_path / "r.json", "--overwrite"]
+
+    def statuses() -> dict[str, dict]:
+        return {m["model_id"]: m for m in json.loads((tmp_path / "r.json").read_text())["run"]["models"]}
+
+    assert cli(args)[0] == 0
+    first = statuses()[str(folder)]
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v * 0.5 if v.is_floating_point() else v for k, v in weights.items()}, str(folder / "model.safetensors"))
+    assert cli(args)[0] == 0
+    second = statuses()[str(folder)]
+    assert first["status"] == "extracted" and second["status"] == "extracted"  # not "cached": the weights changed
+    assert second["cache_key"] != first["cache_key"] and statuses()[hub.ids["timm_vit"]]["status"] == "cached"
+
+
+def test_changing_precision_extracts_again_and_is_recorded(nan_model, cli, tmp_path):
+    from tests.pipeline.data_fixtures import write_zoo
+
+    dataset, _ = nan_model
+    zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
+    runs = {}
+    for precision in ("bf16", "fp32", "bf16"):
+        code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme", "--n-boot", "0", "--device", "cpu",
+                              "--precision", precision, "--cache-dir", tmp_path / "c", "-o", tmp_path / "r.json",
+                              "--overwrite"])
+        assert code == 0, out + err
+        runs.setdefault(precision, []).append(json.loads((tmp_path / "r.json").read_text())["run"]["models"][0])
+    (bf16, bf16_again), (fp32,) = runs["bf16"], runs["fp32"]
+    assert bf16["status"] == "extracted" and fp32["status"] == "extracted" and bf16_again["status"] == "cached"
+    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32") and bf16["cache_key"] != fp32["cache_key"]
+
+
+def test_fp16_on_cpu_is_refused_up_front(nan_model, cli, tmp_path):
+    dataset, zoo = nan_model
+    code, _, err = cli(["rank", dataset, "--zoo", zoo, "--device", "cpu", "--precision", "fp16",
+                        "--cache-dir", tmp_path / "c"])
+    assert code == EXIT_USER_ERROR and "fp16 needs a CUDA device" in err and "--precision bf16 or fp32" in err
+    assert not list((tmp_path / "c").glob("*/manifest.json"))
