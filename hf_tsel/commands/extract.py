@@ -9,14 +9,31 @@ from ._options import add_data_options, add_extraction_options, add_model_option
 
 
 def shard_type(text: str) -> tuple[int, int]:
-    """``--shard i/n`` (1-based), checked when the command line is parsed."""
+    """``--shard i/n`` (1-based) or ``auto`` (from Slurm array / torchrun variables), checked when parsed."""
+    import os
+
     from ..errors import UserError
-    from ..features.scheduling import parse_shard
+    from ..features.scheduling import parse_shard, shard_from_scheduler
 
     try:
-        return parse_shard(text)
+        return shard_from_scheduler(os.environ) if text.strip().lower() == "auto" else parse_shard(text)
     except UserError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _work_alone_on_launch_share(shard: tuple) -> None:
+    """Under torchrun with ``--shard auto`` every process extracts its own share: leave the process group."""
+    import os
+
+    import torch
+
+    from ..features.scheduling import detach_from_launch
+
+    if getattr(shard, "launcher", None) != "torchrun" or shard[1] == 1:
+        return
+    local_rank = detach_from_launch(os.environ)
+    if local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())  # this process's GPU of the node
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_options(parser)
     add_model_options(parser)
     add_extraction_options(parser)
-    parser.add_argument("--shard", type=shard_type, metavar="I/N",
+    parser.add_argument("--shard", type=shard_type, metavar="I/N|auto",
                         help="extract only the I-th of N shares of the zoo (1-based: 1/2 and 2/2 cover a zoo; "
-                             "share I holds the models at zoo positions I, I+N, I+2N, ...)")
+                             "share I holds the models at zoo positions I, I+N, I+2N, ...). auto: I and N from a "
+                             "Slurm job array (SLURM_ARRAY_TASK_ID/_MIN/_COUNT) or else from a torchrun / accelerate "
+                             "launch (RANK+1 of WORLD_SIZE; each process then extracts its share on its own)")
     parser.set_defaults(func=run)
 
 
@@ -38,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
     from ..extraction import extract
 
-    result = extract(args.dataset, shard=args.shard, **extraction_arguments(args))
+    if args.shard:
+        _work_alone_on_launch_share(args.shard)
+    result = extract(args.dataset, shard=args.shard and tuple(args.shard[:2]), **extraction_arguments(args))
     if not result.is_main_process:
         return 0
     for name, outcome in result.items():

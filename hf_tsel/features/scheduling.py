@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import UserError
 
-__all__ = ["balanced_order", "parse_shard", "shard_entries", "weight_bytes"]
+__all__ = ["LAUNCH_GROUP_VARIABLES", "SchedulerShard", "balanced_order", "detach_from_launch", "parse_shard",
+           "shard_entries", "shard_from_scheduler", "weight_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,95 @@ def parse_shard(text: str) -> tuple[int, int]:
     if count < 1 or not 1 <= index <= count:
         raise UserError(f"shard {text!r} is out of range; shares are numbered 1 to n, e.g. 1/{max(count, 2)}")
     return index, count
+
+
+class SchedulerShard(NamedTuple):
+    """A share ``index/count`` (1-based) read from the scheduler's variables, and which scheduler gave it."""
+
+    index: int
+    count: int
+    launcher: str  # "slurm-array" or "torchrun"
+
+
+# Variables by which torchrun / accelerate launch make a process join one process group.
+LAUNCH_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                          "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_SHARD_FIX = "use an explicit --shard I/N instead"
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
+    text = environ.get(name)
+    if text is None or text.strip() == "":
+        if default is None:
+            raise UserError(f"--shard auto: {name} is not set; {_SHARD_FIX}")
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--shard auto: {name}={text!r} is not an integer; {_SHARD_FIX}") from None
+
+
+def _slurm_array_shard(environ: Mapping[str, str]) -> SchedulerShard:
+    """Share of a Slurm job array (``--array=MIN-MAX[:STEP]``): task ``ID`` is share ``(ID - MIN) / STEP + 1``.
+
+    The array need not start at 0 (``--array=1-10``), hence ``SLURM_ARRAY_TASK_MIN``; a list of
+    ids (``--array=1,4,9``) has no fixed step and is refused.
+    """
+    task, count = _integer(environ, "SLURM_ARRAY_TASK_ID"), _integer(environ, "SLURM_ARRAY_TASK_COUNT")
+    first, step = _integer(environ, "SLURM_ARRAY_TASK_MIN", 0), _integer(environ, "SLURM_ARRAY_TASK_STEP", 1)
+    last = _integer(environ, "SLURM_ARRAY_TASK_MAX", first + step * (count - 1))
+    described = (f"SLURM_ARRAY_TASK_ID={task}, SLURM_ARRAY_TASK_MIN={first}, SLURM_ARRAY_TASK_MAX={last}, "
+                 f"SLURM_ARRAY_TASK_STEP={step}, SLURM_ARRAY_TASK_COUNT={count}")
+    offset, remainder = divmod(task - first, step) if step >= 1 else (-1, 0)
+    if count < 1 or last != first + step * (count - 1) or remainder or not 0 <= offset < count:
+        raise UserError(f"--shard auto: the Slurm array variables do not describe task {task} of an evenly spaced "
+                        f"array ({described}); submit the array as a range such as --array=0-{max(count, 2) - 1} "
+                        f"or {_SHARD_FIX}")
+    return SchedulerShard(offset + 1, count, "slurm-array")
+
+
+def _launch_shard(environ: Mapping[str, str]) -> SchedulerShard:
+    """Share of a torchrun / accelerate launch: process ``RANK`` (0-based) of ``WORLD_SIZE``."""
+    rank, world = _integer(environ, "RANK"), _integer(environ, "WORLD_SIZE")
+    if world < 1 or not 0 <= rank < world:
+        raise UserError(f"--shard auto: RANK={rank} is not a process of WORLD_SIZE={world} (ranks are 0 to "
+                        f"WORLD_SIZE-1); {_SHARD_FIX}")
+    return SchedulerShard(rank + 1, world, "torchrun")
+
+
+def shard_from_scheduler(environ: Mapping[str, str]) -> SchedulerShard:
+    """``--shard auto``: the share this process was launched for, from its scheduler's environment variables.
+
+    A Slurm job array (``SLURM_ARRAY_TASK_ID``) wins over a torchrun / accelerate launch
+    (``RANK``, ``WORLD_SIZE``): an array task that itself runs torchrun over its GPUs extracts its
+    array share with all of them. Missing, malformed or inconsistent variables raise UserError.
+
+    Example:
+        >>> shard_from_scheduler({"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10",
+        ...                       "SLURM_ARRAY_TASK_COUNT": "4"})[:2]
+        (3, 4)
+        >>> shard_from_scheduler({"RANK": "0", "WORLD_SIZE": "16"})
+        SchedulerShard(index=1, count=16, launcher='torchrun')
+    """
+    if "SLURM_ARRAY_TASK_ID" in environ:
+        return _slurm_array_shard(environ)
+    if "RANK" in environ or "WORLD_SIZE" in environ:
+        return _launch_shard(environ)
+    raise UserError("--shard auto found neither a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) nor "
+                    f"a torchrun / accelerate launch (RANK, WORLD_SIZE) in the environment; {_SHARD_FIX}")
+
+
+def detach_from_launch(environ: dict[str, str]) -> int | None:
+    """Remove the launch's process-group variables from ``environ``; return its ``LOCAL_RANK`` (None if unset).
+
+    With ``--shard auto`` under torchrun each process extracts its own share of the zoo: it must
+    not join the launch's process group, whose zoo-parallel split and barriers assume that every
+    process works on the same models. ``LOCAL_RANK`` still says which GPU of the node is its own.
+    """
+    local_rank = environ.get("LOCAL_RANK")
+    for name in LAUNCH_GROUP_VARIABLES:
+        environ.pop(name, None)
+    return int(local_rank) if local_rank not in (None, "") else None
 
 
 def shard_entries(entries: Sequence[Any], index: int, count: int) -> list[Any]:
