@@ -7,7 +7,10 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("cache", help="list or clear cached features")
+    parser = subparsers.add_parser(
+        "cache", help="list or clear cached features",
+        description="List the feature cache's entries (one per model and dataset sample), or delete all or some of "
+                    "them. Only folders this tool wrote are deleted; anything else in the folder is listed as kept.")
     parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
     actions = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="one line per cached (model, dataset sample)")

@@ -147,9 +147,23 @@ def _unreadable(exc: Exception) -> bool:
     return isinstance(exc, (OSError, ValueError, KeyError, SafetensorError))
 
 
+def _own_manifest(path: Path) -> bool:
+    """Whether ``path`` is a manifest this tool wrote: a JSON object whose ``key`` names its folder (a foreign
+    ``manifest.json`` that merely sits in a key-shaped folder is not)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("key") == path.parent.name
+
+
 def _is_entry(folder: Path) -> bool:
-    """Whether ``folder`` is provably a cache entry: a key-shaped name holding nothing but cache files."""
+    """Whether ``folder`` is provably a cache entry: a key-shaped name holding nothing but cache files, with a
+    manifest (if any) that this tool wrote."""
     if not folder.is_dir() or folder.is_symlink() or not _KEY_FORMAT.match(folder.name):
+        return False
+    manifest = folder / _MANIFEST_FILE
+    if (manifest.exists() or manifest.is_symlink()) and not _own_manifest(manifest):
         return False
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).parts

@@ -143,3 +143,16 @@ def test_fp16_on_cpu_is_refused_up_front(nan_model, cli, tmp_path):
                         "--cache-dir", tmp_path / "c"])
     assert code == EXIT_USER_ERROR and "fp16 needs a CUDA device" in err and "--precision bf16 or fp32" in err
     assert not list((tmp_path / "c").glob("*/manifest.json"))
+
+
+# item 6: `cache clear` deletes only what this tool wrote
+def test_cache_clear_keeps_a_folder_with_a_foreign_manifest(cli, tmp_path):
+    own = "a" * 32
+    (tmp_path / own).mkdir()
+    (tmp_path / own / "manifest.json").write_text(json.dumps({"key": own, "model": "m"}))
+    foreign = tmp_path / ("b" * 32)
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text(json.dumps({"name": "my project", "version": 3}))
+    code, out, _ = cli(["cache", "--cache-dir", tmp_path, "clear"])
+    assert code == 0 and "removed 1 cache entry" in out and "b" * 32 in out
+    assert (foreign / "manifest.json").is_file() and not (tmp_path / own).exists()
