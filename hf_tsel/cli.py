@@ -15,6 +15,7 @@ import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
+from typing import Any
 
 from . import __version__, commands
 from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, HfTselError
@@ -66,7 +67,48 @@ def _configure_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
 
 
+class _ClosedPipeGuard:
+    """``sys.stdout`` that outlives its reader: ``hf-tsel rank ... | head -1`` closes the pipe early.
+
+    A closed pipe is not a bug; as with Unix tools the rest of the output is dropped quietly (stdout
+    is pointed at the null device), while the command still finishes its work (result files, cache).
+    """
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop_output()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop_output()
+
+    def _drop_output(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # what is still buffered, and the final flush, go nowhere
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeGuard(stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)

@@ -10,3 +10,6 @@ DEFAULT_ZOO = "default"
 # Bootstrap resamples behind the consensus P(best) and rank interval (hf_tsel.recommendation); measured cost in
 # benchmarks/recommend_speed.py.
 DEFAULT_N_BOOT = 200
+# Largest seed: numpy's RandomState and scikit-learn (PACTran, the linear probe) take seeds below 2**32, so a
+# larger one is refused before any work rather than failing after it.
+MAX_SEED = 2**32 - 1

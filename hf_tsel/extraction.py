@@ -35,7 +35,7 @@ import torch
 
 from . import __version__
 from .data import ImageDataset, load_image_dataset
-from .defaults import DEFAULT_ZOO
+from .defaults import DEFAULT_ZOO, MAX_SEED
 from .errors import CacheError, HfTselError, UserError
 from .features import (PRECISIONS, CachedFeatures, FeatureCache, cache_key, effective_precision, extract_features,
                        local_weights_digest, make_accelerator, model_spec)
@@ -44,7 +44,7 @@ from .hub_access import PROBE_SECONDS, hub_reachable
 from .source_reference import REFERENCE_SEED, ReferenceFeatures, SourceReference, source_reference_of
 
 __all__ = ["Extraction", "ExtractionEvent", "MissingFeaturesError", "ModelOutcome", "PARALLEL_MODES",
-           "attach_source_references", "choose_parallel", "extract", "resolve_models"]
+           "attach_source_references", "check_seed", "choose_parallel", "extract", "resolve_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,13 @@ def resolve_models(zoo: str | Path | None = None, models: Sequence[Any] | None =
     if duplicates:
         raise UserError(f"model(s) {duplicates} were given twice; name each model once")
     return entries
+
+
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that some later step could not take (before any work, not after all of it)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed {seed!r} is not a whole number from 0 to {MAX_SEED}",
+                        fix="pass a smaller seed (numpy and scikit-learn take seeds below 2**32).")
 
 
 def _current_revision(entry: Any) -> str | None:
@@ -478,6 +485,7 @@ def extract(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[Any
         >>> zoo = hf_tsel.extract("uoft-cs/cifar10", split="test", samples_per_class=20)  # doctest: +SKIP
         >>> {name: o.features.features.shape[1] for name, o in zoo.items() if o.features}  # doctest: +SKIP
     """
+    check_seed(seed)
     entries = resolve_models(zoo, models, loader=loader)
     if shard is not None:
         entries = shard_entries(entries, *shard)

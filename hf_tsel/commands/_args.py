@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "port_number",
+from ..defaults import MAX_SEED
+
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "port_number", "seed_int",
            "check_output_file"]
 
 
@@ -40,6 +42,7 @@ non_negative_int = _number(int, "a whole number of at least 0", lambda v: v >= 0
 positive_float = _number(float, "a number greater than 0", lambda v: v > 0)
 non_negative_float = _number(float, "a number of at least 0", lambda v: v >= 0)
 port_number = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
+seed_int = _number(int, f"a whole number from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED)
 
 
 def check_output_file(path: str, option: str, *, overwrite: bool = True) -> None:

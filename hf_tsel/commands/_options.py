@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any, Sequence
 
-from ._args import non_negative_int, positive_int
+from ._args import non_negative_int, positive_int, seed_int
 
 # (flag, argparse keyword arguments) of the options that decide which samples are read: one table
 # both registers them and rebuilds a command line with the same sample.
@@ -60,7 +60,7 @@ def parallel_type(text: str) -> str:
 
 def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     """Seed, batching, device, cache folder, multi-process mode and progress output."""
-    parser.add_argument("--seed", type=non_negative_int, default=0,
+    parser.add_argument("--seed", type=seed_int, default=0,
                         help="seed of the sampling and of stochastic metrics (default 0)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")

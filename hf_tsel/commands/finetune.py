@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ._args import non_negative_float, non_negative_int, positive_float, positive_int
+from ._args import non_negative_float, positive_float, positive_int, seed_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--label-column", help="label column (default: auto-detected)")
     data.add_argument("--samples-per-class", type=positive_int, help="train on at most K images per class")
     data.add_argument("--test-samples-per-class", type=positive_int, help="evaluate on at most K images per class")
-    data.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
+    data.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
     full = parser.add_argument_group("full fine-tuning")
     full.add_argument("--grid", choices=["sgd", "adamw"], default="sgd",
                       help="sgd: lr {1e-1..1e-4} x wd {0,1e-6..1e-3} (LEAD/PED/SFDA); adamw: lr {1e-5,2e-5,5e-5} x "
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     full.add_argument("--lr", type=positive_float, nargs="+", help="override the grid's learning rates")
     full.add_argument("--weight-decay", type=non_negative_float, nargs="+", help="override the grid's weight decays")
     full.add_argument("--epochs", type=positive_int, default=10, help="epochs per grid point (default 10)")
-    full.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="training seeds averaged per grid point")
+    full.add_argument("--seeds", type=seed_int, nargs="+", default=[0], help="training seeds averaged per grid point")
     full.add_argument("--batch-size", type=positive_int, default=32, help="batch size per process (default 32)")
     full.add_argument("--no-augment", action="store_true", help="no random flip/translation while training")
     full.add_argument("--train-layers", choices=["all", "last"], default="all",

@@ -156,3 +156,37 @@ def test_cache_clear_keeps_a_folder_with_a_foreign_manifest(cli, tmp_path):
     code, out, _ = cli(["cache", "--cache-dir", tmp_path, "clear"])
     assert code == 0 and "removed 1 cache entry" in out and "b" * 32 in out
     assert (foreign / "manifest.json").is_file() and not (tmp_path / own).exists()
+
+
+# item 8: every option is validated before any work; a closed pipe is not a bug
+@pytest.mark.parametrize("command", [["rank", "DATASET"], ["extract", "DATASET"], ["demo"],
+                                     ["finetune", "DATASET"]])
+def test_seed_too_large_is_refused_before_any_work(cli, tmp_path, command, capsys):
+    args = [a if a != "DATASET" else str(tmp_path / "no-such-dataset") for a in command]
+    with pytest.raises(SystemExit) as stop:
+        cli([*args, "--seed", str(2**63)])
+    assert stop.value.code == EXIT_USER_ERROR and "--seed" in capsys.readouterr().err
+
+
+def test_seed_too_large_is_refused_by_the_api(tmp_path):
+    import hf_tsel
+    from hf_tsel.errors import UserError
+
+    with pytest.raises(UserError, match="seed"):
+        hf_tsel.extract(tmp_path / "no-such-dataset", models=["fake/x"], seed=2**63)
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line (`| head -0`)
+    try:
+        done = subprocess.run([sys.executable, "-m", "hf_tsel.cli", "zoo", "list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "HF_TSEL_HOME": str(tmp_path)})
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
