@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import DataError
 from .hub_access import looks_like_local_path
@@ -37,6 +37,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _LABEL_NAMES = ("label", "labels", "fine_label", "class", "target", "category", "y")
 _SCRIPT_ERROR = "Dataset scripts are no longer supported"
 PARQUET_REVISION = "refs/convert/parquet"
+
+
+_EXIF_ORIENTATION = 0x0112  # EXIF tag: how the stored pixels must be turned to show the picture upright
 
 
 class CorruptImageError(ValueError):
@@ -93,6 +96,9 @@ class ImageDataset:
             else:
                 image = Image.open(value["path"])
             image.load()
+            # cameras store the pixels as shot and the rotation in EXIF: the model must see the picture upright
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
         except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
             raise CorruptImageError(f"row {int(self.indices[position])}: {exc}") from None
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
@@ -350,22 +356,37 @@ def _find_label_column(features: Any, requested: str | None) -> str:
                     "(a ClassLabel, integer or string column)")
 
 
-def _class_labels(dataset: Any, column: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Returns ``(class index per labelled row, class names, row indices kept)``; rows labelled -1 are dropped."""
+_NO_LABEL = -1  # the one "unlabelled" sentinel (datasets' ClassLabel, unlabelled test splits)
+
+
+def _class_labels(dataset: Any, column: str) -> tuple[np.ndarray, list[str], np.ndarray, str]:
+    """Returns ``(class index per labelled row, class names, row indices kept, what an unlabelled row holds)``.
+
+    Only ``-1`` (integers, ClassLabel) and an empty or missing string mean "no label". Any other
+    negative integer of a plain integer column is a class like the others; in a ClassLabel column it
+    names no class, which is an error, not a row to drop silently.
+    """
     import datasets
 
     feature = dataset.features[column]
     values = np.asarray(dataset.with_format("numpy")[column]) if len(dataset) else np.array([], dtype=np.int64)
     if isinstance(feature, datasets.ClassLabel):
-        rows = np.flatnonzero(values >= 0)
-        return values[rows].astype(np.int64), list(feature.names), rows
+        invalid = values[(values < 0) & (values != _NO_LABEL)]
+        if len(invalid):
+            raise DataError(f"the ClassLabel column {column!r} holds {int(invalid[0])} in {len(invalid)} row(s); only "
+                            f"{_NO_LABEL} (no label) may be negative",
+                            fix="fix those labels, or save the column as plain integers so every value is a class.")
+        rows = np.flatnonzero(values != _NO_LABEL)
+        return values[rows].astype(np.int64), list(feature.names), rows, f"labelled {_NO_LABEL} (no label)"
     if _label_kind(feature) == "str":
         values = np.array([str(v) if v is not None else "" for v in dataset[column]], dtype=object)
         rows = np.flatnonzero(values != "")
+        sentinel = "with an empty or missing label"
     else:
-        rows = np.flatnonzero(values >= 0)
+        rows = np.flatnonzero(values != _NO_LABEL)
+        sentinel = f"labelled {_NO_LABEL} (no label)"
     names, codes = np.unique(values[rows], return_inverse=True)
-    return codes.astype(np.int64), [str(n) for n in names], rows
+    return codes.astype(np.int64), [str(n) for n in names], rows, sentinel
 
 
 def stratified_sample(labels: np.ndarray, *, samples_per_class: int | None = None, max_samples: int | None = None,
@@ -419,9 +440,9 @@ def _finish(dataset: Any, *, name: str, fingerprint: str, split: str, config: st
 
     image_column = _find_image_column(dataset.features, image_column)
     label_column = _find_label_column(dataset.features, label_column)
-    codes, class_names, labelled_rows = _class_labels(dataset, label_column)
+    codes, class_names, labelled_rows, sentinel = _class_labels(dataset, label_column)
     if len(labelled_rows) < len(dataset):
-        warnings.warn(f"{len(dataset) - len(labelled_rows)} rows without a label (-1) are skipped", stacklevel=3)
+        warnings.warn(f"{len(dataset) - len(labelled_rows)} rows {sentinel} are skipped", stacklevel=3)
     positions = stratified_sample(codes, samples_per_class=samples_per_class, max_samples=max_samples, seed=seed)
     codes, rows = codes[positions], labelled_rows[positions]
     counts = np.bincount(codes, minlength=len(class_names))
@@ -433,7 +454,12 @@ def _finish(dataset: Any, *, name: str, fingerprint: str, split: str, config: st
         codes, rows = codes[keep], rows[keep]
     present = np.unique(codes)
     if len(present) < 2:
-        found = f"only class {class_names[present[0]]!r}" if len(present) else "no labelled samples"
+        if len(present):
+            found = f"only class {class_names[present[0]]!r} with 2 or more samples"
+        elif len(lonely):  # every class was drawn once (e.g. --samples-per-class 1): they are labelled, just alone
+            found = f"a single sample in each of its {len(lonely)} class(es)"
+        else:
+            found = "no labelled samples"
         raise DataError(f"the sample of {name!r} (split {split!r}, column {label_column!r}) has {found}; "
                         "transferability ranking needs at least 2 classes with 2+ samples each. Use another split or "
                         "label column, or more samples.")

@@ -71,8 +71,8 @@ class ImageTransform:
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
         if not 0 < float(self.crop_pct) <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
-        if any(s == 0 for s in self.std):
-            raise ValueError("std must be non-zero in every channel")
+        if any(not s > 0 for s in self.std):  # a negative std would silently flip a channel's sign
+            raise ValueError(f"std must be non-zero and positive in every channel, got {list(self.std)}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any], overrides: dict[str, Any] | None = None) -> "ImageTransform":

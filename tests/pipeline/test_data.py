@@ -94,7 +94,7 @@ def test_unlabelled_rows_are_skipped():
     labels = ds["label"][:]
     labels[0] = -1
     ds = ds.cast_column("label", datasets.Value("int64")).remove_columns("label").add_column("label", labels)
-    with pytest.warns(UserWarning, match="1 rows without a label"):
+    with pytest.warns(UserWarning, match=r"1 rows labelled -1 \(no label\) are skipped"):
         data = load_image_dataset(ds)
     assert data.num_samples == 11 and 0 not in data.indices
 

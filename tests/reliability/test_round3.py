@@ -190,3 +190,67 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path):
     finally:
         os.close(write)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# item 4: silent wrong inputs
+def _jpeg_with_orientation(orientation: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 16), (200, 30, 30))  # landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_exif_rotated_jpeg_reaches_the_model_upright():
+    import datasets
+
+    from hf_tsel.data import load_image_dataset
+
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": _jpeg_with_orientation(o), "path": None} for o in (6, 6, 1, 1)], "label": [0, 0, 1, 1]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])}))
+    data = load_image_dataset(ds)
+    sizes = [data.load_image(i).size for i in range(data.num_samples)]
+    assert sorted(sizes) == [(16, 32), (16, 32), (32, 16), (32, 16)]  # orientation 6: turned a quarter, portrait
+
+
+def test_negative_integer_label_is_a_class_and_only_minus_one_is_skipped():
+    import datasets
+
+    from hf_tsel.data import load_image_dataset
+    from tests.pipeline.data_fixtures import class_images
+
+    images, _ = class_images(num_classes=3, per_class=4)
+    labels = [0] * 4 + [1] * 4 + [-5] * 4
+    ds = datasets.Dataset.from_dict({"image": images + images[:2], "label": labels + [-1, -1]},
+                                    features=datasets.Features({"image": datasets.Image(),
+                                                                "label": datasets.Value("int64")}))
+    with pytest.warns(UserWarning, match=r"2 rows labelled -1 \(no label\) are skipped"):
+        data = load_image_dataset(ds)
+    assert data.num_samples == 12 and sorted(data.class_names) == ["-5", "0", "1"]
+
+
+def test_negative_std_in_a_zoo_entry_is_refused(hub, cli, tmp_path):
+    import yaml
+
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(yaml.safe_dump({"name": "z", "models": [
+        {"name": "good", "hub_id": hub.ids["timm_cnn"], "loader": "timm"},
+        {"name": "flipped", "hub_id": hub.ids["timm_vit"], "loader": "timm", "preprocessing": {"std": [0.5, -0.5, 0.5]}}]}))
+    code, _, err = cli(["rank", DATASET, "--zoo", zoo, "--cache-dir", tmp_path / "c"])
+    assert code == EXIT_USER_ERROR and "positive" in err and "entry 2 (flipped)" in err
+
+
+# item 7: one sample per class is not "no labelled samples"
+def test_one_sample_per_class_says_so():
+    from hf_tsel.data import load_image_dataset
+    from hf_tsel.errors import DataError
+    from tests.pipeline.data_fixtures import image_dataset
+
+    with pytest.raises(DataError, match="a single sample in each of its 3 class"), pytest.warns(UserWarning):
+        load_image_dataset(image_dataset(per_class=4), samples_per_class=1)
