@@ -50,6 +50,9 @@ def print_rich(table) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..groundtruth.evaluate import evaluation_table, plot_scores_vs_accuracy, read_scores
     from ..groundtruth.table import ground_truth_from_results, read_ground_truth
+    from ._ranking_output import plain_warnings
+
+    plain_warnings()
 
     for option, path in (("--output", args.output), ("--plot", args.plot)):
         if path:

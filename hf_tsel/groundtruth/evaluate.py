@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -49,8 +50,10 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
                      metrics: Sequence[str] | None = None, ks: Sequence[int] = (1, 3)) -> pd.DataFrame:
     """One row per (dataset, protocol, metric): every measure of :func:`hf_tsel.evaluation.evaluate_ranking`.
 
-    Models are matched by name within a dataset; models without a finite score or without an
-    accuracy are left out (``num_models`` says how many remained). Fewer than two models give NaNs.
+    Models are matched by name within a dataset; models without a score (empty: not applicable) or
+    without an accuracy are left out (``num_models`` says how many remained; models on one side only
+    are named in a warning, and no model in common is an error). Several scores for one (dataset,
+    model, metric) and infinite scores are refused. Fewer than two models give NaNs.
     """
     from ..evaluation import evaluate_ranking
 
@@ -71,6 +74,8 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
     if not common:
         raise UserError(f"no dataset is in both the scores {sorted(set(scores['dataset']))[:5]} and the ground truth "
                         f"{sorted(set(ground_truth['dataset']))[:5]}; dataset names must match exactly")
+    _check_scores(scores[scores["dataset"].isin(common)])
+    _check_models(scores[scores["dataset"].isin(common)], ground_truth[ground_truth["dataset"].isin(common)])
     rows = []
     for (dataset, gt_protocol), gt in ground_truth[ground_truth["dataset"].isin(common)].groupby(["dataset", "protocol"]):
         accuracies = dict(zip(gt["model"], gt["accuracy"].astype(float)))
@@ -83,6 +88,44 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
                 row.update(evaluate_ranking(valid, {m: accuracies[m] for m in valid}, ks=ks))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _check_scores(scores: pd.DataFrame) -> None:
+    """Refuse what would be dropped or overwritten silently: several scores for one (dataset, model, metric)
+    (the ground truth refuses its duplicates too) and infinite scores (a metric that broke down)."""
+    key = ["dataset", "model", "metric"]
+    duplicated = scores.duplicated(subset=key, keep=False)
+    if duplicated.any():
+        row = scores[duplicated].iloc[0]
+        raise ResultsError(f"the scores have {int(duplicated.sum())} rows for one (dataset, model, metric), e.g. "
+                           f"dataset {row['dataset']!r}, model {row['model']!r}, metric {row['metric']!r}",
+                           fix="keep one score per (dataset, model, metric); results of several splits or configs "
+                               "go in separate files.")
+    values = pd.to_numeric(scores["score"], errors="coerce")
+    infinite = values.notna() & ~values.apply(lambda v: math.isfinite(v) if pd.notna(v) else True)
+    if infinite.any():
+        row = scores[infinite].iloc[0]
+        raise ResultsError(f"the score of model {row['model']!r} for metric {row['metric']!r} on {row['dataset']!r} "
+                           f"is {float(row['score']):g} ({int(infinite.sum())} infinite score(s))",
+                           fix="scores must be finite numbers; leave the cell empty for a model without a score.")
+
+
+def _check_models(scores: pd.DataFrame, ground_truth: pd.DataFrame) -> None:
+    """Model names must match between the two tables: none in common is an error, a partial match a warning
+    naming the models left out (they would otherwise vanish from every measure)."""
+    for dataset in sorted(set(scores["dataset"])):
+        scored = set(scores.loc[scores["dataset"] == dataset, "model"])
+        known = set(ground_truth.loc[ground_truth["dataset"] == dataset, "model"])
+        if not scored & known:
+            raise UserError(f"no model of dataset {dataset!r} is in both the scores {sorted(scored)[:5]} and the "
+                            f"ground truth {sorted(known)[:5]}",
+                            fix="model names must match exactly (the zoo entry names that `hf-tsel rank` writes).")
+        for side, names in (("without an accuracy in the ground truth", scored - known),
+                            ("without a score", known - scored)):
+            if names:
+                listed = ", ".join(sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
+                warnings.warn(f"dataset {dataset!r}: {len(names)} model(s) {side} are left out: {listed}",
+                              stacklevel=3)
 
 
 def plot_scores_vs_accuracy(scores: pd.DataFrame, ground_truth: pd.DataFrame, dataset: str, protocol: str,

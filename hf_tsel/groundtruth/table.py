@@ -34,12 +34,19 @@ def validate_ground_truth(frame: pd.DataFrame, *, where: str = "ground-truth tab
     if missing:
         raise UserError(f"{where} lacks column(s) {missing}; a GT table needs {list(GT_FIELDS)}")
     frame = frame.copy()
-    frame["accuracy"] = pd.to_numeric(frame["accuracy"], errors="coerce")
-    bad = frame[frame["accuracy"].isna() | (frame["accuracy"] < 0) | (frame["accuracy"] > 1)]
-    if len(bad):
-        row = bad.iloc[0]
-        raise UserError(f"{where}: accuracy of {row['model']!r} on {row['dataset']!r} is {row['accuracy']!r}; "
-                        "accuracies are fractions in [0, 1] (divide percentages by 100)")
+    raw = frame["accuracy"]
+    frame["accuracy"] = pd.to_numeric(raw, errors="coerce")
+    unusable = frame["accuracy"].isna() | ~frame["accuracy"].between(0, 1)
+    if unusable.any():
+        position = int(unusable.to_numpy().argmax())
+        row, value = frame.iloc[position], raw.iloc[position]
+        shown = "missing or not a number" if pd.isna(row["accuracy"]) else f"{float(row['accuracy']):g}"
+        if pd.notna(value) and pd.isna(row["accuracy"]):
+            shown = f"not a number ({value!r})"
+        fix = ("divide percentages by 100." if row["accuracy"] > 1 else
+               "give every model an accuracy in [0, 1], or leave its row out.")
+        raise UserError(f"{where}: accuracy of {row['model']!r} on {row['dataset']!r} is {shown}; accuracies are "
+                        f"fractions in [0, 1] ({int(unusable.sum())} row(s) affected)", fix=fix)
     duplicated = frame.duplicated(subset=list(GT_FIELDS[:3]), keep=False)
     if duplicated.any():
         row = frame[duplicated].iloc[0]

@@ -254,3 +254,44 @@ def test_one_sample_per_class_says_so():
 
     with pytest.raises(DataError, match="a single sample in each of its 3 class"), pytest.warns(UserWarning):
         load_image_dataset(image_dataset(per_class=4), samples_per_class=1)
+
+
+# item 5: evaluate questions what it used to accept
+def _tables(tmp_path, scores: list[tuple], truth: list[tuple]):
+    import pandas as pd
+
+    pd.DataFrame(scores, columns=["dataset", "model", "metric", "score"]).to_csv(tmp_path / "s.csv", index=False)
+    pd.DataFrame(truth, columns=["dataset", "model", "protocol", "accuracy"]).to_csv(tmp_path / "gt.csv", index=False)
+    return ["evaluate", tmp_path / "s.csv", "--ground-truth", tmp_path / "gt.csv"]
+
+
+def test_evaluate_with_no_model_in_common_is_an_error(cli, tmp_path):
+    args = _tables(tmp_path, [("d", "a", "logme", 1.0), ("d", "b", "logme", 2.0)],
+                   [("d", "A", "full", 0.5), ("d", "B", "full", 0.6)])
+    code, _, err = cli(args)
+    assert code == EXIT_USER_ERROR and "no model of dataset 'd'" in err and "'A'" in err and "'a'" in err
+
+
+def test_evaluate_names_the_models_a_partial_match_leaves_out(cli, tmp_path):
+    args = _tables(tmp_path, [("d", m, "logme", s) for m, s in zip("abcx", (3.0, 2.0, 1.0, 0.0))],
+                   [("d", m, "full", a) for m, a in zip("abcy", (0.9, 0.8, 0.7, 0.6))])
+    code, out, err = cli(args)
+    assert code == 0 and "1 model(s) without an accuracy in the ground truth are left out: x" in err
+    assert "1 model(s) without a score are left out: y" in err
+
+
+@pytest.mark.parametrize("scores, message", [
+    ([("d", "a", "logme", 1.0), ("d", "a", "logme", 2.0), ("d", "b", "logme", 0.0)], "2 rows for one"),
+    ([("d", "a", "logme", float("inf")), ("d", "b", "logme", 0.0)], "is inf"),
+])
+def test_evaluate_refuses_duplicate_and_infinite_scores(cli, tmp_path, scores, message):
+    code, _, err = cli(_tables(tmp_path, scores, [("d", "a", "full", 0.9), ("d", "b", "full", 0.8)]))
+    assert code == EXIT_USER_ERROR and message in err and "'a'" in err and "Fix:" in err
+
+
+def test_evaluate_nan_accuracy_is_a_plain_message(cli, tmp_path):
+    args = _tables(tmp_path, [("d", "a", "logme", 1.0), ("d", "b", "logme", 0.0)],
+                   [("d", "a", "full", float("nan")), ("d", "b", "full", 0.8)])
+    code, _, err = cli(args)
+    assert code == EXIT_USER_ERROR and "missing or not a number" in err
+    assert "np.float64" not in err and "divide percentages" not in err
