@@ -85,6 +85,12 @@ class ImageDataset:
         digest.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
+    def describe(self, position: int) -> str:
+        """Where sample ``position`` comes from, for a message: its row in the split and its file name if known."""
+        value = self.dataset[int(position)][self.image_column]
+        path = value.get("path") if isinstance(value, dict) else None
+        return f"row {int(self.indices[position])}" + (f" ({path})" if path else "")
+
     def load_image(self, position: int) -> Image.Image:
         """Decode sample ``position`` as an RGB image; raises :class:`CorruptImageError` if unreadable."""
         value = self.dataset[int(position)][self.image_column]

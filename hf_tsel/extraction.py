@@ -308,8 +308,7 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
                               on_chunk=checkpoint, split_images=run.split_images,
                               on_batch=lambda n: run.emit("progress", model=entry.name, advance=n))
     if result.num_corrupt:
-        warnings.warn(f"{result.num_corrupt} of {data.num_samples} images could not be decoded and were skipped",
-                      stacklevel=2)
+        warnings.warn(_undecodable_note(data, result.positions), stacklevel=2)
     manifest = {"key": key, "model": entry.name, "model_id": entry.hub_id, "model_revision": revision,
                 "loader": entry.loader, "pooling": entry.pooling, "preprocessing": backbone.preprocessing,
                 "details": backbone.details,  # e.g. preprocessing fixes applied by the loader
@@ -327,6 +326,14 @@ def _features_for(entry: Any, run: _Run) -> ModelOutcome:
     return run.outcome(entry, "resumed" if result.chunks_reused else "extracted", features,
                        extraction_seconds=seconds, data_seconds=result.data_seconds,
                        forward_seconds=result.forward_seconds, num_corrupt=result.num_corrupt)
+
+
+def _undecodable_note(data: ImageDataset, decoded: np.ndarray, shown: int = 5) -> str:
+    """Which images could not be decoded (the first few by row and file), and how to see why."""
+    skipped = np.setdiff1d(np.arange(data.num_samples), decoded)
+    named = ", ".join(data.describe(p) for p in skipped[:shown]) + (", ..." if len(skipped) > shown else "")
+    return (f"{len(skipped)} of {data.num_samples} images could not be decoded and were skipped: {named}; "
+            f"the ranking uses the other {data.num_samples - len(skipped)} (run with -v to see why each failed)")
 
 
 def _load_everywhere(entry: Any, run: _Run) -> tuple[Any, str | None]:

@@ -21,10 +21,11 @@ from . import __version__
 from .data import ImageDataset
 from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
 from .errors import UserError
-from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract
+from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
-from .scoring import checked_metric_params, drop_non_finite_models, drop_thin_classes, resolve_metrics, score_models
+from .scoring import (check_metadata_priors, checked_metric_params, drop_non_finite_models, drop_thin_classes,
+                      resolve_metrics, score_models)
 
 __all__ = ["DEFAULT_METRICS", "DEFAULT_ZOO", "rank"]
 
@@ -66,6 +67,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         raise UserError(f"n_boot must be >= 0 (0 skips the bootstrap), got {n_boot}")
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
+    check_metadata_priors(specs, resolve_models(zoo, models, loader=loader))
     extraction = extract(dataset, zoo=zoo, models=models, split=split, config=config, revision=revision,
                          image_column=image_column, label_column=label_column, samples_per_class=samples_per_class,
                          max_samples=max_samples, seed=seed, batch_size=batch_size, num_workers=num_workers,

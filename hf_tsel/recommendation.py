@@ -41,7 +41,7 @@ import torch
 
 from .defaults import DEFAULT_N_BOOT
 from .metrics import MetricInputs, get_metric
-from .metrics._validation import as_tensor, prepare_inputs, resolve_device
+from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
 from .metrics.consensus import CONSENSUS_RULE, combine, consensus_scores
 
 __all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indices", "consensus_records",
@@ -160,19 +160,19 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
     Returns:
         One row per model, best first: ``model, score, rank, p_top1, rank_low, rank_high``.
         ``attrs`` holds ``members``, ``dropped`` (member -> why), ``member_scores``, ``n_boot``,
-        ``score_gap_sd`` (bootstrap sd of the #1 - #2 score gap) and ``num_samples``/``num_classes``.
+        ``score_gap`` (``{"mean": #1 - #2 score gap, "sd": its bootstrap sd}``) and ``num_samples``/``num_classes``.
     """
     from .errors import MetricInputError
 
     if n_boot < 0 or not 0.0 <= calibration <= 1.0:
         raise MetricInputError("recommend", f"n_boot must be >= 0 and calibration in [0, 1], got {n_boot}, {calibration}.",
                                f"use e.g. n_boot={DEFAULT_N_BOOT}, calibration={CALIBRATION_SHRINK}.")
-    result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
-                              rule=rule, seed=seed, device=device, known=known)
     models = list(features_by_model)
     target = resolve_device(device, *features_by_model.values())
-    checked = {m: prepare_inputs("recommend", f, labels, needs_features=True, needs_source_probs=False, device=target)
-               for m, f in features_by_model.items()}
+    checked = {m: prepare_model_inputs("recommend", m, f, labels, needs_features=True, needs_source_probs=False,
+                                       device=target) for m, f in features_by_model.items()}  # errors name the model
+    result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
+                              rule=rule, seed=seed, device=device, known=known)
     first = next(iter(checked.values()))
     generator = torch.Generator().manual_seed(seed)
     resampler = _Resampler(

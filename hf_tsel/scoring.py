@@ -22,8 +22,8 @@ from .errors import UserError
 from .extraction import ModelOutcome
 from .features import CachedFeatures
 
-__all__ = ["checked_metric_params", "drop_non_finite_models", "drop_thin_classes", "non_finite_reason",
-           "resolve_metrics", "score_models"]
+__all__ = ["check_metadata_priors", "checked_metric_params", "drop_non_finite_models", "drop_thin_classes",
+           "missing_metadata", "non_finite_reason", "resolve_metrics", "score_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,37 @@ def drop_non_finite_models(outcomes: Sequence[ModelOutcome]) -> list[str]:
     return dropped
 
 
+def missing_metadata(spec: Any, entries: Sequence[Any]) -> dict[str, str]:
+    """Entry name -> why a zoo-metadata prior (``prior:params``, ``prior:imagenet_top1``) cannot score it: its
+    entry does not record the fact. Such a model is "not applicable", like a headless model for LEEP; it must
+    not fail the prior for every other model."""
+    from .metrics import MetricInputError
+    from .metrics.priors import prior_value
+
+    fact = spec.name.partition(":")[2]
+    if not spec.name.startswith("prior:") or fact == "feature_dim":  # the feature width needs no metadata
+        return {}
+    gaps = {}
+    for entry in entries:
+        try:
+            prior_value(spec.name, fact, entry.name, None, {entry.name: entry.metadata})
+        except MetricInputError as exc:
+            gaps[entry.name] = f"not applicable: {exc.problem} Fix: {exc.fix}"
+    return gaps
+
+
+def check_metadata_priors(specs: Sequence[Any], entries: Sequence[Any]) -> None:
+    """Before any work: a metadata prior that no model of the run can take is an error naming the fix."""
+    for spec in specs:
+        gaps = missing_metadata(spec, entries)
+        if entries and len(gaps) == len(entries):
+            fact = spec.name.partition(":")[2]
+            raise UserError(f"--metrics {spec.name} reads each model's published {fact} from its zoo entry's metadata, "
+                            f"and none of the {len(entries)} model(s) records it",
+                            fix=f"add `metadata: {{{fact}: ...}}` to the zoo entries (docs/zoos.md), or leave "
+                                f"{spec.name} out (prior:feature_dim needs no metadata).")
+
+
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
     from .metrics import MetricInputError
@@ -180,7 +211,9 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
         params = metric_params.get(spec.name, {})
         if spec.consumes == "model_set":
             # one model's NaN features must not take the set's score down for every model
-            broken = {o.entry.name: why for o in ready if (why := non_finite_reason(o.features.features))}
+            broken = {o.entry.name: f"left out: {why}" for o in ready
+                      if (why := non_finite_reason(o.features.features))}
+            broken.update(missing_metadata(spec, [o.entry for o in ready if o.entry.name not in broken]))
             members = [o for o in ready if o.entry.name not in broken]
             common = members[0].features.positions if members else np.array([], dtype=np.int64)
             for o in members[1:]:
@@ -200,7 +233,7 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             seconds = (time.perf_counter() - start) / max(1, len(members))
             for o in ready:
                 value = values.get(o.entry.name, float("nan"))
-                record(o, spec, value, f"left out: {broken[o.entry.name]}" if o.entry.name in broken else note, seconds)
+                record(o, spec, value, broken.get(o.entry.name, note), seconds)
             continue
         for o in ready:
             inputs = _model_inputs(spec, o, labels)

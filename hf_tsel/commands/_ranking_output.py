@@ -76,6 +76,16 @@ def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     return cells
 
 
+def _samples_used(df: pd.DataFrame, run: dict) -> str:
+    """``"10 samples"``, or ``"10 of 11 samples used"`` when undecodable images (or thin classes) were left out."""
+    sampled = run.get("num_samples")
+    scored = df.loc[df["score"].notna(), "num_samples"]
+    used = int(scored.max()) if len(scored) else sampled
+    if sampled is None or used is None or used == sampled:
+        return f"{sampled if sampled is not None else '?'} samples"
+    return f"{used} of {sampled} samples used"
+
+
 def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     """One row per model sorted by consensus, with P(best) and the 90 % rank interval; then the recommendation.
 
@@ -90,7 +100,7 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
     has_consensus = bool((df["metric"] == "consensus").any())
     shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
-    title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {run.get('num_samples', '?')} samples, "
+    title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {_samples_used(df, run)}, "
              f"{run.get('num_classes', '?')} classes (score and #rank, higher is better; sorted by consensus)")
     console = Console()
     console.print(escape(title), highlight=False)

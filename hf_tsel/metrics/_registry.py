@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
 import types
 import typing
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
+import numpy as np
 import torch
 
-from ._validation import MetricInputError, MetricInputs, prepare_inputs
+from ._validation import MetricInputError, MetricInputs, prepare_inputs, prepare_model_inputs
 
 __all__ = [
     "MetricSpec", "MetricTable", "register", "register_transform", "get_metric", "list_metrics", "score", "score_zoo",
@@ -300,7 +302,19 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
     inputs = prepare_inputs(spec.name, features, labels, needs_features="features" in spec.consumes,
                             needs_source_probs=uses_probs, source_probs=source_probs,
                             device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
-    return _finite(spec, spec.fn(inputs, **kwargs))
+    with _linear_algebra_errors(spec.name):
+        return _finite(spec, spec.fn(inputs, **kwargs))
+
+
+@contextlib.contextmanager
+def _linear_algebra_errors(metric: str) -> Iterator[None]:
+    """A solver that gives up on valid inputs (ill-conditioned features) is the package's error, naming the metric."""
+    try:
+        yield
+    except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:
+        raise MetricInputError(metric, f"a linear-algebra step failed on these features ({' '.join(str(exc).split())}).",
+                               "the features are ill-conditioned for this metric: standardise them, drop constant or "
+                               "duplicated dimensions, or use another metric.") from None
 
 
 def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
@@ -333,8 +347,10 @@ def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
     kwargs = _call_kwargs(spec, seed, params)
     if probs and "source_probs" in spec.parameters:
         kwargs.setdefault("source_probs", probs)
-    inputs = {model: prepare_inputs(spec.name, feats, labels, needs_features=True, needs_source_probs=False,
-                                    device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
+    inputs = {model: prepare_model_inputs(spec.name, model, feats, labels, needs_features=True,
+                                          needs_source_probs=False, device=device, dtype=spec.dtype,
+                                          min_per_class=spec.min_samples_per_class)
               for model, feats in features_by_model.items()}
-    values = spec.fn(inputs, **kwargs)
+    with _linear_algebra_errors(spec.name):
+        values = spec.fn(inputs, **kwargs)
     return {model: _finite(spec, values[model], model) for model in features_by_model}

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import MetricInputError
 
-__all__ = ["MetricInputError", "MetricInputs", "prepare_inputs", "resolve_device", "as_tensor"]
+__all__ = ["MetricInputError", "MetricInputs", "prepare_inputs", "prepare_model_inputs", "resolve_device", "as_tensor"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,29 @@ def _check_features(metric: str, features: Any, device: torch.device, dtype: tor
         bad = int((~torch.isfinite(tensor)).any(dim=1).sum())
         raise MetricInputError(metric, f"features contain NaN or infinite values in {bad} of {len(tensor)} rows.",
                                "drop those samples or fix the feature extraction (e.g. fp16 overflow).")
+    _check_scale(metric, tensor)
     return tensor
+
+
+def prepare_model_inputs(metric: str, model: str, features: Any, labels: Any, **options: Any) -> MetricInputs:
+    """:func:`prepare_inputs` for one model of a set; an error names that model (which of 20 is broken?)."""
+    try:
+        return prepare_inputs(metric, features, labels, **options)
+    except MetricInputError as exc:
+        raise MetricInputError(metric, f"model {model!r}: {exc.problem}", exc.fix) from None
+
+
+def _check_scale(metric: str, tensor: torch.Tensor) -> None:
+    """Refuse finite features so large that sums of their squares (covariances, norms) overflow float64:
+    the metrics would fail deep inside a linear-algebra routine instead of saying why."""
+    low, high = tensor.aminmax()
+    largest = max(abs(float(low)), abs(float(high)))
+    limit = math.sqrt(torch.finfo(torch.float64).max / max(1, tensor.numel()))
+    if largest > limit:
+        raise MetricInputError(metric, f"feature values reach {largest:.3g}, too large for this many values "
+                                       f"({tensor.shape[0]} x {tensor.shape[1]}): their squares overflow.",
+                               "rescale the features (e.g. divide by their largest absolute value, or standardise "
+                               "each dimension).")
 
 
 def _check_labels(metric: str, labels: Any, n_samples: int | None, min_per_class: int) -> tuple[np.ndarray, np.ndarray]:

@@ -295,3 +295,62 @@ def test_evaluate_nan_accuracy_is_a_plain_message(cli, tmp_path):
     code, _, err = cli(args)
     assert code == EXIT_USER_ERROR and "missing or not a number" in err
     assert "np.float64" not in err and "divide percentages" not in err
+
+
+# item 7: messages name the culprit and say the right thing
+def test_undecodable_image_is_named_and_not_counted(nan_model, cli, tmp_path):
+    from tests.pipeline.data_fixtures import write_imagefolder, write_zoo
+
+    root = write_imagefolder(tmp_path / "imgs", per_class=4)
+    (root / "train" / "c1" / "5.png").write_bytes(b"not a png at all")
+    zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
+    code, out, err = cli(["rank", root, "--zoo", zoo, "--metrics", "logme", "--n-boot", "0",
+                          "--cache-dir", tmp_path / "c"])
+    assert code == 0, out + err
+    assert "5.png" in err and "-v" in err and "1 of 12 images could not be decoded" in err
+    assert "11 of 12 samples used" in " ".join(out.split())  # the table title may wrap
+
+
+def test_metadata_prior_that_no_model_records_is_refused_up_front(nan_model, cli, tmp_path):
+    dataset, zoo = nan_model
+    code, _, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "prior:params", "--cache-dir", tmp_path / "c"])
+    assert code == EXIT_USER_ERROR and "prior:params" in err and "metadata" in err and "none of the 3" in err
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*/manifest.json"))
+
+
+def test_metadata_prior_scores_the_models_that_record_it(nan_model, cli, tmp_path):
+    dataset, _ = nan_model
+    (tmp_path / "z.yaml").write_text("name: z\nmodels:\n" + "".join(
+        f"  - name: {n}\n    hub_id: fake/{n}\n    loader: timm\n" + (f"    metadata: {{params: {p}}}\n" if p else "")
+        for n, p in (("alpha", 5000000), ("beta", 9000000), ("gamma", None))))
+    code, out, err = cli(["rank", dataset, "--zoo", tmp_path / "z.yaml", "--metrics", "prior:params,logme",
+                          "--n-boot", "0", "--cache-dir", tmp_path / "c", "-o", tmp_path / "r.json"])
+    assert code == 0, out + err
+    scores = {(r["model"], r["metric"]): r for r in json.loads((tmp_path / "r.json").read_text())["records"]}
+    assert scores[("alpha", "prior:params")]["score"] is not None and scores[("beta", "prior:params")]["score"]
+    assert scores[("gamma", "prior:params")]["score"] is None
+    assert "'gamma' has no published params" in scores[("gamma", "prior:params")]["note"]
+
+
+def test_recommend_names_the_model_with_nan_features():
+    from hf_tsel.errors import MetricInputError
+    from hf_tsel.recommendation import recommend
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    good, broken = rng.normal(size=(60, 8)) + y[:, None], rng.normal(size=(60, 8))
+    broken[3, 2] = np.nan
+    with pytest.raises(MetricInputError, match="model 'broken'.*NaN"):
+        recommend({"good": good, "broken": broken}, y, n_boot=2)
+
+
+def test_huge_features_give_the_package_error_not_linalg():
+    from hf_tsel.errors import MetricInputError
+    from hf_tsel.metrics import score
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 8)) + y[:, None]
+    for metric in ("logme", "hscore", "gbc"):
+        with pytest.raises(MetricInputError, match=r"\[.*\] feature values reach .* rescale"):
+            score(metric, x * 1e200, y)
