@@ -26,6 +26,8 @@ _EM_MAX_ITER = 100
 _KMEANS_MAX_ITER = 300
 # Work budget (elements) of one chunk of the pairwise-product matrix, to bound peak memory.
 _CHUNK_ELEMENTS = 1 << 24
+# Largest pair-product matrix kept for the whole fit (N = 50000 at d = 44 needs 200 MB in float32).
+_PAIR_CACHE_BYTES = 1 << 30
 
 
 def _pca_by_variance(features: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -58,6 +60,11 @@ def _squared_distances(points: torch.Tensor, centres: torch.Tensor) -> torch.Ten
     return ((points * points).sum(1, keepdim=True) - 2 * points @ centres.T + (centres * centres).sum(1)).clamp_min(0)
 
 
+def _nearest_centre(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Index of each point's nearest centre: ``argmin_k |c_k|² − 2 x·c_k`` (``|x|²`` is common to a row)."""
+    return torch.addmm((centres * centres).sum(1)[None], points, centres.T, alpha=-2).argmin(1)
+
+
 def kmeans(points: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
     """Cluster labels from k-means++ seeding (2 + ln k local trials) and Lloyd iterations, as scikit-learn's KMeans."""
     n_points = len(points)
@@ -78,8 +85,7 @@ def kmeans(points: torch.Tensor, n_clusters: int, generator: torch.Generator) ->
     tol = 1e-4 * float(points.var(dim=0, unbiased=False).mean())
     labels = torch.full((n_points,), -1, dtype=torch.long, device=points.device)
     for _ in range(_KMEANS_MAX_ITER):
-        distances = _squared_distances(points, centres)
-        new_labels = distances.argmin(1)
+        new_labels = _nearest_centre(points, centres)
         if bool((new_labels == labels).all()):
             break
         labels = new_labels
@@ -88,12 +94,12 @@ def kmeans(points: torch.Tensor, n_clusters: int, generator: torch.Generator) ->
         new_centres = sums / counts.clamp_min(1)[:, None].to(points.dtype)
         empty = torch.nonzero(counts == 0)[:, 0]
         if len(empty):  # relocate empty clusters to the points farthest from their centres, as sklearn does
-            far = torch.topk(distances.gather(1, labels[:, None])[:, 0], len(empty)).indices
+            far = torch.topk(((points - centres[labels]) ** 2).sum(1), len(empty)).indices
             new_centres[empty] = points[far]
         shift = float(((new_centres - centres) ** 2).sum())
         centres = new_centres
         if shift <= tol:
-            labels = _squared_distances(points, centres).argmin(1)
+            labels = _nearest_centre(points, centres)
             break
     return labels
 
@@ -109,7 +115,12 @@ def _chunks(n_points: int, width: int) -> list[slice]:
 
 
 class _Mixture:
-    """Full-covariance Gaussian mixture parameters with the E and M steps vectorised over components."""
+    """Full-covariance Gaussian mixture parameters with the E and M steps vectorised over components.
+
+    Both steps are one GEMM over the ``[N, d(d+1)/2]`` pair products ``x_i x_j``: they are built
+    once and kept when they fit ``_PAIR_CACHE_BYTES`` (building them is a gather, slower than
+    the GEMM), else rebuilt chunk by chunk at every step.
+    """
 
     def __init__(self, points: torch.Tensor, n_components: int):
         self.points, self.n_components = points, n_components
@@ -117,6 +128,17 @@ class _Mixture:
         self.rows, self.cols = torch.triu_indices(dim, dim, device=points.device)
         # Off-diagonal products appear twice in xᵀΛx.
         self.pair_weight = torch.where(self.rows == self.cols, 1.0, 2.0).to(points.dtype)
+        width = len(self.rows)
+        self.pairs = (_pair_products(points, self.rows, self.cols)
+                      if len(points) * width * points.element_size() <= _PAIR_CACHE_BYTES else None)
+
+    def _pair_chunks(self):
+        """``(rows, pair products of those rows)`` covering every point."""
+        if self.pairs is not None:
+            yield slice(None), self.pairs
+            return
+        for part in _chunks(len(self.points), len(self.rows)):
+            yield part, _pair_products(self.points[part], self.rows, self.cols)
 
     def m_step(self, resp: torch.Tensor) -> None:
         points, dim = self.points, self.points.shape[1]
@@ -124,8 +146,8 @@ class _Mixture:
         self.log_weights = torch.log(counts / len(points))
         means = resp.T @ points / counts[:, None]
         second = torch.zeros(self.n_components, len(self.rows), dtype=points.dtype, device=points.device)
-        for part in _chunks(len(points), len(self.rows)):
-            second += resp[part].T @ _pair_products(points[part], self.rows, self.cols)
+        for part, pairs in self._pair_chunks():
+            second += resp[part].T @ pairs
         packed = second / counts[:, None] - means[:, self.rows] * means[:, self.cols]
         cov = torch.zeros(self.n_components, dim, dim, dtype=points.dtype, device=points.device)
         cov[:, self.rows, self.cols] = packed
@@ -152,26 +174,33 @@ class _Mixture:
         points, dim = self.points, self.points.shape[1]
         prec_packed = self.precisions[:, self.rows, self.cols] * self.pair_weight
         prec_means = torch.einsum("kij,kj->ki", self.precisions, self.means)
-        quad = torch.cat([_pair_products(points[part], self.rows, self.cols) @ prec_packed.T
-                          for part in _chunks(len(points), len(self.rows))])
-        quad = quad - 2 * points @ prec_means.T + (prec_means * self.means).sum(1)
+        quad = torch.cat([pairs @ prec_packed.T for _, pairs in self._pair_chunks()])
+        quad = quad.addmm_(points, prec_means.T, alpha=-2) + (prec_means * self.means).sum(1)
         return self.log_weights - self.half_log_det - 0.5 * (dim * math.log(2 * math.pi) + quad.clamp_min(0))
 
 
+def _posteriors(log_joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(p(z|x) [N, K], log p(x) [N, 1])`` from the log joint densities."""
+    log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
+    return torch.exp(log_joint - log_norm), log_norm
+
+
 def fit_gaussian_mixture(points: torch.Tensor, n_components: int, generator: torch.Generator) -> torch.Tensor:
-    """Posteriors ``p(z|x)`` ``[N, K]`` of a full-covariance Gaussian mixture fitted by EM (k-means initialisation)."""
+    """Posteriors ``p(z|x)`` ``[N, K]`` of a full-covariance Gaussian mixture fitted by EM (k-means initialisation).
+
+    scikit-learn's ``GaussianMixture(K).fit(points).predict_proba(points)`` with its defaults (see
+    the module docstring); the E and M steps are each one GEMM over the cached pair products.
+    """
     mixture = _Mixture(points, n_components)
     mixture.m_step(one_hot(kmeans(points, n_components, generator), n_components, points.dtype))
     lower_bound = -math.inf
     for _ in range(_EM_MAX_ITER):
-        log_joint = mixture.log_joint()
-        log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
-        mixture.m_step(torch.exp(log_joint - log_norm))
+        resp, log_norm = _posteriors(mixture.log_joint())
+        mixture.m_step(resp)
         previous, lower_bound = lower_bound, float(log_norm.mean())
         if abs(lower_bound - previous) < _EM_TOL:
             break
-    log_joint = mixture.log_joint()
-    return torch.exp(log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True))
+    return _posteriors(mixture.log_joint())[0]
 
 
 @register("nleep", consumes="features", stochastic=True,

@@ -122,6 +122,17 @@ def test_nleep_log_variant_is_the_log_likelihood(golden_case):
     assert logged <= np.log(plain) + 1e-12 and logged < 0
 
 
+@pytest.mark.parametrize("case", ["overlapping", "zoo_m2"])
+def test_nleep_without_the_cached_pair_products_gives_the_same_score(case, golden_case, monkeypatch):
+    """Large inputs rebuild the pair products chunk by chunk at each EM step instead of keeping them."""
+    from hf_tsel.metrics import nleep
+
+    cached = _ours("nleep", golden_case(case), seed=2)
+    monkeypatch.setattr(nleep, "_PAIR_CACHE_BYTES", 0)
+    monkeypatch.setattr(nleep, "_CHUNK_ELEMENTS", 50_000)  # several chunks
+    assert _ours("nleep", golden_case(case), seed=2) == pytest.approx(cached, rel=1e-9)
+
+
 def test_nleep_is_reproducible_for_a_seed(golden_case):
     arrays = golden_case("zoo_m1")
     assert _ours("nleep", arrays, seed=3) == _ours("nleep", arrays, seed=3)
