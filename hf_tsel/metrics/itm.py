@@ -87,7 +87,15 @@ def training_span(features: torch.Tensor, rows: torch.Tensor, *, tolerance: floa
     when ``N_train < D`` its other part keeps its random initialisation (shrunk by weight decay)
     and only adds noise to the validation embeddings. Projecting onto the span drops that part.
     """
-    _, singular, right = torch.linalg.svd(features[rows], full_matrices=False)
+    chosen = features[rows]
+    if len(rows) >= features.shape[1]:
+        # Usual case N_train ≥ D: a well-conditioned float64 Gram matrix (eigenvalues = singular values²,
+        # rounding ~1e-13 of the largest) proves full rank at the cost of one D×D GEMM pass, where the
+        # SVD of the N×D matrix costs several (it dominated ITM at N = 50000); the SVD decides otherwise.
+        eigenvalues = torch.linalg.eigvalsh(chosen.T.to(torch.float64) @ chosen.to(torch.float64))
+        if float(eigenvalues[0]) > max(tolerance, 1e-4) ** 2 * float(eigenvalues[-1]):
+            return None
+    _, singular, right = torch.linalg.svd(chosen, full_matrices=False)
     rank = int((singular > tolerance * singular[0]).sum())
     return None if rank >= features.shape[1] else right[:rank].T
 

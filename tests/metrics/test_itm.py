@@ -143,3 +143,18 @@ def test_training_span_is_an_orthonormal_basis_of_the_training_rows():
     torch.testing.assert_close(basis.T @ basis, torch.eye(20, dtype=basis.dtype), rtol=0, atol=1e-10)
     torch.testing.assert_close(features[rows] @ basis @ basis.T, features[rows], rtol=0, atol=1e-10)
     assert training_span(features[:, :10], rows) is None  # N_train >= D: nothing to drop
+
+
+def test_training_span_with_more_rows_than_dimensions_still_drops_dead_units():
+    # N_train >= D takes the Gram-matrix shortcut; it must not call a rank-deficient span full.
+    rng = np.random.default_rng(1)
+    features = torch.from_numpy(rng.normal(size=(200, 10)))
+    features[:, [3, 7]] = 0.0
+    features[:, 5] = features[:, 0] - 2 * features[:, 1]
+    basis = training_span(features, torch.arange(150))
+    assert basis.shape == (10, 7)
+    torch.testing.assert_close(features @ basis @ basis.T, features, rtol=0, atol=1e-10)
+    nearly_dependent = features.clone()
+    nearly_dependent[:, [3, 7]] = 1e-3 * torch.from_numpy(rng.normal(size=(200, 2)))
+    nearly_dependent[:, 5] += 1e-3 * torch.from_numpy(rng.normal(size=200))
+    assert training_span(nearly_dependent, torch.arange(150)) is None  # full rank, though poorly conditioned
