@@ -8,7 +8,8 @@ import torch
 from ripser import ripser
 
 from hf_tsel.metrics import MetricInputError, get_metric, score
-from hf_tsel.metrics.topology import mst_edge_lengths
+from hf_tsel.metrics._mst import mst_edges
+from hf_tsel.metrics.topology import mst_edge_lengths, prim_edge_lengths
 
 
 def _ripser_deaths(points: np.ndarray) -> np.ndarray:
@@ -17,11 +18,11 @@ def _ripser_deaths(points: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("memory_budget", [1 << 30, 0])  # cached matrix, and distance rows on the fly
-def test_death_times_match_ripser(seed, memory_budget):
+@pytest.mark.parametrize("method, memory_budget", [("boruvka", 0), ("prim", 1 << 30), ("prim", 0)])
+def test_death_times_match_ripser(seed, method, memory_budget):  # Prim: cached matrix, and rows on the fly
     rng = np.random.default_rng(seed)
     points = rng.normal(size=(int(rng.integers(20, 150)), int(rng.integers(2, 40)))) * rng.uniform(0.1, 10)
-    ours = np.sort(mst_edge_lengths(torch.from_numpy(points), memory_budget=memory_budget).numpy())
+    ours = np.sort(mst_edge_lengths(torch.from_numpy(points), method=method, memory_budget=memory_budget).numpy())
     # ripser computes in float32
     np.testing.assert_allclose(ours, _ripser_deaths(points), rtol=1e-5, atol=1e-6)
 
@@ -128,3 +129,81 @@ def test_head_mode_needs_two_source_clusters():
     points, _ = _source_clusters()
     with pytest.raises(MetricInputError, match="fewer than 2 clusters"):
         score("persistence_ratio_head", points, np.repeat([0, 1], 30), source_probs=np.eye(3)[np.zeros(60, dtype=int)])
+
+
+def _is_spanning_tree(u: np.ndarray, v: np.ndarray, n: int) -> bool:
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in zip(u.tolist(), v.tolist()):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            return False
+        parent[ra] = rb
+    return len(u) == n - 1
+
+
+def _assert_equals_prim(points: np.ndarray, **options) -> None:
+    u, v, lengths = (t.numpy() for t in mst_edges(torch.from_numpy(points), **options))
+    assert _is_spanning_tree(u, v, len(points))
+    oracle = np.sort(prim_edge_lengths(torch.from_numpy(points)).numpy())
+    np.testing.assert_allclose(np.sort(lengths), oracle, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("neighbours", [1, 3, 16])
+def test_boruvka_mst_equals_the_prim_oracle_on_random_clouds(seed, neighbours):
+    rng = np.random.default_rng(100 + seed)
+    n, dim = int(rng.integers(30, 400)), int(rng.integers(2, 80))
+    points = rng.normal(size=(n, dim)) * rng.uniform(0.01, 100) + rng.uniform(-50, 50, size=dim)
+    _assert_equals_prim(points, neighbours=neighbours, block_rows=int(rng.integers(16, 128)))
+
+
+def test_boruvka_mst_has_the_same_edges_as_prim_when_lengths_are_distinct():
+    rng = np.random.default_rng(7)
+    points = torch.from_numpy(rng.normal(size=(150, 12)))
+    u, v, _ = mst_edges(points, neighbours=4)
+    ours = {frozenset(edge) for edge in zip(u.tolist(), v.tolist())}
+    # the MST is unique here; rebuild Prim's edge set from a dense matrix
+    distances = torch.cdist(points, points).numpy()
+    in_tree, best, parent, edges = np.zeros(150, bool), distances[0].copy(), np.zeros(150, int), set()
+    in_tree[0] = True
+    for _ in range(149):
+        best[in_tree] = np.inf
+        nxt = int(np.argmin(best))
+        edges.add(frozenset((nxt, int(parent[nxt]))))
+        in_tree[nxt] = True
+        closer = distances[nxt] < best
+        parent[closer], best[closer] = nxt, distances[nxt][closer]
+    assert ours == edges
+
+
+@pytest.mark.parametrize("name, points", [
+    ("grid", np.stack(np.meshgrid(np.arange(15.0), np.arange(11.0)), -1).reshape(-1, 2)),
+    ("lattice", np.random.default_rng(3).integers(0, 3, size=(300, 4)).astype(float)),
+    ("duplicates", np.repeat(np.random.default_rng(4).normal(size=(40, 5)), 3, axis=0)),
+    ("equilateral", np.eye(30)),
+])
+@pytest.mark.parametrize("neighbours", [1, 16])
+def test_boruvka_mst_equals_the_prim_oracle_on_tied_inputs(name, points, neighbours):
+    _assert_equals_prim(points, neighbours=neighbours, block_rows=64)
+
+
+def test_separated_clusters_need_edges_outside_the_knn_graph():
+    # Each cluster holds more points than a list, so the k-NN graph has no edge between clusters:
+    # the gaps are certified only by the exact fallback, and the tree must still span.
+    rng = np.random.default_rng(5)
+    centres = rng.normal(scale=50, size=(6, 10))
+    points = centres[np.repeat(np.arange(6), 40)] + rng.normal(scale=0.1, size=(240, 10))
+    _assert_equals_prim(points, neighbours=4)
+
+
+def test_tight_clusters_far_from_the_origin_are_exact():
+    # float32 cannot resolve distances of 1e-3 at coordinates of 1e4: everything goes to the float64 fallback
+    rng = np.random.default_rng(6)
+    points = 1e4 + rng.normal(size=(5, 8))[np.repeat(np.arange(5), 30)] + 1e-3 * rng.normal(size=(150, 8))
+    _assert_equals_prim(points, neighbours=8)
