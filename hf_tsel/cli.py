@@ -23,11 +23,32 @@ from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, HfTselError
 __all__ = ["build_parser", "main"]
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless it already names one): one rule for all commands."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and default not in (None, False, [], argparse.SUPPRESS) and "default" not in text
+                and text != argparse.SUPPRESS):
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            text += f" (default {shown})".replace("%", "%%")
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of every command and sub-command (sub-parsers inherit the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-tsel", description="Rank pre-trained vision backbones by transferability.")
+    parser = _Parser(prog="hf-tsel", description="Rank pre-trained vision backbones by transferability.")
     parser.add_argument("--version", action="version", version=f"hf-tsel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not module.name.startswith("_"):
             importlib.import_module(f"{commands.__name__}.{module.name}").register(subparsers)

@@ -13,3 +13,5 @@ DEFAULT_N_BOOT = 200
 # Largest seed: numpy's RandomState and scikit-learn (PACTran, the linear probe) take seeds below 2**32, so a
 # larger one is refused before any work rather than failing after it.
 MAX_SEED = 2**32 - 1
+# Precisions of the forward pass (--precision): auto = bf16 (fp16 where unsupported) on CUDA, fp32 on the CPU.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
 from ..defaults import MAX_SEED
 
 __all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "port_number", "seed_int",
-           "check_output_file"]
+           "comma_list", "add_renamed_option", "check_output_file"]
 
 
 def _number(parse: Callable[[str], float], expected: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
@@ -43,6 +44,36 @@ positive_float = _number(float, "a number greater than 0", lambda v: v > 0)
 non_negative_float = _number(float, "a number of at least 0", lambda v: v >= 0)
 port_number = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 seed_int = _number(int, f"a whole number from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED)
+
+
+def comma_list(text: str | None) -> list[str] | None:
+    """``--metrics a,b,c`` -> ``["a", "b", "c"]`` (the one list syntax of every command); None when not given."""
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: hidden from --help, stores into the new option's destination and warns."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, append: bool = False, **kwargs):
+        self.new, self.append = new, append
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is now spelled {self.new} (the old name still works, for now)",
+              file=sys.stderr)
+        if self.append:  # the old option was repeatable; the new one takes a comma-separated list
+            values = ",".join(filter(None, [getattr(namespace, self.dest, None), str(values)]))
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str, *,
+                       append: bool = False, **kwargs: object) -> None:
+    """Keep ``old`` working as a hidden alias of ``new`` (same destination); ``append``: each use adds an item to
+    ``new``'s comma-separated list."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_Renamed, new=new, append=append, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS, **kwargs)
 
 
 def check_output_file(path: str, option: str, *, overwrite: bool = True) -> None:

@@ -16,8 +16,10 @@ _DATA_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--revision", {"help": "dataset revision (branch, tag or commit) on the Hub"}),
     ("--image-column", {"help": "image column (default: the first Image column)"}),
     ("--label-column", {"help": "label column (default: the first ClassLabel, else 'label'-like column)"}),
-    ("--samples-per-class", {"type": positive_int, "help": "stratified sample: at most K images per class"}),
-    ("--max-samples", {"type": positive_int, "help": "stratified sample: at most N images in total"}),
+    ("--samples-per-class", {"type": positive_int, "metavar": "K",
+                             "help": "stratified sample: at most K images per class (default: every image)"}),
+    ("--max-samples", {"type": positive_int, "metavar": "N",
+                       "help": "stratified sample: at most N images in total (default: no limit)"}),
 ]
 _MODEL_FLAGS = ("--loader", "--allow-pickle", "--trust-remote-code")
 
@@ -58,15 +60,27 @@ def parallel_type(text: str) -> str:
     return text
 
 
-def add_extraction_options(parser: argparse.ArgumentParser) -> None:
-    """Seed, batching, device, cache folder, multi-process mode and progress output."""
-    parser.add_argument("--seed", type=seed_int, default=0,
-                        help="seed of the sampling and of stochastic metrics (default 0)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (halved on CUDA OOM)")
-    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes (default 0)")
+def add_compute_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, batch_size: int = 64,
+                        batch_help: str = "images per forward pass (halved on CUDA out-of-memory)") -> None:
+    """``--batch-size``, ``--num-workers``, ``--device``, ``--precision``: the same names, types and choices in every
+    command that runs models."""
+    from ..defaults import PRECISIONS
+
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="B",
+                        help=f"{batch_help} (default {batch_size})")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="W",
+                        help="DataLoader worker processes for decoding and preprocessing (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                        help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="autocast precision; auto = bf16 (or fp16) on CUDA, fp32 on CPU; fp16 needs CUDA "
+                             "(default auto)")
+
+
+def add_extraction_options(parser: argparse.ArgumentParser, *,
+                           seed_help: str = "seed of the sampling (default 0)") -> None:
+    """Seed, batching, device, cache folder, multi-process mode and progress output."""
+    parser.add_argument("--seed", type=seed_int, default=0, help=seed_help)
+    add_compute_options(parser)
     parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
     parser.add_argument("--parallel", type=parallel_type, default="auto", metavar="{auto,zoo,images}",
                         help="under a multi-process launch (accelerate launch, torchrun): whole models per "

@@ -28,7 +28,8 @@ class ConsoleProgress:
         self._stop_bar()
         prefix = f"[process {event.process_index}] " if event.process_index else ""
         self.console.print(prefix + event.message, highlight=False, markup=False)
-        if event.kind == "extracting" and event.process_index == 0:
+        # a bar redraws itself in place; on a log file or pipe each redraw would leave a line (or a blank one)
+        if event.kind == "extracting" and event.process_index == 0 and self.console.is_terminal:
             self._start_bar(event.model, event.total)
 
     def _start_bar(self, description: str, total: int) -> None:

@@ -22,7 +22,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
     parser.add_argument("--n-boot", type=non_negative_int, default=200, metavar="B",
                         help="bootstrap resamples behind P(best) and the rank interval (default 200; 0: none)")
-    add_extraction_options(parser)
+    add_extraction_options(parser, seed_help="seed of the sampling and of stochastic metrics (default 0)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
                         help="write all scores and run metadata to .csv, .json or .parquet (repeatable)")

@@ -7,7 +7,8 @@ import math
 import time
 from pathlib import Path
 
-from ._args import positive_int
+from ._args import add_renamed_option, positive_int
+from ._options import add_compute_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     paper.add_argument("--samples-per-class", type=positive_int, help="stratified sample of the train split")
     paper.add_argument("--max-samples", type=positive_int, help="at most N images in total")
     paper.add_argument("--paper-results", help="folder laid out like hf_tsel/resources/paper_results (default: bundled)")
-    paper.add_argument("--device", help="cpu or cuda (default: auto)")
-    paper.add_argument("--batch-size", type=positive_int, default=64)
+    add_compute_options(paper)
     paper.add_argument("--cache-dir", help="feature cache folder")
     paper.add_argument("--output", help="write the comparison table to this csv")
     paper.set_defaults(func=run_paper)
@@ -42,8 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     offline.add_argument("--zoos", default="offline,offline-benchmark", help="comma-separated zoos")
     offline.add_argument("--metrics", help="comma-separated metrics (default: every registry metric + ped+sfda, ped+logme)")
     offline.add_argument("--protocols", default="linear-probe,finetune-last", help="ground-truth protocols")
-    offline.add_argument("--train-per-class", type=positive_int, default=30)
-    offline.add_argument("--test-per-class", type=positive_int, default=20)
+    offline.add_argument("--samples-per-class", type=positive_int, default=30, metavar="K",
+                         help="train images per class of each dataset (default 30)")
+    offline.add_argument("--test-samples-per-class", type=positive_int, default=20, metavar="K",
+                         help="test images per class of each dataset (default 20)")
+    add_renamed_option(offline, "--train-per-class", "--samples-per-class", type=positive_int)
+    add_renamed_option(offline, "--test-per-class", "--test-samples-per-class", type=positive_int)
     offline.add_argument("--finetune-epochs", type=positive_int, default=10)
     offline.add_argument("--work-dir", help="scores / probes / fine-tuning cache (default $HF_TSEL_HOME/offline-benchmark)")
     offline.add_argument("--cache-dir", help="feature cache folder (default: the shared one)")
@@ -109,6 +113,7 @@ def run_paper(args: argparse.Namespace) -> int:
                    revision=spec.revision if spec and not args.dataset_source else None,
                    label_column=spec.label_column if spec else None, samples_per_class=args.samples_per_class,
                    max_samples=args.max_samples, device=args.device, batch_size=args.batch_size,
+                   num_workers=args.num_workers, precision=args.precision,
                    cache_dir=args.cache_dir)
     accuracies = paper_accuracies(bench, args.dataset)
     ours = {}
@@ -146,8 +151,8 @@ def run_offline(args: argparse.Namespace) -> int:
 
     config = OfflineBenchmarkConfig(
         datasets=_csv_list(args.datasets) or tuple(OFFLINE_DATASETS), zoos=_csv_list(args.zoos),
-        metrics=_csv_list(args.metrics), protocols=_csv_list(args.protocols), train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class, finetune_epochs=args.finetune_epochs,
+        metrics=_csv_list(args.metrics), protocols=_csv_list(args.protocols), train_per_class=args.samples_per_class,
+        test_per_class=args.test_samples_per_class, finetune_epochs=args.finetune_epochs,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     result = run_offline_benchmark(config, log=lambda message: print(message, flush=True))

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="one line per cached (model, dataset sample)")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     clear = actions.add_parser("clear", help="delete cached features (all, or of one model / dataset)")
-    clear.add_argument("--model", help="only entries of this model (zoo name or hub id)")
+    clear.add_argument("--model", action="append", dest="models", metavar="ID",
+                       help="only entries of this model (zoo name or hub id); repeatable")
     clear.add_argument("--dataset", help="only entries of this dataset")
     for action in (listing, clear):  # also accepted after the action; SUPPRESS keeps a value given before it
         action.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     cache = FeatureCache(args.cache_dir)
     if args.cache_command == "clear":
-        removed = cache.clear(model=args.model, dataset=args.dataset)
+        removed = sum(cache.clear(model=model, dataset=args.dataset) for model in args.models or [None])
         print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache.root}")
         kept = cache.foreign_items()
         if kept:

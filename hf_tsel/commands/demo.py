@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "that ships in a package and the `offline` zoo.")
     parser.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits",
                         help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
-    parser.add_argument("--split", choices=["train", "test"], default="test", help="Fashion-MNIST split (default test)")
+    parser.add_argument("--split", choices=["train", "test"],
+                        help="Fashion-MNIST split (default test); digits has a single split, so it takes none")
     parser.add_argument("--samples-per-class", type=positive_int, default=10, help="stratified sample size per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
@@ -47,14 +48,20 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import resolve_metrics
     from ._progress import ConsoleProgress
 
+    from ..errors import UserError
+
+    if args.dataset == "digits" and args.split:
+        raise UserError("--split chooses a Fashion-MNIST split; scikit-learn's digits has a single one",
+                        fix="drop --split, or add --dataset fashion-mnist.")
+    split = args.split or "test"
     check_outputs(args.output, overwrite=args.overwrite)
     plain_warnings()
     metrics = args.metrics or ",".join(DEMO_METRICS)
     resolve_metrics(metrics)  # fail on a typo before converting models or reading data
     if args.zoo == "offline":
         prepare_offline_zoo()
-    dataset = demo_dataset(args.dataset, split=args.split, samples_per_class=args.samples_per_class, seed=args.seed)
-    df = rank(dataset, zoo=args.zoo, metrics=metrics, split=args.split if args.dataset != "digits" else "train",
+    dataset = demo_dataset(args.dataset, split=split, samples_per_class=args.samples_per_class, seed=args.seed)
+    df = rank(dataset, zoo=args.zoo, metrics=metrics, split=split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
               precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, parallel=args.parallel,
               on_event=None if args.quiet else ConsoleProgress(), n_boot=args.n_boot)

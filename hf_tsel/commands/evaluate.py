@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ._args import check_output_file
+from ._args import add_renamed_option, check_output_file, comma_list
 
 LABELS = {"weighted_kendall_tau": "τw", "kendall_tau": "Kendall τ", "spearman_rho": "Spearman", "pearson_r": "Pearson",
           "rel@1": "Rel@1", "rel@3": "Rel@3", "top1_regret": "regret@1"}
@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ground-truth", help="GT table from `hf-tsel finetune` or a results file with "
                                                "ground_truth_accuracy (default: the scores file itself)")
     parser.add_argument("--protocol", help="only this ground-truth protocol (e.g. linear-probe, full, paper)")
-    parser.add_argument("--metric", action="append", dest="metrics", help="only these metrics (repeatable)")
+    parser.add_argument("--metrics", help="only these metrics, comma-separated (default: every metric in the scores)")
+    add_renamed_option(parser, "--metric", "--metrics", append=True)
     parser.add_argument("--format", choices=["rich", "csv"], default="rich", help="table on stdout (default rich)")
     parser.add_argument("--output", help="also write the table to this csv file")
     parser.add_argument("--plot", metavar="PNG", help="plot score against accuracy, one panel per metric (one file "
@@ -50,6 +51,7 @@ def print_rich(table) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..groundtruth.evaluate import evaluation_table, plot_scores_vs_accuracy, read_scores
     from ..groundtruth.table import ground_truth_from_results, read_ground_truth
+    from ..errors import UserError
     from ._ranking_output import plain_warnings
 
     plain_warnings()
@@ -57,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--output", args.output), ("--plot", args.plot)):
         if path:
             check_output_file(path, option)
+    metrics = comma_list(args.metrics)
+    if metrics == []:
+        raise UserError("the metric list is empty (--metrics \"\")",
+                        fix="name at least one metric of the scores, or leave out --metrics for all of them.")
     scores = read_scores(args.scores)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else ground_truth_from_results(scores,
                                                                                                      where=args.scores)
-    table = evaluation_table(scores, truth, protocol=args.protocol, metrics=args.metrics)
+    table = evaluation_table(scores, truth, protocol=args.protocol, metrics=metrics)
     if args.format == "csv":
         print(table.to_csv(index=False, float_format="%.4f"), end="")
     else:
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         for dataset, protocol in pairs:
             path = target if len(pairs) == 1 else target.with_name(
                 f"{target.stem}-{_safe(dataset)}-{protocol}{target.suffix or '.png'}")
-            print(f"plot: {plot_scores_vs_accuracy(scores, truth, dataset, protocol, path, metrics=args.metrics)}")
+            print(f"plot: {plot_scores_vs_accuracy(scores, truth, dataset, protocol, path, metrics=metrics)}")
     return 0
 
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from ._args import non_negative_float, positive_float, positive_int, seed_int
+from ._options import add_compute_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     full.add_argument("--weight-decay", type=non_negative_float, nargs="+", help="override the grid's weight decays")
     full.add_argument("--epochs", type=positive_int, default=10, help="epochs per grid point (default 10)")
     full.add_argument("--seeds", type=seed_int, nargs="+", default=[0], help="training seeds averaged per grid point")
-    full.add_argument("--batch-size", type=positive_int, default=32, help="batch size per process (default 32)")
     full.add_argument("--no-augment", action="store_true", help="no random flip/translation while training")
     full.add_argument("--train-layers", choices=["all", "last"], default="all",
                       help="all (default) or only the backbone's last stage (plus the head)")
@@ -48,12 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     full.add_argument("--max-steps-per-epoch", type=positive_int, help="cap the steps of an epoch (quick runs)")
     full.add_argument("--work-dir", default="finetune-runs",
                       help="checkpoints and per-grid-point results (default ./finetune-runs); re-runs resume here")
-    parser.add_argument("--output", default="ground_truth.csv", help="GT table csv to create or update")
+    compute = parser.add_argument_group("compute")
+    add_compute_options(compute, batch_size=32, batch_help="images per step per process (training and the linear "
+                                                            "probe's feature extraction)")
+    parser.add_argument("--output", default="ground_truth.csv",
+                        help="GT table csv: its rows of the models trained here are updated, the others kept "
+                             "(default ground_truth.csv)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the --output table instead of updating it")
     parser.add_argument("--attach-to", metavar="RESULTS",
                         help="also write the accuracies into this results file (ground_truth_accuracy column)")
-    parser.add_argument("--device", help="cpu or cuda (linear probe feature extraction; default: auto)")
     parser.add_argument("--cache-dir", help="feature cache folder (default $HF_TSEL_HOME/features)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (weights_only=True)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output (per-epoch and extraction lines)")
     parser.set_defaults(func=run)
 
 
@@ -70,7 +77,11 @@ def _linear_probe_rows(args: argparse.Namespace, zoo: str | Path) -> list[dict]:
     from ..groundtruth.features import zoo_features
     from ..groundtruth.linear_probe import linear_probe
 
-    common = dict(cache_dir=args.cache_dir, device=args.device, allow_pickle=args.allow_pickle)
+    from ._progress import ConsoleProgress
+
+    common = dict(cache_dir=args.cache_dir, device=args.device, allow_pickle=args.allow_pickle,
+                  batch_size=args.batch_size, num_workers=args.num_workers, precision=args.precision,
+                  on_event=None if args.quiet else ConsoleProgress())
     train = zoo_features(args.dataset, zoo, **_sampling(args, args.split, args.samples_per_class), **common)
     test = zoo_features(args.dataset, zoo, **_sampling(args, args.test_split, args.test_samples_per_class), **common)
     rows = []
@@ -89,10 +100,9 @@ def _linear_probe_rows(args: argparse.Namespace, zoo: str | Path) -> list[dict]:
 
 
 def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
-    from accelerate import Accelerator
-
-    from ..errors import UserError
     from ..data import load_image_dataset
+    from ..errors import UserError
+    from ..features import make_accelerator
     from ..groundtruth.finetune import GRIDS, FinetuneConfig, Grid, finetune
     from ..groundtruth.trainable import PreprocessedImages, trainable_backbone
 
@@ -103,7 +113,7 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
                             max_steps_per_epoch=args.max_steps_per_epoch)
     train = load_image_dataset(args.dataset, **_sampling(args, args.split, args.samples_per_class))
     test = load_image_dataset(args.dataset, **_sampling(args, args.test_split, args.test_samples_per_class))
-    accelerator = Accelerator()
+    accelerator = make_accelerator(args.device, args.precision)
     rows = []
     for entry in entries:
         try:
@@ -114,14 +124,14 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
         run_dir = Path(args.work_dir) / _slug(train.name) / _slug(entry.name) / args.grid
 
         def report(event: dict, name: str = entry.name) -> None:
-            if accelerator.is_main_process:
+            if accelerator.is_main_process and not args.quiet:
                 accuracy = "not evaluated" if event["accuracy"] is None else f"test accuracy {event['accuracy']:.4f}"
                 print(f"{name}: lr={event['lr']:g} wd={event['weight_decay']:g} seed={event['seed']} "
                       f"epoch {event['epoch']}/{config.epochs}: {accuracy}")
 
         result = finetune(trainable.build, trainable.feature_dim, train.num_classes,
                           PreprocessedImages(train, trainable.preprocessor), PreprocessedImages(test, trainable.preprocessor),
-                          config, run_dir, accelerator=accelerator, on_epoch_end=report)
+                          config, run_dir, accelerator=accelerator, on_epoch_end=report, num_workers=args.num_workers)
         if accelerator.is_main_process:
             print(f"{entry.name}: fine-tuned accuracy {result.accuracy:.4f} ({result.hyperparameters})")
         rows.append({"dataset": train.name, "model": entry.name, "protocol": "full", "accuracy": result.accuracy,
@@ -148,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         rows = _full_rows(args, resolve_models(args.zoo, args.models))
     if not rows:
         return 0 if args.protocol == "full" else 1
+    if args.overwrite:
+        Path(args.output).unlink(missing_ok=True)
     table = upsert_ground_truth(args.output, pd.DataFrame(rows))
     print(f"wrote {len(rows)} accuracies to {args.output} ({len(table)} rows in total)")
     if args.attach_to:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..zoo import list_zoos, load_zoo
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("zoo", help="list the bundled model zoos or show one")
+    parser = subparsers.add_parser(
+        "zoo", help="list the bundled model zoos or show one",
+        description="List the zoos that ship with hf-tsel (`list`), or show the models of a bundled zoo or of your "
+                    "own zoo YAML (`show NAME_OR_YAML`): hub id, loader, revision, family, pre-training, pooling, "
+                    "license. Any of them can be passed to `--zoo`.")
     actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="names of the bundled zoos and their sizes")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -22,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+
+    from ..zoo import list_zoos, load_zoo  # here, not at the top: `hf-tsel --help` must not load torch
 
     if args.zoo_command == "list":
         zoos = {name: load_zoo(name) for name in list_zoos()}

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from ..data import CorruptImageError, ImageDataset
+from ..defaults import PRECISIONS
 from ..errors import UserError
 
 __all__ = ["PRECISIONS", "ExtractionResult", "effective_precision", "extract_features", "make_accelerator"]
@@ -57,9 +58,6 @@ class _TransformedImages(torch.utils.data.Dataset):
         except CorruptImageError as exc:
             logger.info("skipping an unreadable image (%s)", exc)  # the run warns once with the count
             return self.placeholder, position, False
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def make_accelerator(device: str | None = None, precision: str = "auto") -> Any:

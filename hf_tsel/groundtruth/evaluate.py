@@ -67,7 +67,7 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
     if metrics:
         unknown = sorted(set(metrics) - set(scores["metric"]))
         if unknown:
-            raise UserError(f"metric(s) {unknown} are not in the scores", fix="choose --metric among "
+            raise UserError(f"metric(s) {unknown} are not in the scores", fix="choose --metrics among "
                             f"{sorted(set(scores['metric']))}.")
         scores = scores[scores["metric"].isin(list(metrics))]
     common = sorted(set(scores["dataset"]) & set(ground_truth["dataset"]))

@@ -30,7 +30,8 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
                  samples_per_class: int | None = None, max_samples: int | None = None, seed: int = 0,
                  cache_dir: str | Path | None = None, device: str | None = None, batch_size: int = 64,
                  allow_pickle: bool = False, trust_remote_code: bool = False,
-                 source_references: bool = False) -> ZooFeatures:
+                 source_references: bool = False, num_workers: int = 0, precision: str = "auto",
+                 on_event: Any = None) -> ZooFeatures:
     """Extract (or reuse from the cache) the features of every model of ``zoo`` on one dataset split.
 
     The extraction is :func:`hf_tsel.extract` itself, so the features land in, and come from, the
@@ -40,7 +41,8 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
     from ..extraction import attach_source_references, extract
 
     options = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, allow_pickle=allow_pickle,
-                   trust_remote_code=trust_remote_code)
+                   trust_remote_code=trust_remote_code, num_workers=num_workers, precision=precision,
+                   on_event=on_event)
     result = extract(dataset, zoo=zoo, split=split, config=config, revision=revision, image_column=image_column,
                      label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples,
                      seed=seed, **options)

@@ -191,7 +191,7 @@ def _evaluate(model: nn.Module, loader, accelerator) -> float:
 def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set,
                      test_set, config: FinetuneConfig, lr: float, wd: float, seed: int, point_dir: Path, *,
                      accelerator=None, on_epoch_end: Callable[[dict], None] | None = None,
-                     validation_set=None) -> dict[str, Any]:
+                     validation_set=None, num_workers: int = 0) -> dict[str, Any]:
     """Train one (lr, weight decay, seed) point, resuming from ``point_dir/last.pt`` if present.
 
     With a ``validation_set`` the epoch is selected on it (``best-epoch``) and the result also
@@ -223,16 +223,19 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         history = list(state["history"])
         validation_history = list(state.get("validation_history", []))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    test_loader = accelerator.prepare(torch.utils.data.DataLoader(test_set, batch_size=config.batch_size))
+    # the worker count changes only the speed, so it is an argument here, not part of the run's identity (config)
+    test_loader = accelerator.prepare(torch.utils.data.DataLoader(test_set, batch_size=config.batch_size,
+                                                                  num_workers=num_workers))
     validation_loader = None if validation_set is None else accelerator.prepare(
-        torch.utils.data.DataLoader(validation_set, batch_size=config.batch_size))
+        torch.utils.data.DataLoader(validation_set, batch_size=config.batch_size, num_workers=num_workers))
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
     for epoch in range(len(history), config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)
         train_loader = accelerator.prepare(torch.utils.data.DataLoader(
-            train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False))
+            train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
+            num_workers=num_workers))
         _train_mode(model)
         for step, (images, labels) in enumerate(train_loader):
             if step >= steps_per_epoch:
@@ -287,7 +290,8 @@ def _check_run_dir(run_dir: Path, config: FinetuneConfig) -> None:
 
 def finetune(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set, test_set,
              config: FinetuneConfig, run_dir: str | Path, *, accelerator=None,
-             on_epoch_end: Callable[[dict], None] | None = None, validation_set=None) -> FinetuneResult:
+             on_epoch_end: Callable[[dict], None] | None = None, validation_set=None,
+             num_workers: int = 0) -> FinetuneResult:
     """Grid-search fine-tuning of one model; returns the best grid point (accuracy averaged over seeds).
 
     ``build_backbone()`` must return a freshly loaded pretrained module mapping images to ``[B, D]``
@@ -303,7 +307,8 @@ def finetune(build_backbone: Callable[[], nn.Module], feature_dim: int, num_clas
             point_dir = run_dir / f"lr{lr:g}_wd{wd:g}_seed{seed}"
             points.append(train_grid_point(build_backbone, feature_dim, num_classes, train_set, test_set, config,
                                            lr, wd, seed, point_dir, accelerator=accelerator,
-                                           on_epoch_end=on_epoch_end, validation_set=validation_set))
+                                           on_epoch_end=on_epoch_end, validation_set=validation_set,
+                                           num_workers=num_workers))
     return summarise_points(points)
 
 

@@ -168,12 +168,14 @@ def test_seed_too_large_is_refused_before_any_work(cli, tmp_path, command, capsy
     assert stop.value.code == EXIT_USER_ERROR and "--seed" in capsys.readouterr().err
 
 
-def test_seed_too_large_is_refused_by_the_api(tmp_path):
+def test_seed_too_large_is_refused_by_the_api(nan_model, tmp_path):
     import hf_tsel
     from hf_tsel.errors import UserError
 
-    with pytest.raises(UserError, match="seed"):
-        hf_tsel.extract(tmp_path / "no-such-dataset", models=["fake/x"], seed=2**63)
+    dataset, zoo = nan_model
+    with pytest.raises(UserError, match=r"seed 9223372036854775808 is not a whole number from 0 to 4294967295"):
+        hf_tsel.extract(dataset, zoo=zoo, seed=2**63, cache_dir=tmp_path / "c")
+    assert not list((tmp_path / "c").glob("*/manifest.json"))  # refused before any work
 
 
 def test_closed_stdout_pipe_exits_quietly(tmp_path):
@@ -354,3 +356,85 @@ def test_huge_features_give_the_package_error_not_linalg():
     for metric in ("logme", "hscore", "gbc"):
         with pytest.raises(MetricInputError, match=r"\[.*\] feature values reach .* rescale"):
             score(metric, x * 1e200, y)
+
+
+# item 9: one option vocabulary across subcommands
+def _options_by_command():
+    import argparse
+
+    from hf_tsel.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*path, name])
+            elif action.option_strings:
+                yield " ".join(path), parser, action
+
+    return list(walk(build_parser(), []))
+
+
+SHARED = ("--batch-size", "--num-workers", "--device", "--precision", "--seed", "--samples-per-class",
+          "--test-samples-per-class", "--metrics", "--cache-dir", "--quiet", "--overwrite")
+
+
+def test_shared_options_have_one_name_type_and_meaning():
+    import argparse
+
+    seen: dict[str, dict[str, tuple]] = {}
+    for command, _, action in _options_by_command():
+        if action.help == argparse.SUPPRESS:
+            continue
+        for option in set(action.option_strings) & set(SHARED):
+            kind = getattr(action.type, "__name__", action.type)
+            seen.setdefault(option, {})[command] = (kind, tuple(action.choices or ()), type(action).__name__)
+    for option, by_command in seen.items():
+        assert len(set(by_command.values())) == 1, (option, by_command)
+    assert {"finetune", "rank", "extract", "demo", "benchmark paper"} <= set(seen["--device"])
+    assert {"finetune", "rank"} <= set(seen["--precision"]) & set(seen["--num-workers"]) & set(seen["--quiet"])
+    assert {"finetune", "rank", "demo"} <= set(seen["--overwrite"])
+    assert {"rank", "evaluate", "benchmark offline"} <= set(seen["--metrics"])
+    assert "benchmark offline" in seen["--samples-per-class"] and "benchmark offline" in seen["--test-samples-per-class"]
+
+
+def test_every_default_is_in_the_help_and_every_command_is_described():
+    import argparse
+
+    for command, parser, action in _options_by_command():
+        if action.help == argparse.SUPPRESS or action.default in (None, False, [], argparse.SUPPRESS):
+            continue
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        assert "default" in parser.formatter_class("x")._get_help_string(action), (command, action.option_strings)
+    described = {command.split()[0] for command, parser, _ in _options_by_command() if command and parser.description}
+    assert {"zoo", "metrics", "cache", "rank", "evaluate", "finetune"} <= described
+
+
+def test_old_spellings_still_work_and_warn(capsys):
+    from hf_tsel.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "s.csv", "--metric", "logme", "--metric", "gbc"])
+    assert args.metrics == "logme,gbc"
+    args = parser.parse_args(["benchmark", "offline", "--train-per-class", "5", "--test-per-class", "3"])
+    assert (args.samples_per_class, args.test_samples_per_class) == (5, 3)
+    err = capsys.readouterr().err
+    assert "--metric is now spelled --metrics" in err and "--train-per-class is now spelled --samples-per-class" in err
+
+
+def test_demo_split_is_refused_for_digits(cli):
+    code, _, err = cli(["demo", "--split", "train"])
+    assert code == EXIT_USER_ERROR and "--split" in err and "digits" in err and "fashion-mnist" in err
+
+
+def test_progress_on_a_pipe_leaves_no_blank_lines(nan_model, cli, tmp_path):
+    from tests.pipeline.data_fixtures import write_zoo
+
+    dataset, _ = nan_model
+    zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
+    code, _, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme", "--n-boot", "0",
+                        "--cache-dir", tmp_path / "c"])
+    lines = err.splitlines()
+    assert code == 0 and any("extracting features" in line for line in lines)
+    assert all(line.strip() for line in lines), lines
