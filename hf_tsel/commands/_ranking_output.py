@@ -131,14 +131,26 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     for model in models:
         if model.get("error"):
             print(f"  {model['name']}: {model['error']}")
-    notes = df[df["note"].notna() & df["score"].isna()][["model", "metric", "note"]].drop_duplicates("note")
-    for row in notes.itertuples():
-        if not row.note.startswith("failed: cannot load"):
-            print(f"  {row.model} / {row.metric}: {row.note}")
+    for who, metric, note in _note_lines(df, {m["name"] for m in models if m.get("status") == "failed"}):
+        print(f"  {who} / {metric}: {note}")
     seconds = run.get("stage_seconds")
     if seconds:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print_recommendation(run.get("recommendation") or {})
+
+
+def _note_lines(df: pd.DataFrame, failed: set[str]) -> list[tuple[str, str, str]]:
+    """``(models, metrics, note)`` per distinct note of an unscored cell, naming every model and metric it
+    concerns: a model-set metric that failed for the whole set must not be pinned on whichever model came first.
+    Failed models are left out (their own error line says why)."""
+    unscored = df[df["note"].notna() & df["score"].isna() & ~df["model"].isin(failed)]
+    lines = []
+    for note, group in unscored.groupby("note", sort=False):
+        models, metrics = list(dict.fromkeys(group["model"])), ", ".join(dict.fromkeys(group["metric"]))
+        who = models[0] if len(models) == 1 else (f"{len(models)} models ({', '.join(models[:5])}"
+                                                  + (", ...)" if len(models) > 5 else ")"))
+        lines.append((who, metrics, note))
+    return lines
 
 
 def print_recommendation(recommendation: dict) -> None:

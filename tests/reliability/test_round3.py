@@ -438,3 +438,21 @@ def test_progress_on_a_pipe_leaves_no_blank_lines(nan_model, cli, tmp_path):
     lines = err.splitlines()
     assert code == 0 and any("extracting features" in line for line in lines)
     assert all(line.strip() for line in lines), lines
+
+
+def test_a_model_set_failure_is_not_pinned_on_one_model(nan_model, cli, tmp_path, monkeypatch):
+    import hf_tsel.metrics
+    from hf_tsel.errors import MetricInputError
+    from tests.pipeline.data_fixtures import write_zoo
+
+    def fails(name, *args, **kwargs):
+        raise MetricInputError(name, "the set cannot be scored.", "try another metric.")
+
+    monkeypatch.setattr(hf_tsel.metrics, "score_zoo", fails)
+    dataset, _ = nan_model
+    zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
+    code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme,etran", "--n-boot", "0",
+                          "--cache-dir", tmp_path / "c"])
+    text = " ".join(out.split())
+    assert "2 models (alpha, beta) / etran: failed: [etran] the set cannot be scored." in text, out
+    assert "alpha / etran" not in text
