@@ -456,3 +456,25 @@ def test_a_model_set_failure_is_not_pinned_on_one_model(nan_model, cli, tmp_path
     text = " ".join(out.split())
     assert "2 models (alpha, beta) / etran: failed: [etran] the set cannot be scored." in text, out
     assert "alpha / etran" not in text
+
+
+def test_real_model_with_infinite_weights_is_dropped_with_its_reason(hub, cli, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "inf-resnet"
+    repo = hub.hub_dir / f"models--{hub.ids['timm_cnn'].replace('/', '--')}"
+    shutil.copytree(repo / "snapshots" / hub.revisions["timm_cnn"], folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: torch.full_like(v, float("inf")) if v.is_floating_point() else v for k, v in weights.items()},
+              str(folder / "model.safetensors"))
+    code, out, err = cli(["rank", DATASET, "--model", folder, "--model", hub.ids["timm_cnn"], "--model",
+                          hub.ids["timm_vit"], "--loader", "timm", "--n-boot", "10", "--cache-dir", tmp_path / "c",
+                          "-o", tmp_path / "r.json"])
+    assert code == EXIT_PARTIAL_FAILURE, out + err
+    run = json.loads((tmp_path / "r.json").read_text())["run"]
+    dropped = {m["model_id"]: m for m in run["models"]}[str(folder)]
+    assert dropped["status"] == "failed" and "NaN or infinite values" in dropped["error"]
+    assert run["recommendation"]["line"].startswith("Fine-tune ") and "inf-resnet" not in run["recommendation"]["line"]
+    assert "1 of 3 models failed (inf-resnet)" in err
