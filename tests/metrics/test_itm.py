@@ -158,3 +158,17 @@ def test_training_span_with_more_rows_than_dimensions_still_drops_dead_units():
     nearly_dependent[:, [3, 7]] = 1e-3 * torch.from_numpy(rng.normal(size=(200, 2)))
     nearly_dependent[:, 5] += 1e-3 * torch.from_numpy(rng.normal(size=200))
     assert training_span(nearly_dependent, torch.arange(150)) is None  # full rank, though poorly conditioned
+
+
+def test_training_runs_on_one_cpu_thread_and_restores_the_thread_count(monkeypatch):
+    seen = []
+    original_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (seen.append(torch.get_num_threads()),
+                                                                          original_step(self, *a, **k))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        itm_trace(_inputs(*one_hot_blobs(2.0, n_per_class=20, classes=3, dim=8)), iterations=5, checks=1)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
