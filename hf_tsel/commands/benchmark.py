@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     offline = kinds.add_parser(
         "offline", help="packaged backbones x offline datasets, scored and checked against measured ground truth",
         description="The offline ranking benchmark (see benchmarks/offline_ranking.py); cached, so a re-run "
-                    "computes only what is missing.")
+                    "computes only what is missing. The rows this run computes replace their own in the tables "
+                    "already in --results-dir; the others are kept (so --metrics NEW adds a metric's rows).")
     offline.add_argument("--datasets", help="comma-separated offline datasets (default: all)")
     offline.add_argument("--zoos", default="offline,offline-benchmark", help="comma-separated zoos")
     offline.add_argument("--metrics", help="comma-separated metrics (default: every registry metric + ped+sfda, ped+logme)")
@@ -145,8 +146,8 @@ def _print_comparison(table, title: str) -> None:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    from ..offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, run_offline_benchmark,
-                                     write_benchmark_tables)
+    from ..offline.benchmark import (OfflineBenchmarkConfig, markdown_summary, merged_with_tables,
+                                     run_offline_benchmark, write_benchmark_tables)
     from ..offline.benchmark_datasets import OFFLINE_DATASETS
 
     config = OfflineBenchmarkConfig(
@@ -156,6 +157,7 @@ def run_offline(args: argparse.Namespace) -> int:
         work_dir=Path(args.work_dir) if args.work_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     result = run_offline_benchmark(config, log=lambda message: print(message, flush=True))
+    result = merged_with_tables(result, args.results_dir)
     paths = write_benchmark_tables(result, args.results_dir)
     summary = markdown_summary(result)
     summary_path = Path(args.results_dir) / "offline_summary.md"

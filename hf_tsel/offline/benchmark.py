@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -309,6 +309,29 @@ def write_benchmark_tables(result: OfflineBenchmarkResult, out_dir: str | Path) 
         ["dataset", "protocol", "model"]).to_csv(paths[1], index=False, float_format="%.4f")
     result.evaluation.sort_values(["protocol", "metric", "dataset"]).to_csv(paths[2], index=False, float_format="%.4f")
     return paths
+
+
+def merged_with_tables(result: OfflineBenchmarkResult, out_dir: str | Path) -> OfflineBenchmarkResult:
+    """``result`` completed with the rows of the tables already in ``out_dir`` that this run did not compute.
+
+    A run with ``--metrics`` or ``--protocols`` (e.g. a newly registered metric) thereby updates its own
+    rows of the committed tables and keeps the rest: a (dataset, metric) score or (dataset, protocol)
+    ground truth computed by this run replaces the stored one, everything else stays.
+    """
+    out_dir = Path(out_dir)
+    old_scores, old_truth = out_dir / "offline_scores.csv", out_dir / "offline_ground_truth.csv"
+    scores, truth = result.scores, result.ground_truth
+    if old_scores.is_file():
+        kept = pd.read_csv(old_scores)
+        fresh = pd.MultiIndex.from_frame(scores[["dataset", "metric"]])
+        scores = pd.concat([kept[~pd.MultiIndex.from_frame(kept[["dataset", "metric"]]).isin(fresh)], scores],
+                           ignore_index=True)
+    if old_truth.is_file():
+        kept = pd.read_csv(old_truth)
+        fresh = pd.MultiIndex.from_frame(truth[["dataset", "protocol"]])
+        truth = pd.concat([kept[~pd.MultiIndex.from_frame(kept[["dataset", "protocol"]]).isin(fresh)], truth],
+                          ignore_index=True)
+    return replace(result, scores=scores, ground_truth=truth, evaluation=evaluation_table(scores, truth))
 
 
 def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:

@@ -147,3 +147,29 @@ def test_digit_cnn_recognises_a_real_digit():
 
     accuracy = cross_val_score(LogisticRegression(max_iter=500), features.numpy(), digits.target[:200], cv=3).mean()
     assert accuracy > 0.7
+
+
+def test_a_partial_run_updates_its_own_rows_of_the_tables_and_keeps_the_rest(tmp_path):
+    from hf_tsel.groundtruth.evaluate import evaluation_table
+    from hf_tsel.offline.benchmark import OfflineBenchmarkResult, merged_with_tables, write_benchmark_tables
+
+    def truth(protocol, accuracies):
+        return [{"dataset": "d", "model": m, "protocol": protocol, "accuracy": a} for m, a in accuracies.items()]
+
+    def scores(metric, values):
+        return [{"dataset": "d", "model": m, "metric": metric, "score": v} for m, v in values.items()]
+
+    old_scores = pd.DataFrame(scores("logme", {"a": 1.0, "b": 2.0, "c": 3.0})
+                              + scores("knn", {"a": 0.0, "b": 0.0, "c": 1.0}))
+    old_truth = pd.DataFrame(truth("linear-probe", {"a": 0.1, "b": 0.2, "c": 0.3})
+                             + truth("finetune-last", {"a": 0.3, "b": 0.2, "c": 0.1}))
+    write_benchmark_tables(OfflineBenchmarkResult(old_scores, old_truth, evaluation_table(old_scores, old_truth)), tmp_path)
+    new_scores = pd.DataFrame(scores("knn", {"a": 0.1, "b": 0.5, "c": 0.9}))
+    new_truth = pd.DataFrame(truth("linear-probe", {"a": 0.1, "b": 0.25, "c": 0.3}))
+    merged = merged_with_tables(OfflineBenchmarkResult(new_scores, new_truth, evaluation_table(new_scores, new_truth)),
+                                tmp_path)
+    by_metric = merged.scores.set_index(["metric", "model"])["score"]
+    assert by_metric[("knn", "b")] == 0.5 and by_metric[("logme", "c")] == 3.0 and len(merged.scores) == 6
+    by_protocol = merged.ground_truth.set_index(["protocol", "model"])["accuracy"]
+    assert by_protocol[("linear-probe", "b")] == 0.25 and by_protocol[("finetune-last", "a")] == 0.3
+    assert set(merged.evaluation["metric"]) == {"logme", "knn"} and len(merged.evaluation) == 4
