@@ -46,6 +46,9 @@ class MetricSpec:
     summary: str = ""
     min_samples_per_class: int = 2
     dtype: torch.dtype = torch.float64
+    # For a score that is the mean of per-sample values (a cross-validated accuracy): those values, ``[N]``
+    # (NaN where not computed), so a bootstrap can resample them exactly instead of recomputing the metric.
+    per_sample: Callable[..., torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def higher_is_better(self) -> bool:
@@ -87,8 +90,13 @@ _TRANSFORMS: dict[str, _Transform] = {}
 
 def register(name: str, *, consumes: Consumes, paper: str, reference: str = "", stochastic: bool = False,
              negated: bool = False, aliases: tuple[str, ...] = (), min_samples_per_class: int = 2,
-             dtype: torch.dtype = torch.float64) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator adding a metric implementation to the registry (the docstring's first line is its summary)."""
+             dtype: torch.dtype = torch.float64,
+             per_sample: Callable[..., torch.Tensor] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding a metric implementation to the registry (the docstring's first line is its summary).
+
+    ``per_sample``: for a metric whose score is the mean of per-sample values, the function returning
+    them (same inputs and parameters as the metric), used by the bootstrap of :func:`hf_tsel.recommend`.
+    """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         for key in (name, *aliases):
@@ -97,7 +105,7 @@ def register(name: str, *, consumes: Consumes, paper: str, reference: str = "", 
         summary = (inspect.getdoc(fn) or "").split("\n")[0]
         _METRICS[name] = MetricSpec(name=name, fn=fn, consumes=consumes, paper=paper, reference=reference,
                                     stochastic=stochastic, negated=negated, aliases=aliases, summary=summary,
-                                    min_samples_per_class=min_samples_per_class, dtype=dtype)
+                                    min_samples_per_class=min_samples_per_class, dtype=dtype, per_sample=per_sample)
         _ALIASES.update({alias: name for alias in aliases})
         return fn
 
@@ -139,7 +147,7 @@ def _composed(transform: _Transform, base: MetricSpec) -> MetricSpec:
         for n in transform.parameters if n not in base_signature.parameters]
     composed_fn.__signature__ = base_signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     composed_fn.parts = (transform.fn, base.fn)  # type: ignore[attr-defined]  (their type hints check parameters)
-    return replace(base, name=f"{transform.prefix}+{base.name}", fn=composed_fn, aliases=(),
+    return replace(base, name=f"{transform.prefix}+{base.name}", fn=composed_fn, aliases=(), per_sample=None,
                    paper=f"{transform.paper}; base: {base.paper}",
                    summary=f"{transform.summary} Then: {base.summary}")
 

@@ -31,7 +31,7 @@ from ._common import gram, one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["linear_probe_cv", "knn", "RIDGE_ALPHAS", "LOGISTIC_DECAYS"]
+__all__ = ["linear_probe_cv", "linear_probe_cv_hits", "knn", "knn_hits", "RIDGE_ALPHAS", "LOGISTIC_DECAYS"]
 
 # Ridge strengths relative to the mean non-zero eigenvalue of the standardised Gram matrix, so one grid
 # fits every feature width and sample size; 1e-3 (almost unregularised) .. 1e2 (almost class means).
@@ -57,8 +57,8 @@ def _fractional_hits(votes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return top.gather(1, labels[:, None])[:, 0].double() / top.sum(dim=1)
 
 
-def _ridge_loo(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
-    """Leave-one-out accuracy of the ridge classifier at the PRESS-optimal strength, and that strength's alpha."""
+def _ridge_loo(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, float]:
+    """Leave-one-out hits ``[N]`` of the ridge classifier at the PRESS-optimal strength, and that strength's alpha."""
     n, d = features.shape
     work_dtype = torch.float32 if n * min(n, d) * max(n, d) > _FLOAT32_ABOVE else features.dtype
     x = _standardised(features).to(work_dtype)
@@ -78,7 +78,7 @@ def _ridge_loo(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -
     projected = left.T @ centred_targets  # [r, C]
     squared_left = left.square()
     scale = float(eigenvalues.mean())
-    best = (math.inf, 0.0, 0.0)
+    best: tuple[float, torch.Tensor | None, float] = (math.inf, None, 0.0)
     for alpha in RIDGE_ALPHAS:
         shrink = eigenvalues / (eigenvalues + alpha * scale)
         fitted = left @ (shrink[:, None] * projected)  # centred predictions
@@ -86,7 +86,7 @@ def _ridge_loo(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -
         loo = centred_targets - (centred_targets - fitted) / (1 - leverage)[:, None]
         press = float((centred_targets - loo).double().square().sum())
         if press < best[0]:
-            best = (press, float(_fractional_hits(loo + class_shares, labels).mean()), alpha)
+            best = (press, _fractional_hits(loo + class_shares, labels), alpha)
     return best[1], best[2]
 
 
@@ -125,8 +125,8 @@ def _logistic_accuracy(train_x, train_y, test_x, test_y, num_classes: int, decay
     return _fractional_hits(logits, test_y)
 
 
-def _logistic_cv(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int, seed: int) -> float:
-    """Stratified k-fold accuracy; each training fold picks its decay on a stratified inner fold of itself."""
+def _logistic_cv(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int, seed: int) -> torch.Tensor:
+    """Stratified k-fold hits ``[N]``; each training fold picks its decay on a stratified inner fold of itself."""
     x = _standardised(features)
     fold_of = torch.from_numpy(_stratified_folds(labels, folds, seed)).to(labels.device)
     hits = torch.empty(len(labels), dtype=torch.float64, device=x.device)
@@ -138,10 +138,22 @@ def _logistic_cv(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
         decay = max(LOGISTIC_DECAYS, key=lambda w: float(_logistic_accuracy(
             xs[inner_train], ys[inner_train], xs[inner_test], ys[inner_test], num_classes, w).mean()))
         hits[test] = _logistic_accuracy(xs, ys, x[test], labels[test], num_classes, decay)
-    return float(hits.mean())
+    return hits
 
 
-@register("linear_probe_cv", consumes="features", min_samples_per_class=2,
+def linear_probe_cv_hits(inputs: MetricInputs, *, method: Literal["ridge_loo", "logistic"] = "ridge_loo",
+                         folds: int = 5, seed: int = 0) -> torch.Tensor:
+    """Per-sample held-out hits ``[N]`` (1, 0, or 1/k for a k-way tie) behind :func:`linear_probe_cv`."""
+    if method == "ridge_loo":
+        return _ridge_loo(inputs.features, inputs.labels, inputs.num_classes)[0]
+    smallest = int(torch.bincount(inputs.labels).min())
+    if not 2 <= folds <= smallest:
+        raise MetricInputError("linear_probe_cv", f"folds must be between 2 and the smallest class size ({smallest}), "
+                               f"got {folds}.", "use fewer folds, or the default method='ridge_loo'.")
+    return _logistic_cv(inputs.features, inputs.labels, inputs.num_classes, folds, seed)
+
+
+@register("linear_probe_cv", consumes="features", min_samples_per_class=2, per_sample=linear_probe_cv_hits,
           paper="hf-tsel training-based proxy: cross-validated linear-probe accuracy (Chaves et al., arXiv "
                 "2405.20420, find such plain baselines hard to beat); ridge leave-one-out via the PRESS identity "
                 "(Allen, Technometrics 1974)")
@@ -164,13 +176,7 @@ def linear_probe_cv(inputs: MetricInputs, *, method: Literal["ridge_loo", "logis
         >>> score("linear_probe_cv", x, y) - score("linear_probe_cv", x, rng.permutation(y)) > 0.3
         True
     """
-    if method == "ridge_loo":
-        return _ridge_loo(inputs.features, inputs.labels, inputs.num_classes)[0]
-    if not 2 <= folds <= int(torch.bincount(inputs.labels).min()):
-        raise MetricInputError("linear_probe_cv", f"folds must be between 2 and the smallest class size "
-                               f"({int(torch.bincount(inputs.labels).min())}), got {folds}.",
-                               "use fewer folds, or the default method='ridge_loo'.")
-    return _logistic_cv(inputs.features, inputs.labels, inputs.num_classes, folds, seed)
+    return float(linear_probe_cv_hits(inputs, method=method, folds=folds, seed=seed).mean())
 
 
 def _neighbour_votes(queries: torch.Tensor, query_rows: torch.Tensor, reference: torch.Tensor,
@@ -187,7 +193,33 @@ def _neighbour_votes(queries: torch.Tensor, query_rows: torch.Tensor, reference:
     return votes.scatter_add_(1, labels[index], weights)
 
 
-@register("knn", consumes="features", dtype=torch.float32,
+def knn_hits(inputs: MetricInputs, *, k: int = 20, distance: Literal["cosine", "euclidean"] = "cosine",
+             temperature: float = 0.07, max_queries: int | None = 10_000, seed: int = 0) -> torch.Tensor:
+    """Per-sample leave-one-out hits ``[N]`` behind :func:`knn` (NaN for samples not drawn as queries)."""
+    n = len(inputs.labels)
+    if k < 1 or not temperature > 0 or (max_queries is not None and max_queries < 1):
+        raise MetricInputError("knn", f"k and max_queries must be >= 1 and temperature > 0, got k={k}, "
+                               f"max_queries={max_queries}, temperature={temperature}.",
+                               "use the defaults (k=20, temperature=0.07, max_queries=10000).")
+    reference = inputs.features
+    if distance == "cosine":
+        reference = torch.nn.functional.normalize(reference, dim=1)
+    query_rows = torch.arange(n, device=reference.device)
+    if max_queries is not None and n > max_queries:
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=max_queries, replace=False))
+        query_rows = torch.from_numpy(chosen).to(reference.device)
+    k = min(k, n - 1)
+    block = max(1, _KNN_BLOCK_ELEMENTS // n)
+    hits = torch.full((n,), math.nan, dtype=torch.float64, device=reference.device)
+    for start in range(0, len(query_rows), block):
+        rows = query_rows[start:start + block]
+        votes = _neighbour_votes(reference[rows], rows, reference, inputs.labels, inputs.num_classes, k, distance,
+                                 temperature)
+        hits[rows] = _fractional_hits(votes, inputs.labels[rows])
+    return hits
+
+
+@register("knn", consumes="features", dtype=torch.float32, per_sample=knn_hits,
           paper="Sorkhei et al., k-NN as a Simple and Effective Estimator of Transferability, arXiv 2503.18528 "
                 "(weighted k-NN of Caron et al., DINO, ICCV 2021)")
 def knn(inputs: MetricInputs, *, k: int = 20, distance: Literal["cosine", "euclidean"] = "cosine",
@@ -209,24 +241,5 @@ def knn(inputs: MetricInputs, *, k: int = 20, distance: Literal["cosine", "eucli
         >>> score("knn", x, y) - score("knn", x, rng.permutation(y)) > 0.3
         True
     """
-    n = len(inputs.labels)
-    if k < 1 or not temperature > 0 or (max_queries is not None and max_queries < 1):
-        raise MetricInputError("knn", f"k and max_queries must be >= 1 and temperature > 0, got k={k}, "
-                               f"max_queries={max_queries}, temperature={temperature}.",
-                               "use the defaults (k=20, temperature=0.07, max_queries=10000).")
-    reference = inputs.features
-    if distance == "cosine":
-        reference = torch.nn.functional.normalize(reference, dim=1)
-    query_rows = torch.arange(n, device=reference.device)
-    if max_queries is not None and n > max_queries:
-        chosen = np.sort(np.random.default_rng(seed).choice(n, size=max_queries, replace=False))
-        query_rows = torch.from_numpy(chosen).to(reference.device)
-    k = min(k, n - 1)
-    block = max(1, _KNN_BLOCK_ELEMENTS // n)
-    hits = []
-    for start in range(0, len(query_rows), block):
-        rows = query_rows[start:start + block]
-        votes = _neighbour_votes(reference[rows], rows, reference, inputs.labels, inputs.num_classes, k, distance,
-                                 temperature)
-        hits.append(_fractional_hits(votes, inputs.labels[rows]))
-    return float(torch.cat(hits).mean())
+    hits = knn_hits(inputs, k=k, distance=distance, temperature=temperature, max_queries=max_queries, seed=seed)
+    return float(hits.nanmean())
