@@ -47,7 +47,7 @@ class ResultField:
 
 # The one definition of the schema; docs/publish.md and the dataset cards show schema_markdown().
 RESULT_SCHEMA: tuple[ResultField, ...] = (
-    ResultField("schema_version", "str", False, 'version of this record format (currently "1.0")'),
+    ResultField("schema_version", "str", False, f'version of this record format (currently "{RESULTS_SCHEMA_VERSION}")'),
     ResultField("dataset", "str", False, "target dataset: Hub id or local path"),
     ResultField("config", "str", True, "dataset configuration (subset), if any"),
     ResultField("split", "str", False, "dataset split the features were extracted from"),
@@ -60,7 +60,8 @@ RESULT_SCHEMA: tuple[ResultField, ...] = (
     ResultField("metric", "str", False, "transferability metric (registry name, see `hf-tsel metrics`)"),
     ResultField("score", "float", True, "metric value, higher is better; null when the metric failed or does not apply"),
     ResultField("rank", "int", True, "1 = best score within dataset/config/split/metric (recomputed after every merge)"),
-    ResultField("p_top1", "float", True, "consensus rows: bootstrap probability that the model is the best of the run's models"),
+    ResultField("p_top1", "float", True, "consensus rows: calibrated probability that the model is truly the best "
+                "of the run's models after training (hf_tsel.recommendation)"),
     ResultField("rank_low", "int", True, "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
     ResultField("rank_high", "int", True, "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
     ResultField("num_samples", "int", False, "number of target images the score was computed on"),
