@@ -37,8 +37,8 @@ from . import __version__
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_ZOO, MAX_SEED
 from .errors import CacheError, HfTselError, UserError
-from .features import (PRECISIONS, CachedFeatures, FeatureCache, cache_key, effective_precision, extract_features,
-                       local_weights_digest, make_accelerator, model_spec)
+from .features import (PRECISIONS, CachedFeatures, FeatureCache, effective_precision, entry_key, extract_features,
+                       make_accelerator)
 from .features.scheduling import balanced_order, shard_entries, weight_bytes
 from .hub_access import PROBE_SECONDS, hub_reachable
 from .source_reference import REFERENCE_SEED, ReferenceFeatures, SourceReference, source_reference_of
@@ -247,10 +247,7 @@ class _Run:
 
     def key(self, entry: Any, precision: str | None = None) -> str:
         """The cache key of ``entry``'s features on this sample, at ``precision`` (default: this run's)."""
-        if entry.hub_id not in self.digests:  # hashed once per run: a local model's weights may be large
-            self.digests[entry.hub_id] = local_weights_digest(entry.hub_id)
-        spec = model_spec(entry, precision=precision or self.precision, weights_digest=self.digests[entry.hub_id])
-        return cache_key(spec, self.data.sample_key)
+        return entry_key(entry, self.data.sample_key, precision=precision or self.precision, digests=self.digests)
 
     @property
     def collective(self) -> bool:

@@ -44,8 +44,8 @@ import torch
 from ..errors import CacheError
 from ..paths import tsel_home
 
-__all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "local_weights_digest", "model_spec",
-           "cache_key"]
+__all__ = ["CacheError", "CachedFeatures", "FeatureCache", "default_cache_dir", "entry_key", "local_weights_digest",
+           "model_spec", "cache_key"]
 
 _FEATURES_FILE = "features.safetensors"
 _MANIFEST_FILE = "manifest.json"
@@ -107,6 +107,19 @@ def cache_key(spec: dict[str, Any], sample_key: str) -> str:
     """Stable hex key of a model spec and a dataset sample."""
     payload = json.dumps({"model": spec, "sample": sample_key}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def entry_key(entry: Any, sample_key: str, *, precision: str = "fp32",
+              digests: dict[str, str | None] | None = None) -> str:
+    """The key under which ``hf_tsel.extract`` caches ``entry``'s features on a sample: its spec, the precision
+    and, for a local model, its files' digest. ``digests`` memoises the digests (hub id -> digest) across calls.
+
+    Scripts that read the cache directly must use this, not :func:`cache_key` of :func:`model_spec` alone.
+    """
+    digests = {} if digests is None else digests
+    if entry.hub_id not in digests:  # hashed once: a local model's weights may be large
+        digests[entry.hub_id] = local_weights_digest(entry.hub_id)
+    return cache_key(model_spec(entry, precision=precision, weights_digest=digests[entry.hub_id]), sample_key)
 
 
 @dataclass
