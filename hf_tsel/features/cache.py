@@ -11,13 +11,15 @@ Entries are content-addressed and every file is renamed into place whole, so sev
 or machines may fill one cache folder (e.g. on shared storage) at once without conflicts.
 
 ``<key>`` hashes the model's loading spec (hub id, requested revision, loader, pooling,
-preprocessing overrides, ...) and the dataset sample (fingerprint, split, sampled indices). The
+preprocessing overrides, ...), the precision of the forward pass, a local model's file digest
+(:func:`entry_key`) and the dataset sample (fingerprint, split, sampled indices). The
 resolved model revision and effective preprocessing are stored in the manifest; an entry whose
 resolved revision differs from the one the local Hub cache now points at is treated as stale.
 
 The cache heals itself: an unreadable manifest, features or chunk file is reported once (a
 warning), renamed to ``*.corrupt`` and rebuilt by the next extraction. :meth:`FeatureCache.clear`
-deletes only folders that are provably cache entries (a key-shaped name holding only cache files),
+deletes only folders that are provably cache entries (a key-shaped name holding only cache files,
+with a manifest this tool wrote),
 so pointing ``--cache-dir`` at a folder with other content never deletes that content.
 """
 
