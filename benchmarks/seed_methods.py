@@ -80,7 +80,7 @@ class Pair(NamedTuple):
 def offline_pairs(datasets: list[str] | None = None) -> Iterator[Pair]:
     """The offline benchmark's pairs, from the feature cache only (no source images exist for these models)."""
     from hf_tsel.data import load_image_dataset
-    from hf_tsel.features import FeatureCache, cache_key, model_spec
+    from hf_tsel.features import FeatureCache, entry_key
     from hf_tsel.offline.benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
     from hf_tsel.offline.benchmark_datasets import load_offline_dataset
     from hf_tsel.zoo import load_zoo
@@ -93,7 +93,7 @@ def offline_pairs(datasets: list[str] | None = None) -> Iterator[Pair]:
         data = load_image_dataset(train, split="train", seed=config.seed)
         labels = np.asarray(data.labels)
         for entry in (e for zoo in DEFAULT_ZOOS for e in load_zoo(zoo)):
-            cached = cache.load(cache_key(model_spec(entry), data.sample_key))
+            cached = cache.load(entry_key(entry, data.sample_key))
             if cached is None:
                 print(f"  {dataset}: no cached features of {entry.name} (run `hf-tsel benchmark offline` first)")
                 continue
