@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,8 +171,14 @@ def _make_optimizer(config: FinetuneConfig, parameters: list[nn.Parameter], lr: 
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=wd)
 
 
+def _staging_path(path: Path) -> Path:
+    # One staging file per process: two runs training the same grid point (parallel benchmark processes
+    # sharing a work dir) must not rename each other's half-written file away.
+    return path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _staging_path(path)
     torch.save(obj, tmp)
     tmp.replace(path)
 

@@ -188,3 +188,20 @@ def test_last_stage_split_reproduces_the_model_or_is_refused():
     assert last_stage_parameter_names(module)[0].startswith("model.blocks.6.")
     vit = timm.create_model("test_vit", pretrained=False).eval()
     assert split_last_stage(PooledFeatures(vit, _make_forward("default", False)), torch.rand(2, 3, 160, 160)) is None
+
+
+def test_checkpoint_writes_of_two_processes_do_not_collide(tmp_path, monkeypatch):
+    """Parallel benchmark processes may train the same grid point; each stages its own file (a shared
+    ``last.pt.tmp`` was renamed away under the other process, which then crashed)."""
+    import os
+
+    from hf_tsel.groundtruth import finetune
+
+    target = tmp_path / "last.pt"
+    monkeypatch.setattr(os, "getpid", lambda: 1001)
+    first = finetune._staging_path(target)
+    torch.save({"step": 1}, first)  # process 1001 is between its write and its rename
+    monkeypatch.setattr(os, "getpid", lambda: 1002)
+    finetune._atomic_save({"step": 2}, target)  # process 1002 saves the same checkpoint meanwhile
+    first.replace(target)  # 1001's rename still finds its file
+    assert torch.load(target)["step"] == 1
