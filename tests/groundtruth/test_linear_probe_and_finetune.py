@@ -193,10 +193,10 @@ def test_last_stage_split_reproduces_the_model_or_is_refused():
 def test_checkpoint_writes_of_two_processes_do_not_collide(tmp_path, monkeypatch):
     """Parallel benchmark processes may train the same grid point; each stages its own file (a shared
     ``last.pt.tmp`` was renamed away under the other process, which then crashed)."""
+    import importlib
     import os
 
-    from hf_tsel.groundtruth import finetune
-
+    finetune = importlib.import_module("hf_tsel.groundtruth.finetune")  # the module, not the function of that name
     target = tmp_path / "last.pt"
     monkeypatch.setattr(os, "getpid", lambda: 1001)
     first = finetune._staging_path(target)
