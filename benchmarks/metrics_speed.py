@@ -15,8 +15,14 @@ features; ~10 % of the entries end up exactly 0). ``source_probs`` are the softm
 1000-way linear head on the z-scored features. Model-set metrics are timed on a zoo of
 ``--zoo-size`` models (latent separations 0.5, 1, 1.5, ...) and reported per model.
 
+Every row also gives its wall time as a multiple of LogME's in the same run (the baseline named
+in issue 21; timings on a shared machine are only comparable within one run), and the header names
+the CPU, torch and the load average before and after the run. ``prior:*`` metrics are not timed:
+they read published model metadata, not features.
+
 Usage:
     python benchmarks/metrics_speed.py --config small --metrics logme,leep,nce
+    python benchmarks/metrics_speed.py --config large --output benchmarks/results/metrics_speed_large.md
     python benchmarks/metrics_speed.py --config all            # every metric, both configs (slow)
 """
 
@@ -25,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -33,9 +41,12 @@ import time
 import torch
 
 CONFIGS = {"small": (10_000, 2048, 100), "large": (50_000, 768, 100)}
-# ITM (issue 3) is specified at a smaller size; it runs on this config whatever --config says.
-ITM_CONFIG = (5000, 768, 100)
+# ITM (issue 3) is specified at a smaller size: the small config times it there; large times it at full size.
+ITM_SMALL_CONFIG = (5000, 768, 100)
 PED_COMPOSITIONS = ("ped+logme", "ped+sfda", "ped+nleep")
+BASELINE = "logme"
+# Not timed: they read published model metadata, not features.
+METADATA_PREFIX = "prior:"
 LATENT_DIM = 128
 N_SOURCE_CLASSES = 1000
 
@@ -113,7 +124,7 @@ def default_metrics() -> list[str]:
     """Every registered metric plus a few PED compositions (to show PED's overhead)."""
     from hf_tsel.metrics import get_metric, list_metrics
 
-    names = [spec.name for spec in list_metrics(include_transforms=False)]
+    names = [spec.name for spec in list_metrics(include_transforms=False) if not spec.name.startswith(METADATA_PREFIX)]
     for name in PED_COMPOSITIONS:
         try:
             get_metric(name)
@@ -123,16 +134,35 @@ def default_metrics() -> list[str]:
     return names
 
 
+def machine_line() -> str:
+    """CPU model, cores, torch version and the 1-minute load average now (Linux ``/proc``; best effort)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+            f"load average {os.getloadavg()[0]:.2f}")
+
+
+def _baseline_seconds(rows: list[dict], shape: str) -> float | None:
+    return next((r["seconds"] for r in rows if r["metric"] == BASELINE and r["config"] == shape and "error" not in r),
+                None)
+
+
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| metric | N×D×C | threads | wall s | CPU s (all threads) | peak RSS (MiB) | added by metric (MiB) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| metric | N×D×C | threads | wall s | × {BASELINE} (wall) | CPU s (all threads) | peak RSS (MiB) | "
+             "added by metric (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['metric']} | {row['config']} | | {row['error']} | | | |")
+            lines.append(f"| {row['metric']} | {row['config']} | | {row['error']} | | | | |")
             continue
         per_model = " per model" if row["per_model"] else ""
+        baseline = _baseline_seconds(rows, row["config"])
+        ratio = f"{row['seconds'] / baseline:.2f}" if baseline else ""
         lines.append(f"| {row['metric']} | {row['config']} | {row['threads']} | {row['seconds']:.2f}{per_model} | "
-                     f"{row['cpu_seconds']:.2f}{per_model} | {row['peak_rss_mib']:.0f} | "
+                     f"{ratio} | {row['cpu_seconds']:.2f}{per_model} | {row['peak_rss_mib']:.0f} | "
                      f"{row['added_rss_mib']:.0f} |")
     return "\n".join(lines)
 
@@ -147,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a metric is reported as timed out")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads per metric (default: torch's choice, all cores)")
+    parser.add_argument("--output", help="also write the table, with the machine line, to this markdown file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,15 +188,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_one(args.worker, n_samples, dim, n_classes, args.zoo_size)))
         return 0
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] or default_metrics()
+    if BASELINE not in metrics:
+        metrics.insert(0, BASELINE)
     configs = list(CONFIGS) if args.config == "all" else [args.config]
+    before = machine_line()
     rows = []
     for metric in metrics:
-        shapes = [ITM_CONFIG] if metric == "itm" else [CONFIGS[c] for c in configs]
+        shapes = [ITM_SMALL_CONFIG if metric == "itm" and c == "small" else CONFIGS[c] for c in configs]
         for shape in shapes:
             row = _subprocess(metric, shape, args.zoo_size, args.threads, args.timeout)
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
-    print(markdown_table(rows))
+    text = f"{before}; after the run: load average {os.getloadavg()[0]:.2f}\n\n{markdown_table(rows)}"
+    print(text)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(f"`python benchmarks/metrics_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+                      f"{text}\n")
     return 0
 
 
