@@ -9,8 +9,9 @@ one blockwise GEMM pass over the pairs instead, keeping only each point's k near
   C, every point missing from x's list is at least ``lb(x)`` away: the k-th float32 distance minus
   a rigorous bound on its rounding error. So C's shortest listed outgoing edge is C's shortest
   outgoing edge (the cut property makes it an MST edge) unless a member has ``lb(x)`` below it;
-  exactly those members get their distances to all points in float64 (the fallback, which also
-  covers inputs whose float32 error bound is too loose to certify anything).
+  exactly those members get their distances to all points (float32 rows, the near-minimal
+  entries of which are recomputed in float64: the fallback, which also covers inputs whose
+  float32 error bound is too loose to certify anything).
 
 Ties are broken by ``(length, smaller index, larger index)``, a total order, so the per-component
 minima never close a cycle. Edge lengths are recomputed from the float64 coordinates.
@@ -73,8 +74,7 @@ def knn_lists(points: torch.Tensor, k: int, *, block_rows: int = 2048) -> tuple[
                 top = torch.topk(block.T.contiguous(), kk, dim=1, largest=False)  # strided topk is slower
                 values[cols], indices[cols] = _merge_smallest(values[cols], indices[cols], top.values,
                                                               row_ids[top.indices], k)
-    error = (2 * dim + 16) * _UNIT_ROUNDOFF_F32 * (norms64 + norms64.max())
-    lower = (values[:, -1].to(torch.float64) - error).clamp_min(0).sqrt()
+    lower = (values[:, -1].to(torch.float64) - _rounding_bound(norms64, dim)).clamp_min(0).sqrt()
     exact = torch.cat([(points[part, None, :] - points[indices[part]]).norm(dim=2) for part in _row_chunks(n, k * dim)])
     # nearest first, equal lengths by index: the tie order of :func:`_component_minima`
     order = torch.argsort(indices, dim=1)
@@ -87,17 +87,30 @@ def _row_chunks(n: int, width: int, budget: int = 1 << 26) -> list[slice]:
     return [slice(s, s + step) for s in range(0, n, step)]
 
 
-def _nearest_outside_exact(points: torch.Tensor, norms: torch.Tensor, component: torch.Tensor,
-                           who: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact (float64) nearest point of another component for each point in ``who``: ``(distance, index)``."""
+def _rounding_bound(norms: torch.Tensor, dim: int) -> torch.Tensor:
+    """Per point, a bound on ``|d²₃₂ − d²|`` to any other point (see :func:`knn_lists`)."""
+    return (2 * dim + 16) * _UNIT_ROUNDOFF_F32 * (norms + norms.max())
+
+
+def _nearest_outside(points: torch.Tensor, screen: torch.Tensor, norms: torch.Tensor, component: torch.Tensor,
+                     who: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact nearest point of another component for each point in ``who``: ``(float64 distance, index)``.
+
+    Rows of float32 squared distances; every point within twice the rounding bound of a row's
+    float32 minimum could be the true nearest, so those few are recomputed in float64.
+    """
+    norms32, slack = norms.to(torch.float32), 2 * _rounding_bound(norms, points.shape[1])
     distances, partners = [], []
     for part in _row_chunks(len(who), len(points), budget=1 << 25):
         rows = who[part]
-        squared = torch.addmm(norms[rows, None] + norms[None, :], points[rows], points.T, alpha=-2)
+        squared = torch.addmm(norms32[rows, None] + norms32[None, :], screen[rows], screen.T, alpha=-2)
         squared.masked_fill_(component[None, :] == component[rows, None], float("inf"))
-        best = squared.argmin(1)  # first of equal minima: the smallest index
-        partners.append(best)
-        distances.append((points[rows] - points[best]).norm(dim=1))
+        threshold = squared.amin(1).to(torch.float64) + slack[rows]
+        row, column = torch.nonzero(squared <= threshold.to(torch.float32)[:, None], as_tuple=True)
+        length = (points[rows[row]] - points[column]).norm(dim=1)
+        best = _component_minima(row, length, rows[row], column)  # one per row, ties to the smaller index
+        distances.append(length[best])
+        partners.append(column[best])
     return torch.cat(distances), torch.cat(partners)
 
 
@@ -122,7 +135,7 @@ def _component_minima(component: torch.Tensor, length: torch.Tensor, source: tor
     return order[best[best < len(order)]]
 
 
-def mst_edges(points: torch.Tensor, *, neighbours: int = 16, block_rows: int = 2048
+def mst_edges(points: torch.Tensor, *, neighbours: int = 32, block_rows: int = 2048
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(u [N-1], v [N-1], length [N-1])`` of a Euclidean minimum spanning tree of ``points`` (exact).
 
@@ -137,7 +150,7 @@ def mst_edges(points: torch.Tensor, *, neighbours: int = 16, block_rows: int = 2
     if n < 2:
         return empty, empty, torch.empty(0, dtype=torch.float64, device=device)
     listed, listed_length, lower = knn_lists(exact, neighbours, block_rows=block_rows)
-    norms = (exact * exact).sum(1)
+    norms, screen = (exact * exact).sum(1), exact.to(torch.float32)
     parent = list(range(n))
     component = torch.arange(n, device=device)
     us, vs, lengths = [], [], []
@@ -154,7 +167,7 @@ def mst_edges(points: torch.Tensor, *, neighbours: int = 16, block_rows: int = 2
         best.scatter_reduce_(0, component, length, reduce="amin")
         doubtful = torch.nonzero(lower < best[component])[:, 0]
         if len(doubtful):
-            length[doubtful], partner[doubtful] = _nearest_outside_exact(exact, norms, component, doubtful)
+            length[doubtful], partner[doubtful] = _nearest_outside(exact, screen, norms, component, doubtful)
         chosen = _component_minima(component, length, points_ids, partner)
         for i in torch.argsort(length[chosen], stable=True).tolist():
             x, y = int(chosen[i]), int(partner[chosen[i]])
