@@ -153,7 +153,8 @@ def mst_edges(points: torch.Tensor, *, neighbours: int = 32, block_rows: int = 2
     norms, screen = (exact * exact).sum(1), exact.to(torch.float32)
     parent = list(range(n))
     component = torch.arange(n, device=device)
-    us, vs, lengths = [], [], []
+    us: list[int] = []
+    vs: list[int] = []
     points_ids = torch.arange(n, device=device)
     while len(us) < n - 1:
         outside = component[listed] != component[:, None]
@@ -174,7 +175,8 @@ def mst_edges(points: torch.Tensor, *, neighbours: int = 32, block_rows: int = 2
             root_x, root_y = _find(parent, x), _find(parent, y)
             if root_x != root_y:
                 parent[root_x] = root_y
-                us.append(x), vs.append(y), lengths.append(float(length[chosen[i]]))
+                us.append(x)
+                vs.append(y)
         component = torch.tensor([_find(parent, x) for x in range(n)], device=device)
     u = torch.tensor(us, dtype=torch.long, device=device)
     v = torch.tensor(vs, dtype=torch.long, device=device)
