@@ -154,6 +154,10 @@ def test_training_span_with_more_rows_than_dimensions_still_drops_dead_units():
     basis = training_span(features, torch.arange(150))
     assert basis.shape == (10, 7)
     torch.testing.assert_close(features @ basis @ basis.T, features, rtol=0, atol=1e-10)
+    dependent_only = torch.from_numpy(rng.normal(size=(200, 10)))
+    dependent_only[:, 5] = dependent_only[:, 0] - 2 * dependent_only[:, 1] + dependent_only[:, 9] / 3
+    # its Gram matrix's smallest eigenvalue is rounding noise, not 0: the shortcut must leave it to the SVD
+    assert training_span(dependent_only, torch.arange(150)).shape == (10, 9)
     nearly_dependent = features.clone()
     nearly_dependent[:, [3, 7]] = 1e-3 * torch.from_numpy(rng.normal(size=(200, 2)))
     nearly_dependent[:, 5] += 1e-3 * torch.from_numpy(rng.normal(size=200))
