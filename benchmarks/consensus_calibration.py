@@ -1,63 +1,90 @@
-"""How sure is the answer? Calibration of ``p_top1`` and leave-one-model-out stability on the offline benchmark.
+"""How sure is the answer? Calibration of P(best) on both benchmarks, fitted leave-one-benchmark-out.
 
-For every offline dataset whose train features are all in the feature cache (nothing is
-extracted here; run ``hf-tsel benchmark offline`` first) and every ground-truth protocol, over the
-models that have ground truth:
+For every task (benchmark, dataset, ground-truth protocol) whose train features are in the
+benchmarks' caches (nothing is extracted here: run ``hf-tsel benchmark offline`` and
+``hf-tsel benchmark zoo`` first), over the models with ground truth, :func:`hf_tsel.recommend`
+with the default consensus and ``calibration=None`` gives each model's consensus score and its raw
+bootstrap share of the #1 spot. Forecasts of "this model is truly the best after training":
 
-* ``hf_tsel.recommendation`` (consensus, and each member alone) with ``calibration=0`` gives the raw
-  bootstrap shares; the uniform-shrink weight ``w`` of ``p_top1`` is then fitted leave-one-dataset-out
-  (grid 0..1 by 0.05, minimum Brier on the other datasets) and the held-out forecasts are scored;
-* Brier score of the forecast for the true best model (multi-class: sum over models of
-  ``(p - [model is best])^2``; tied best models share the target), against "all mass on the argmax"
-  and "uniform"; plus a reliability table (forecast bins vs how often the model was the best);
-* weighted tau and top-1 regret of consensus, members, priors and random;
-* leave-one-model-out stability: |tau(zoo without m) - tau(zoo)| for the consensus and LogME.
+* ``bootstrap``: the raw share (sampling noise only: the old P(best) before any calibration);
+* ``shrink``: the share mixed with uniform, ``(1 - w) share + w / M`` (the previous calibration);
+* ``softmax(score)``: ``softmax_m(a z_m)``, ``z`` the consensus standardised over the models;
+* ``softmax(score, share)``: ``softmax_m(a z_m + b log(share_m + 1 / (2 n_boot)))``;
+* ``softmax(score, share, agreement)``: as above with ``a`` scaled by ``1 + c (agreement - 1/2)``,
+  the share of member metrics whose own #1 is the consensus #1.
 
-Usage: ``python benchmarks/consensus_calibration.py`` (writes ``benchmarks/results/consensus_calibration.md``
-and ``.csv``). ``--ground-truth`` points at another ground-truth CSV with the same datasets.
+Each forecast's parameters minimise the mean Brier score on the training tasks; they are fitted on
+one benchmark and scored on the other (leave-one-benchmark-out), and per benchmark against "all
+mass on the consensus #1" and "uniform". Brier: ``sum_m (p_m - [m is best])^2``, tied best models
+sharing the target. The forecast with the lowest worst-benchmark held-out Brier is the default of
+:data:`hf_tsel.recommendation.P_BEST_CALIBRATION`, with the parameters fitted on both benchmarks.
+
+Usage: ``python benchmarks/consensus_calibration.py`` writes ``benchmarks/results/consensus_calibration.{md,csv}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import optimize
 
-from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
-from hf_tsel.features import FeatureCache, cache_key, model_spec
-from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS, consensus_scores
-from hf_tsel.offline.benchmark import DEFAULT_ZOOS, OfflineBenchmarkConfig
-from hf_tsel.offline.benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
+from hf_tsel.metrics.consensus import standardise
 from hf_tsel.recommendation import recommend
-from hf_tsel.zoo import load_zoo
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHRINK_GRID = np.round(np.arange(0, 1.0001, 0.05), 2)
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
-def cached_train_features(dataset: str) -> tuple[dict, np.ndarray, dict] | None:
-    """(features by model, labels, metadata by model) of the benchmark's train sample, or None if not all cached."""
-    from hf_tsel.data import load_image_dataset
+def benchmark_tasks(benchmark: str) -> Iterator[tuple[str, dict, np.ndarray, dict]]:
+    """(dataset, features by model, labels, metadata by model) of a benchmark's cached train samples."""
+    from seed_methods import offline_pairs, zoo_pairs
 
-    train_per_class, test_per_class = OfflineBenchmarkConfig().per_class(dataset)
-    train, _ = load_offline_dataset(dataset, train_per_class=train_per_class, test_per_class=test_per_class, seed=0)
-    data = load_image_dataset(train, split="train", seed=0)
-    cache = FeatureCache(None)
-    features, metadata = {}, {}
-    for entry in [e for zoo in DEFAULT_ZOOS for e in load_zoo(zoo)]:
-        cached = cache.load(cache_key(model_spec(entry), data.sample_key))
-        if cached is None:
-            return None
-        if not np.array_equal(cached.positions, np.arange(data.num_samples)):
-            return None
-        features[entry.name], metadata[entry.name] = cached.features, entry.metadata
-    return features, data.labels, metadata
+    from hf_tsel.zoo import load_zoo
+
+    zoos = ("offline", "offline-benchmark") if benchmark == "offline" else (str(zoo_work_dir() / "zoo.yaml"),)
+    metadata = {e.name: e.metadata for zoo in zoos for e in load_zoo(zoo)}
+    pairs = offline_pairs() if benchmark == "offline" else zoo_pairs()
+    for dataset, group in itertools.groupby(pairs, key=lambda pair: pair.dataset):
+        group = list(group)
+        same = [p for p in group if np.array_equal(p.labels, group[0].labels)]  # recommend() needs one sample
+        yield dataset, {p.model: p.features for p in same}, group[0].labels, metadata
+
+
+def zoo_work_dir() -> Path:
+    from hf_tsel.offline.zoo.benchmark import default_work_dir
+
+    return default_work_dir()
+
+
+def collect(n_boot: int) -> pd.DataFrame:
+    """One row per task: consensus scores, raw bootstrap shares, member agreement and accuracies of its models."""
+    rows = []
+    for benchmark in ("offline", "zoo"):
+        ground_truth = pd.read_csv(RESULTS / f"{benchmark}_ground_truth.csv")
+        for dataset, features, labels, metadata in benchmark_tasks(benchmark):
+            answers = {}  # one recommend() per model set: protocols with ground truth for the same models share it
+            for protocol, gt in ground_truth[ground_truth["dataset"] == dataset].groupby("protocol"):
+                accuracy = gt.set_index("model")["accuracy"].dropna().to_dict()
+                models = [m for m in features if m in accuracy]
+                if len(models) < 3 or np.ptp([accuracy[m] for m in models]) == 0:
+                    continue
+                if tuple(models) not in answers:
+                    answers[tuple(models)] = recommend({m: features[m] for m in models}, labels, priors=metadata,
+                                                       n_boot=n_boot, calibration=None)
+                table = answers[tuple(models)].set_index("model").loc[models]
+                agreement = answers[tuple(models)].attrs["agreement"]
+                rows.append({"benchmark": benchmark, "dataset": dataset, "protocol": protocol, "models": models,
+                             "score": table["score"].to_numpy(), "share": table["p_top1"].to_numpy(),
+                             "agreement": agreement, "accuracy": np.array([accuracy[m] for m in models])})
+                print(f"{benchmark} {dataset}/{protocol}: {len(models)} models", flush=True)
+    return pd.DataFrame(rows)
 
 
 def brier(forecast: np.ndarray, accuracy: np.ndarray) -> float:
@@ -65,126 +92,71 @@ def brier(forecast: np.ndarray, accuracy: np.ndarray) -> float:
     return float(((forecast - best / best.sum()) ** 2).sum())
 
 
-def forecasts(shares: np.ndarray, shrink: float) -> np.ndarray:
-    return (1 - shrink) * shares + shrink / len(shares)
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
 
 
-def argmax_forecast(scores: np.ndarray) -> np.ndarray:
-    top = scores == scores.max()
-    return top / top.sum()
+def _log_share(row, n_boot: int) -> np.ndarray:
+    return np.log(row.share + 1.0 / (2 * n_boot))
 
 
-def stability(scores: dict[str, float], accuracy: dict[str, float], rescore) -> list[float]:
-    """|tau without model m - tau of all| for every m; ``rescore(models)`` scores a sub-zoo."""
-    models = list(accuracy)
-    full = weighted_kendall_tau([scores[m] for m in models], [accuracy[m] for m in models])
-    moves = []
-    for left_out in models:
-        rest = [m for m in models if m != left_out]
-        sub = rescore(rest)
-        values = [sub[m] for m in rest]
-        if np.ptp([accuracy[m] for m in rest]) == 0:
-            continue
-        tau = weighted_kendall_tau(values, [accuracy[m] for m in rest]) if np.ptp(values) > 0 else 0.0
-        moves.append(abs(tau - full))
-    return moves
+# name -> (forecast(row, params, n_boot), initial params)
+FORECASTS: dict[str, tuple[Callable, tuple[float, ...]]] = {
+    "bootstrap": (lambda r, p, n: r.share, ()),
+    "shrink": (lambda r, p, n: (1 - np.clip(p[0], 0, 1)) * r.share + np.clip(p[0], 0, 1) / len(r.share), (0.1,)),
+    "softmax(score)": (lambda r, p, n: _softmax(p[0] * standardise(r.score, "zscore")), (1.0,)),
+    "softmax(score, share)": (lambda r, p, n: _softmax(p[0] * standardise(r.score, "zscore") + p[1] * _log_share(r, n)),
+                              (1.0, 0.5)),
+    "softmax(score, share, agreement)": (
+        lambda r, p, n: _softmax(p[0] * (1 + p[2] * (r.agreement - 0.5)) * standardise(r.score, "zscore")
+                                 + p[1] * _log_share(r, n)), (1.0, 0.5, 0.0)),
+}
 
 
-def run(gt_path: Path, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    ground_truth = pd.read_csv(gt_path)
-    rows, stable, seconds = [], [], {}
-    for dataset in sorted(OFFLINE_DATASETS):
-        loaded = cached_train_features(dataset)
-        if loaded is None:
-            print(f"{dataset}: train features not all cached, skipped")
-            continue
-        features, labels, metadata = loaded
-        for protocol, gt in ground_truth[ground_truth["dataset"] == dataset].groupby("protocol"):
-            accuracy = gt.set_index("model")["accuracy"].dropna().to_dict()
-            models = [m for m in features if m in accuracy]
-            if len(models) < 3 or np.ptp([accuracy[m] for m in models]) == 0:
-                continue
-            zoo = {m: features[m] for m in models}
-            acc = np.array([accuracy[m] for m in models])
-            base = {"dataset": dataset, "protocol": protocol}
-            full = consensus_scores(zoo, labels, priors=metadata)
-            for method in ("consensus", *CONSENSUS_MEMBERS):
-                start = time.perf_counter()
-                table = recommend(zoo, labels, priors=metadata, members=None if method == "consensus" else [method],
-                                  n_boot=n_boot, calibration=0.0, known=full.member_scores)
-                table = table.set_index("model").loc[models]
-                seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - start
-                score = table["score"].to_numpy()
-                rows.append({**base, "method": method, "tau": weighted_kendall_tau(score, acc),
-                             "regret": top1_regret(score, acc), "shares": table["p_top1"].to_numpy(),
-                             "argmax": argmax_forecast(score), "accuracy": acc})
-            for prior in ("prior:feature_dim", "prior:params"):
-                score = np.array([metadata[m][prior.split(":")[1]] for m in models], dtype=float)
-                rows.append({**base, "method": prior, "tau": weighted_kendall_tau(score, acc),
-                             "regret": top1_regret(score, acc), "shares": argmax_forecast(score),
-                             "argmax": argmax_forecast(score), "accuracy": acc})
-            uniform = np.full(len(models), 1 / len(models))
-            rows.append({**base, "method": "random", "tau": 0.0, "regret": float(acc.max() - acc.mean()),
-                         "shares": uniform, "argmax": uniform, "accuracy": acc})
-            logme = full.member_scores["logme"]
-            stable.append({**base, "method": "consensus",
-                           "moves": _consensus_stability(full, zoo, labels, accuracy, models)})
-            stable.append({**base, "method": "logme", "moves": stability(
-                logme, {m: accuracy[m] for m in models}, lambda rest: {m: logme[m] for m in rest})})
-            print(f"{dataset}/{protocol}: done")
-    return pd.DataFrame(rows), pd.DataFrame(stable), seconds
+def fit(name: str, tasks: pd.DataFrame, n_boot: int) -> tuple[float, ...]:
+    """Parameters of a forecast minimising the mean Brier score over ``tasks``."""
+    forecast, start = FORECASTS[name]
+    if not start:
+        return ()
+
+    def loss(params):
+        return np.mean([brier(forecast(r, params, n_boot), r.accuracy) for r in tasks.itertuples()])
+
+    fitted = optimize.minimize(loss, np.array(start), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    return tuple(float(v) for v in fitted.x)
 
 
-def _consensus_stability(full, zoo, labels, accuracy, models) -> list[float]:
-    """Leave-one-model-out for the consensus; per-model members are reused, model-set members recomputed."""
-    from hf_tsel.metrics import get_metric, score_zoo
-    from hf_tsel.metrics.consensus import combine
-
-    def rescore(rest):
-        members = {}
-        for member, values in full.member_scores.items():
-            if get_metric(member).consumes == "model_set":
-                members[member] = score_zoo(member, {m: zoo[m] for m in rest}, labels)
-            else:
-                members[member] = {m: values[m] for m in rest}
-        return combine(members, rest, full.rule)
-
-    return stability(full.scores, {m: accuracy[m] for m in models}, rescore)
-
-
-def calibrate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Held-out shrink per dataset (fitted on the other datasets) and the resulting forecasts' Brier."""
-    out = []
-    for method, group in rows.groupby("method", sort=False):
-        for held_out in group["dataset"].unique():
-            train = group[group["dataset"] != held_out]
-            losses = [np.mean([brier(forecasts(r.shares, w), r.accuracy) for r in train.itertuples()])
-                      for w in SHRINK_GRID]
-            shrink = float(SHRINK_GRID[int(np.argmin(losses))])
-            for r in group[group["dataset"] == held_out].itertuples():
-                p = forecasts(r.shares, shrink)
-                out.append({"dataset": r.dataset, "protocol": r.protocol, "method": method, "tau": r.tau,
-                            "regret": r.regret, "shrink": shrink, "p_true_best": float(p[r.accuracy == r.accuracy.max()].sum()),
-                            "brier": brier(p, r.accuracy), "brier_argmax": brier(r.argmax, r.accuracy),
-                            "brier_uniform": brier(np.full(len(p), 1 / len(p)), r.accuracy),
-                            "forecast": p, "accuracy": r.accuracy})
-    return pd.DataFrame(out)
+def held_out(tasks: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Every forecast fitted on the other benchmark and scored on this one, per task."""
+    rows = []
+    for benchmark in sorted(tasks["benchmark"].unique()):
+        train, test = tasks[tasks["benchmark"] != benchmark], tasks[tasks["benchmark"] == benchmark]
+        for name, (forecast, _) in FORECASTS.items():
+            params = fit(name, train, n_boot)
+            for r in test.itertuples():
+                p = forecast(r, params, n_boot)
+                best = r.accuracy == r.accuracy.max()
+                top = r.score == r.score.max()
+                rows.append({"benchmark": benchmark, "dataset": r.dataset, "protocol": r.protocol, "forecast": name,
+                             "params": " ".join(f"{v:.3f}" for v in params), "brier": brier(p, r.accuracy),
+                             "brier_argmax": brier(top / top.sum(), r.accuracy),
+                             "brier_uniform": brier(np.full(len(p), 1 / len(p)), r.accuracy),
+                             "p_first": float(p[np.argmax(r.score)]), "first_is_best": bool(best[np.argmax(r.score)]),
+                             "p": p, "best": best / best.sum()})
+    return pd.DataFrame(rows)
 
 
-def fitted_shrink(rows: pd.DataFrame, method: str = "consensus") -> float:
-    group = rows[rows["method"] == method]
-    losses = [np.mean([brier(forecasts(r.shares, w), r.accuracy) for r in group.itertuples()]) for w in SHRINK_GRID]
-    return float(SHRINK_GRID[int(np.argmin(losses))])
-
-
-def reliability(calibrated: pd.DataFrame, method: str = "consensus") -> pd.DataFrame:
-    forecast = np.concatenate(list(calibrated.loc[calibrated["method"] == method, "forecast"]))
-    outcome = np.concatenate([(a == a.max()) / (a == a.max()).sum()
-                              for a in calibrated.loc[calibrated["method"] == method, "accuracy"]])
-    bins = pd.cut(forecast, BINS, include_lowest=True)
-    frame = pd.DataFrame({"bin": bins, "forecast": forecast, "best": outcome})
-    return frame.groupby("bin", observed=True).agg(n=("best", "size"), mean_p_top1=("forecast", "mean"),
-                                                   observed_best=("best", "mean")).reset_index()
+def reliability(rows: pd.DataFrame) -> pd.DataFrame:
+    """Forecast bins against how often the model was the best, per benchmark (all models of every task)."""
+    parts = []
+    for benchmark, group in rows.groupby("benchmark"):
+        forecast, outcome = np.concatenate(list(group["p"])), np.concatenate(list(group["best"]))
+        frame = pd.DataFrame({"bin": pd.cut(forecast, BINS, include_lowest=True), "p": forecast, "best": outcome})
+        table = frame.groupby("bin", observed=True).agg(n=("best", "size"), mean_forecast=("p", "mean"),
+                                                        observed_best=("best", "mean")).reset_index()
+        parts.append(table.assign(benchmark=benchmark)[["benchmark", "bin", "n", "mean_forecast", "observed_best"]])
+    return pd.concat(parts)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -195,42 +167,50 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])
 
 
-def report(calibrated: pd.DataFrame, stable: pd.DataFrame, shrink: float, n_boot: int, seconds: dict) -> str:
-    per_task = calibrated.pivot_table(index=["dataset", "protocol"], columns="method", values="tau").reset_index()
-    summary = calibrated.groupby("method", sort=False).agg(
-        mean_tau=("tau", "mean"), worst_tau=("tau", "min"), mean_regret=("regret", "mean"),
-        brier=("brier", "mean"), brier_argmax=("brier_argmax", "mean"), brier_uniform=("brier_uniform", "mean"),
-        mean_p_true_best=("p_true_best", "mean")).reset_index()
-    lomo = stable.assign(mean_move=stable["moves"].map(np.mean), max_move=stable["moves"].map(np.max)).groupby(
-        "method").agg(mean_abs_tau_change=("mean_move", "mean"), max_abs_tau_change=("max_move", "max")).reset_index()
+def choose(rows: pd.DataFrame) -> str:
+    """The forecast with the lowest worst-benchmark mean held-out Brier score."""
+    worst = rows.groupby(["forecast", "benchmark"])["brier"].mean().groupby("forecast").max()
+    return str(worst.idxmin())
+
+
+def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: str, params: tuple, n_boot: int) -> str:
+    summary = rows.groupby(["benchmark", "forecast"], sort=False).agg(
+        tasks=("brier", "size"), brier=("brier", "mean"), brier_argmax=("brier_argmax", "mean"),
+        brier_uniform=("brier_uniform", "mean"), mean_p_first=("p_first", "mean"),
+        first_is_best=("first_is_best", "mean")).reset_index()
+    chosen_rows = rows[rows["forecast"] == chosen]
+    wrong = chosen_rows[~chosen_rows["first_is_best"]]
     return "\n\n".join([
-        "# How sure is the answer? (offline benchmark, generated by benchmarks/consensus_calibration.py)",
-        f"Tasks: {len(per_task)} (dataset x ground-truth protocol, models with ground truth only); "
-        f"bootstrap {n_boot} resamples. p_top1 shrink towards uniform fitted leave-one-dataset-out "
-        f"(held-out Brier below); fitted on all tasks: **{shrink:.2f}**. Priors and random have no bootstrap: "
-        "their forecast is all mass on their argmax (priors) or uniform (random).",
-        "## Mean over tasks (held-out calibration)", _markdown(summary),
-        "## Weighted tau per task", _markdown(per_task),
-        "## Reliability of the consensus p_top1 (held-out)", _markdown(reliability(calibrated)),
-        "## Leave-one-model-out stability (|tau change| when one model is removed)", _markdown(lomo),
-        "Seconds spent in recommend() per method, all tasks (shared, loaded 2-core CPU): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()),
+        "# How sure is the answer? (generated by benchmarks/consensus_calibration.py)",
+        f"Tasks: {len(tasks)} ({', '.join(f'{b}: {n}' for b, n in tasks['benchmark'].value_counts().sort_index().items())}); "
+        f"bootstrap {n_boot} resamples; forecasts fitted on the other benchmark (leave-one-benchmark-out). "
+        "`first_is_best`: how often the consensus #1 was the true best; `mean_p_first`: the P(best) it got.",
+        "## Held-out Brier score per benchmark (lower is better)", _markdown(summary),
+        f"**Chosen:** `{chosen}` (lowest worst-benchmark held-out Brier); parameters fitted on both benchmarks: "
+        f"{', '.join(f'{v:.4f}' for v in params) or 'none'}.",
+        f"Where the consensus #1 was not the true best ({len(wrong)} of {len(chosen_rows)} tasks), the chosen "
+        f"forecast gave it P(best) {wrong['p_first'].mean():.2f} on average (held out); where it was, "
+        f"{chosen_rows.loc[chosen_rows['first_is_best'], 'p_first'].mean():.2f}.",
+        "## Reliability of the chosen forecast (held out; every model of every task)",
+        _markdown(reliability(chosen_rows)),
+        "## Per task (chosen forecast, held out)",
+        _markdown(chosen_rows[["benchmark", "dataset", "protocol", "params", "brier", "brier_argmax", "brier_uniform",
+                               "p_first", "first_is_best"]]),
     ]) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ground-truth", type=Path, default=RESULTS / "offline_ground_truth.csv")
     parser.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args()
-    torch.set_num_threads(1)  # many small problems on a shared CPU; see hf_tsel.recommendation._one_thread
-    rows, stable, seconds = run(args.ground_truth, args.n_boot)
-    calibrated = calibrate(rows)
-    shrink = fitted_shrink(rows)
-    text = report(calibrated, stable, shrink, args.n_boot, seconds)
+    torch.set_num_threads(1)  # many small problems; see hf_tsel.recommendation._one_thread
+    tasks = collect(args.n_boot)
+    rows = held_out(tasks, args.n_boot)
+    chosen = choose(rows)
+    params = fit(chosen, tasks, args.n_boot)
+    text = report(tasks, rows, chosen, params, args.n_boot)
     (RESULTS / "consensus_calibration.md").write_text(text, encoding="utf-8")
-    calibrated.drop(columns=["forecast", "accuracy"]).to_csv(RESULTS / "consensus_calibration.csv", index=False,
-                                                             float_format="%.4f")
+    rows.drop(columns=["p", "best"]).to_csv(RESULTS / "consensus_calibration.csv", index=False, float_format="%.4f")
     print(text)
 
 

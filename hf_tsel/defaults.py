@@ -1,11 +1,9 @@
 """Defaults shared by the Python API and the CLI (kept free of heavy imports so `hf-tsel --help` stays fast)."""
 
-# Chosen from the offline benchmark's held-out evidence (benchmarks/results/offline_consensus_selection.md,
-# docs/metrics.md): LogME and ETran are the consensus members (every run adds the `consensus` rows, which
-# reuse these scores); GBC is the next-best metric that needs no source head (mean weighted tau 0.62 over
-# the 10 tasks), shown so a disagreement is visible. PARC (0.38, and 0.17-0.30 in the published tables)
-# and LEEP (needs a source head; below random on the linear-probe tasks) were dropped from the defaults.
-DEFAULT_METRICS: tuple[str, ...] = ("logme", "etran", "gbc")
+# The consensus members (every run adds the `consensus` rows, which reuse these scores; chosen over both project
+# benchmarks, benchmarks/results/consensus_selection.md) plus LogME, the best single metric against the linear-probe
+# ground truth there, and k-NN, a cheap second training-based proxy: shown so that a disagreement is visible.
+DEFAULT_METRICS: tuple[str, ...] = ("ped+logme", "linear_probe_cv", "etran_lda", "logme", "knn")
 DEFAULT_ZOO = "default"
 # Bootstrap resamples behind the consensus P(best) and rank interval (hf_tsel.recommendation); measured cost in
 # benchmarks/recommend_speed.py.

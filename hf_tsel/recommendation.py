@@ -10,10 +10,12 @@ measures how sure that ranking is with a stratified bootstrap over the target sa
   seeded random projection of each model's features to ``projection_dim`` dimensions (exact when
   D <= ``projection_dim``), and the change of that projected score is added to the full-data score
   (a delta bootstrap), so the spread is the sampling spread and the centre stays the full score;
-* ``p_top1``: share of resamples in which a model is the consensus #1 (ties split), shrunk towards
-  uniform by ``calibration`` because the bootstrap sees sampling noise only, not the metrics' own
-  error; the default was fitted leave-one-dataset-out on the offline benchmark
-  (``benchmarks/consensus_calibration.py``; reliability table and Brier scores in docs/metrics.md);
+* ``p_top1``: the probability that the model is *truly* the best after training. The bootstrap
+  share of the #1 spot sees sampling noise only, not how often the consensus itself is wrong, so it
+  is mapped through :class:`PBestCalibration` (a softmax over the models of the standardised
+  consensus and the log bootstrap share), fitted on both project benchmarks and checked
+  leave-one-benchmark-out (``benchmarks/consensus_calibration.py``; Brier scores and reliability
+  tables in docs/metrics.md); ``calibration=None`` returns the raw bootstrap share;
 * ``rank_low``/``rank_high``: 5th and 95th percentile of the model's consensus rank (a 90 % interval).
 
 Example:
@@ -42,14 +44,48 @@ import torch
 from .defaults import DEFAULT_N_BOOT
 from .metrics import MetricInputs, get_metric
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
-from .metrics.consensus import CONSENSUS_RULE, combine, consensus_scores
+from .metrics.consensus import (CONSENSUS_MEMBERS, CONSENSUS_RULE, CONSENSUS_WEIGHTS, combine, consensus_scores,
+                                standardise)
 
-__all__ = ["DEFAULT_N_BOOT", "CALIBRATION_SHRINK", "recommend", "bootstrap_indices", "consensus_records",
-           "recommendation_line", "sample_size_advice"]
+__all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATION", "PBestCalibration", "recommend", "bootstrap_indices",
+           "consensus_records", "recommendation_line", "sample_size_advice"]
 
-# Weight of the uniform forecast in p_top1 (p = (1 - w) * bootstrap share + w / M). Fitted by
-# benchmarks/consensus_calibration.py (leave-one-dataset-out Brier score on the offline benchmark).
-CALIBRATION_SHRINK = 0.1
+
+@dataclass(frozen=True)
+class PBestCalibration:
+    """Maps the consensus and its bootstrap to P(model is truly the best after training).
+
+    ``p_m = softmax_m(a (1 + c (agreement - 1/2)) z_m + b log(share_m + 1 / (2 n_boot)))`` with ``z`` the
+    consensus standardised over the models (z-score), ``share`` the bootstrap share of the #1 spot and
+    ``agreement`` the fraction of member metrics whose own #1 is the consensus #1; ``a, b, c`` are
+    ``score_weight``, ``share_weight`` and ``agreement_weight``.
+
+    Example:
+        >>> import numpy as np
+        >>> p = PBestCalibration(score_weight=1.0)(np.array([2.0, 1.0, 0.0]), None, agreement=1.0, n_boot=0)
+        >>> [round(float(v), 3) for v in p]
+        [0.725, 0.213, 0.063]
+    """
+
+    score_weight: float
+    share_weight: float = 0.0
+    agreement_weight: float = 0.0
+
+    def __call__(self, scores: np.ndarray, shares: np.ndarray | None, *, agreement: float, n_boot: int) -> np.ndarray:
+        logits = self.score_weight * (1 + self.agreement_weight * (agreement - 0.5)) * standardise(scores, "zscore")
+        if self.share_weight:
+            if shares is None or n_boot < 1:
+                return np.full(len(scores), math.nan)
+            logits = logits + self.share_weight * np.log(np.asarray(shares) + 1.0 / (2 * n_boot))
+        weights = np.exp(logits - logits.max())
+        return weights / weights.sum()
+
+
+# Fitted by benchmarks/consensus_calibration.py on both benchmarks' 26 tasks: of the forecasts tried there (raw
+# bootstrap share, share shrunk to uniform, softmax of the standardised consensus with and without the log share and
+# member agreement), the consensus softmax alone had the lowest worst-benchmark Brier score, fitted on one benchmark
+# and scored on the other (benchmarks/results/consensus_calibration.md, docs/metrics.md).
+P_BEST_CALIBRATION = PBestCalibration(score_weight=1.7037)
 PROJECTION_DIM = 64
 _INTERVAL = (5, 95)
 
@@ -78,11 +114,20 @@ def _member_on(member: str, inputs: dict[str, MetricInputs], seed: int) -> dict[
     return {m: sign * float(spec.fn(i, **kwargs)) for m, i in inputs.items()}
 
 
+def _per_sample_on(member: str, inputs: MetricInputs, seed: int) -> np.ndarray:
+    """A per-sample member's values (e.g. leave-one-out hits) on validated inputs, as a float64 array."""
+    spec = get_metric(member)
+    kwargs = {"seed": seed} if "seed" in inspect.signature(spec.per_sample).parameters else {}
+    return spec.per_sample(inputs, **kwargs).double().cpu().numpy()
+
+
 @dataclass
 class _Resampler:
-    """Member scores of one resample: exact for priors and source heads, delta-approximated for features."""
+    """Member scores of one resample: exact for priors, source heads and per-sample members (cross-validated
+    accuracies: the mean of their resampled per-sample hits), delta-approximated for other feature members."""
 
     full: dict[str, dict[str, float]]  # member -> model -> full-data score
+    per_sample: dict[str, dict[str, np.ndarray]]  # member -> model -> [N] per-sample values
     projected: dict[str, torch.Tensor]
     source_probs: dict[str, torch.Tensor]
     labels: torch.Tensor
@@ -91,7 +136,7 @@ class _Resampler:
 
     def centre(self, members: Sequence[str]) -> dict[str, dict[str, float]]:
         every = torch.arange(len(self.labels), device=self.labels.device)
-        return {m: self._projected_member(m, every) for m in members}
+        return {m: self._projected_member(m, every) for m in members if m not in self.per_sample}
 
     def _projected_member(self, member: str, rows: torch.Tensor) -> dict[str, float]:
         spec = get_metric(member)
@@ -112,6 +157,9 @@ class _Resampler:
             spec = get_metric(member)
             if spec.name.startswith("prior:"):
                 scores[member] = full
+                continue
+            if member in self.per_sample:
+                scores[member] = {m: float(np.nanmean(values[rows])) for m, values in self.per_sample[member].items()}
                 continue
             moved = self._projected_member(member, index)
             exact = spec.consumes == "source_probs"
@@ -139,8 +187,9 @@ def _top1_shares(values: np.ndarray) -> np.ndarray:
 
 def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs: Mapping[str, Any] | None = None,
               priors: Mapping[str, Mapping[str, Any]] | None = None, members: Sequence[str] | None = None,
-              rule: str = CONSENSUS_RULE, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-              calibration: float = CALIBRATION_SHRINK, projection_dim: int = PROJECTION_DIM,
+              rule: str = CONSENSUS_RULE, weights: Mapping[str, float] | None = CONSENSUS_WEIGHTS,
+              n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+              calibration: PBestCalibration | None = P_BEST_CALIBRATION, projection_dim: int = PROJECTION_DIM,
               device: str | torch.device | None = None,
               known: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """Rank models by consensus with ``p_top1`` (probability of being the best) and a 90 % rank interval.
@@ -150,59 +199,88 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         labels: ``[N]`` class ids.
         source_probs: model name -> ``[N, C_s]`` source-head probabilities, for the models that have one.
         priors: model name -> zoo metadata (``params``, ``imagenet_top1``...), for prior members.
-        members, rule: consensus members and rule (default: :data:`hf_tsel.metrics.consensus.CONSENSUS_MEMBERS`).
-        n_boot: bootstrap resamples (0: no confidence columns, NaN).
+        members, rule, weights: consensus members, rule and member weights (defaults:
+            :data:`hf_tsel.metrics.consensus.CONSENSUS_MEMBERS`, ``CONSENSUS_RULE``, ``CONSENSUS_WEIGHTS``).
+        n_boot: bootstrap resamples (0: no rank interval; ``p_top1`` then comes from the consensus alone
+            when the calibration does not use the bootstrap, else NaN).
         seed: seed of the bootstrap, the projection and stochastic members.
-        calibration: weight of the uniform forecast mixed into ``p_top1`` (0: raw bootstrap share).
+        calibration: maps consensus and bootstrap to ``p_top1`` (default :data:`P_BEST_CALIBRATION`;
+            ``None``: the raw bootstrap share of the #1 spot, which sees sampling noise only).
         projection_dim: width of the projection the feature members are resampled on.
         known: member scores already computed on these inputs, ``{member: {model: score}}`` (reused).
 
     Returns:
         One row per model, best first: ``model, score, rank, p_top1, rank_low, rank_high``.
         ``attrs`` holds ``members``, ``dropped`` (member -> why), ``member_scores``, ``n_boot``,
-        ``score_gap`` (``{"mean": #1 - #2 score gap, "sd": its bootstrap sd}``) and ``num_samples``/``num_classes``.
+        ``score_gap`` (``{"mean": #1 - #2 score gap, "sd": its bootstrap sd}``), ``bootstrap_share`` (model ->
+        raw share of the #1 spot), ``agreement`` (fraction of members whose #1 is the consensus #1) and
+        ``num_samples``/``num_classes``.
     """
     from .errors import MetricInputError
 
-    if n_boot < 0 or not 0.0 <= calibration <= 1.0:
-        raise MetricInputError("recommend", f"n_boot must be >= 0 and calibration in [0, 1], got {n_boot}, {calibration}.",
-                               f"use e.g. n_boot={DEFAULT_N_BOOT}, calibration={CALIBRATION_SHRINK}.")
+    if n_boot < 0:
+        raise MetricInputError("recommend", f"n_boot must be >= 0, got {n_boot}.", f"use e.g. n_boot={DEFAULT_N_BOOT}.")
+    if calibration is not None and not isinstance(calibration, PBestCalibration):
+        raise MetricInputError("recommend", f"calibration must be a PBestCalibration or None, got {calibration!r}.",
+                               "leave the default (P_BEST_CALIBRATION), or pass None for the raw bootstrap share.")
     models = list(features_by_model)
     target = resolve_device(device, *features_by_model.values())
     checked = {m: prepare_model_inputs("recommend", m, f, labels, needs_features=True, needs_source_probs=False,
                                        device=target) for m, f in features_by_model.items()}  # errors name the model
+    per_sample = {member: {m: _per_sample_on(member, i, seed) for m, i in checked.items()}
+                  for member in dict.fromkeys(get_metric(m).name for m in (members or CONSENSUS_MEMBERS))
+                  if get_metric(member).per_sample is not None and n_boot}
+    known = {**{member: {m: float(np.nanmean(v)) for m, v in values.items()} for member, values in per_sample.items()},
+             **(known or {})}
     result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
-                              rule=rule, seed=seed, device=device, known=known)
+                              rule=rule, weights=weights, seed=seed, device=device, known=known)
     first = next(iter(checked.values()))
     generator = torch.Generator().manual_seed(seed)
     resampler = _Resampler(
-        full=result.member_scores,
+        full=result.member_scores, per_sample={m: v for m, v in per_sample.items() if m in result.member_scores},
         projected={m: _projection(i.features, projection_dim, generator) for m, i in checked.items()},
         source_probs={m: as_tensor(p, target, torch.float64) for m, p in (source_probs or {}).items() if p is not None},
         labels=first.labels, num_classes=first.num_classes, seed=seed)
     point = np.array([result.scores[m] for m in models])
     table = pd.DataFrame({"model": models, "score": point})
     table["rank"] = table["score"].rank(method="min", ascending=False).astype(int)
+    table["p_top1"] = math.nan
     boot = np.empty((n_boot, len(models)))
     if n_boot:
         with _one_thread():
             centre = resampler.centre(result.members)
             for b, rows in enumerate(bootstrap_indices(first.labels.cpu().numpy(), n_boot, seed)):
-                combined = combine(resampler.resample(rows, centre), models, rule)
+                combined = combine(resampler.resample(rows, centre), models, rule, result.weights)
                 boot[b] = [combined[m] for m in models]
         ranks = pd.DataFrame(boot).rank(axis=1, method="min", ascending=False).to_numpy()
         shares = _top1_shares(boot).mean(axis=0)
-        table["p_top1"] = (1 - calibration) * shares + calibration / len(models)
         table["rank_low"] = np.percentile(ranks, _INTERVAL[0], axis=0, method="lower").astype(int)
         table["rank_high"] = np.percentile(ranks, _INTERVAL[1], axis=0, method="higher").astype(int)
     else:
-        table["p_top1"] = table["rank_low"] = table["rank_high"] = math.nan
+        shares = None
+        table["rank_low"] = table["rank_high"] = math.nan
+    agreement = member_agreement(result.member_scores, models[int(np.argmax(point))])
+    if calibration is None:
+        table["p_top1"] = shares if shares is not None else math.nan
+    else:
+        table["p_top1"] = calibration(point, shares, agreement=agreement, n_boot=n_boot)
     table = table.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True]).reset_index(drop=True)
     table.attrs.update(members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
                        member_scores=result.member_scores, num_samples=len(first.labels),
-                       num_classes=first.num_classes, calibration=calibration,
+                       num_classes=first.num_classes, calibration=calibration, agreement=agreement,
+                       bootstrap_share=dict(zip(models, shares)) if shares is not None else {},
                        score_gap=_gap(table, models, point, boot))
     return table
+
+
+def member_agreement(member_scores: Mapping[str, Mapping[str, float]], leader: str) -> float:
+    """Fraction of the members whose own best-scored model is ``leader`` (ties count as a share)."""
+    votes = []
+    for values in member_scores.values():
+        top = max(values.values())
+        winners = [m for m, v in values.items() if v == top]
+        votes.append((leader in winners) / len(winners))
+    return float(np.mean(votes)) if votes else math.nan
 
 
 def _gap(table: pd.DataFrame, models: list[str], point: np.ndarray, boot: np.ndarray) -> dict[str, float]:
@@ -237,19 +315,47 @@ def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
             "would likely separate them.")
 
 
-def recommendation_line(table: pd.DataFrame, agreeing: int | None = None, voting: int | None = None) -> str:
-    """``Fine-tune X: consensus #1, P(best) 0.74; runner-up Y 0.19. 4 of 5 metrics agree.``"""
+def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disagreeing: Sequence[str] = (), *,
+                        unsettled_below: float = 0.5) -> str:
+    """The answer in one line: the pick, its calibrated P(best), the runner-up, which metrics agree, what would settle it.
+
+    ``agreeing``/``disagreeing``: the run's other metrics that do / do not put the pick first. Below
+    ``unsettled_below`` P(best), the line says how to settle the choice: more images per class when the
+    bootstrap cannot separate the top two (:func:`sample_size_advice`), else a short fine-tune of both.
+
+    Example:
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"model": ["x", "y"], "score": [1.0, -1.0], "p_top1": [0.74, 0.26]})
+        >>> table.attrs["members"] = ["logme", "knn"]
+        >>> recommendation_line(table, ["gbc"], ["etran"])
+        'Fine-tune x: #1 of 2 by the consensus (mean of logme and knn, each standardised over the models), P(best) 0.74; runner-up y 0.26. gbc puts x first too; etran does not.'
+    """
     best = table.iloc[0]
-    line = f"Fine-tune {best['model']}: consensus #1"
+    members = table.attrs.get("members") or []
+    line = f"Fine-tune {best['model']}: #1 of {len(table)} by the consensus"
+    if members:
+        line += f" (mean of {' and '.join(members)}, each standardised over the models)"
     if not math.isnan(best["p_top1"]):
         line += f", P(best) {best['p_top1']:.2f}"
     if len(table) > 1:
         runner = table.iloc[1]
         line += f"; runner-up {runner['model']}" + ("" if math.isnan(runner["p_top1"]) else f" {runner['p_top1']:.2f}")
     line += "."
-    if voting:
-        line += f" {agreeing} of {voting} metrics agree."
+    if agreeing:
+        line += f" {_names(agreeing)} put{'s' if len(agreeing) == 1 else ''} {best['model']} first too"
+        line += f"; {_names(disagreeing)} do{'es' if len(disagreeing) == 1 else ''} not." if disagreeing else "."
+    elif disagreeing:
+        line += f" {_names(disagreeing)} put{'s' if len(disagreeing) == 1 else ''} another model first."
+    if len(table) > 1 and best["p_top1"] < unsettled_below:
+        second = table.iloc[1]["model"]
+        more_data = "rank_high" in table and sample_size_advice(table) is not None
+        line += (" Not settled: " + ("more images per class would help (see the warning), or " if more_data else "")
+                 + f"fine-tune {best['model']} and {second} briefly on your data and keep the better one.")
     return line
+
+
+def _names(metrics: Sequence[str]) -> str:
+    return ", ".join(metrics[:-1]) + f" and {metrics[-1]}" if len(metrics) > 1 else metrics[0]
 
 
 def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Sequence[Mapping[str, Any]], *,
@@ -287,19 +393,20 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
                 "p_top1": None if math.isnan(r.p_top1) else r.p_top1,
                 "rank_low": None if math.isnan(r.rank_low) else int(r.rank_low),
                 "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high)} for r in table.itertuples()]
-    agreeing, voting = _agreement(table, scored)
-    summary = {"line": recommendation_line(table, agreeing, voting), "members": table.attrs["members"],
+    agreeing, disagreeing = _agreement(table, scored)
+    summary = {"line": recommendation_line(table, agreeing, disagreeing), "members": table.attrs["members"],
                "dropped": table.attrs["dropped"], "advice": sample_size_advice(table), "n_boot": n_boot,
                "rule": table.attrs["rule"]}
     return records, summary
 
 
-def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-    """How many of the run's metrics (with a score for every model) put the consensus #1 first."""
+def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """The run's other metrics (not members; a score for every model) that put the consensus #1 first, and the rest."""
     by_metric: dict[str, dict[str, float]] = {}
     for record in scored:
         by_metric.setdefault(record["metric"], {})[record["model"]] = record["score"]
-    models, best = set(table["model"]), table["model"].iloc[0]
-    votes = [max(v, key=v.get) == best for metric, v in by_metric.items() if not metric.startswith("prior:")
-             and set(v) >= models and not any(math.isnan(v[m]) for m in models)]
-    return sum(votes), len(votes)
+    models, best, members = set(table["model"]), table["model"].iloc[0], set(table.attrs.get("members") or ())
+    voting = {metric: max(v, key=v.get) == best for metric, v in by_metric.items()
+              if not metric.startswith("prior:") and metric not in members
+              and set(v) >= models and not any(math.isnan(v[m]) for m in models)}
+    return [m for m, agrees in voting.items() if agrees], [m for m, agrees in voting.items() if not agrees]

@@ -198,14 +198,15 @@ def _interval(low, high) -> str:
 def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The target's ``consensus`` records, best first; results without them (older files) get a consensus
     recomputed from the member metrics they hold (no P(best): that needs the features)."""
-    from ..metrics.consensus import CONSENSUS_MEMBERS, CONSENSUS_RULE, combine
+    from ..metrics.consensus import CONSENSUS_MEMBERS, CONSENSUS_RULE, CONSENSUS_WEIGHTS, combine
 
     stored = rows[rows["metric"] == "consensus"]
     if not len(stored):
         members = rows[rows["metric"].isin(CONSENSUS_MEMBERS) & rows["score"].notna()]
         table = members.pivot_table(index="model", columns="metric", values="score", aggfunc="first").dropna()
         if len(table) >= 2:
-            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), CONSENSUS_RULE)
+            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), CONSENSUS_RULE,
+                             CONSENSUS_WEIGHTS)
             stored = members.drop_duplicates("model").set_index("model").loc[list(scores)].reset_index()
             stored = stored.assign(metric="consensus", score=stored["model"].map(scores), p_top1=float("nan"),
                                    rank_low=pd.NA, rank_high=pd.NA)

@@ -10,8 +10,8 @@ import torch
 from hf_tsel import recommend
 from hf_tsel.errors import MetricInputError
 from hf_tsel.metrics import score_zoo
-from hf_tsel.metrics.consensus import consensus_scores
-from hf_tsel.recommendation import bootstrap_indices, recommendation_line, sample_size_advice
+from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS, consensus_scores
+from hf_tsel.recommendation import PBestCalibration, bootstrap_indices, recommendation_line, sample_size_advice
 
 N_PER_CLASS, CLASSES, DIM = 40, 3, 12
 
@@ -89,18 +89,36 @@ def test_recommend_columns_and_determinism(zoo):
 
 def test_dominant_model_gets_p_top1_near_one_and_twins_split_it(zoo):
     features, labels = zoo
-    table = recommend(features, labels, n_boot=40, calibration=0.0).set_index("model")
+    table = recommend(features, labels, n_boot=40, calibration=None).set_index("model")
     assert table.loc["strong", "p_top1"] > 0.95 and table.loc["strong", "rank_high"] == 1
     twins = {"a": features["strong"], "b": features["strong"].copy(), "c": features["none"]}
-    table = recommend(twins, labels, n_boot=40, calibration=0.0).set_index("model")
+    table = recommend(twins, labels, n_boot=40, calibration=None).set_index("model")
     assert table.loc["a", "p_top1"] == pytest.approx(0.5, abs=0.1) and table.loc["c", "p_top1"] < 0.05
     assert "indistinguishable" in sample_size_advice(recommend(twins, labels, n_boot=40))
 
 
-def test_calibration_shrinks_towards_uniform(zoo):
+def test_calibrated_p_best_leaves_room_for_metric_error(zoo):
     features, labels = zoo
-    table = recommend(features, labels, n_boot=20, calibration=0.5).set_index("model")
-    assert table.loc["none", "p_top1"] >= 0.5 / 3 - 1e-12
+    raw = recommend(features, labels, n_boot=20, calibration=None).set_index("model")
+    calibrated = recommend(features, labels, n_boot=20).set_index("model")
+    assert raw.loc["strong", "p_top1"] == 1.0  # the bootstrap alone is certain
+    assert 1 / 3 < calibrated.loc["strong", "p_top1"] < 1.0  # the calibrated answer is not
+    assert calibrated["p_top1"].sum() == pytest.approx(1.0)
+    assert calibrated.attrs["bootstrap_share"]["strong"] == 1.0 and calibrated.attrs["agreement"] == 1.0
+
+
+def test_p_best_calibration_map():
+    scores = np.array([2.0, 1.0, 0.0])
+    flat = PBestCalibration(score_weight=1.0)(np.zeros(3), None, agreement=1.0, n_boot=0)
+    assert flat == pytest.approx([1 / 3] * 3)  # tied consensus: uniform
+    sharper = PBestCalibration(score_weight=3.0)(scores, None, agreement=1.0, n_boot=0)
+    assert sharper[0] > PBestCalibration(score_weight=1.0)(scores, None, agreement=1.0, n_boot=0)[0]
+    with_share = PBestCalibration(score_weight=1.0, share_weight=1.0)
+    assert np.isnan(with_share(scores, None, agreement=1.0, n_boot=0)).all()  # needs the bootstrap
+    assert with_share(scores, np.array([0.2, 0.8, 0.0]), agreement=1.0, n_boot=100)[1] > \
+        with_share(scores, np.array([0.8, 0.2, 0.0]), agreement=1.0, n_boot=100)[1]
+    disagreeing = PBestCalibration(score_weight=1.0, agreement_weight=1.0)
+    assert disagreeing(scores, None, agreement=0.0, n_boot=0)[0] < disagreeing(scores, None, agreement=1.0, n_boot=0)[0]
 
 
 def test_stratified_bootstrap_keeps_class_sizes():
@@ -112,8 +130,33 @@ def test_stratified_bootstrap_keeps_class_sizes():
 def test_recommendation_line():
     table = pd.DataFrame({"model": ["x", "y"], "score": [1.0, 0.0], "rank": [1, 2], "p_top1": [0.74, 0.26],
                           "rank_low": [1, 1], "rank_high": [2, 2]})
-    assert recommendation_line(table, 4, 5) == ("Fine-tune x: consensus #1, P(best) 0.74; runner-up y 0.26. "
-                                                "4 of 5 metrics agree.")
+    table.attrs["members"] = ["logme"]
+    assert recommendation_line(table, ["gbc", "etran"]) == (
+        "Fine-tune x: #1 of 2 by the consensus (mean of logme, each standardised over the models), P(best) 0.74; "
+        "runner-up y 0.26. gbc and etran put x first too.")
+    unsure = table.assign(p_top1=[0.45, 0.40])
+    assert recommendation_line(unsure, (), ["gbc"]).endswith(
+        "gbc puts another model first. Not settled: fine-tune x and y briefly on your data and keep the better one.")
+
+
+def test_answer_names_the_other_metrics_and_not_the_members(zoo):
+    from types import SimpleNamespace
+
+    from hf_tsel.features import CachedFeatures
+    from hf_tsel.extraction import ModelOutcome
+    from hf_tsel.recommendation import consensus_records
+
+    features, labels = zoo
+    agrees, disagrees = [m for m in ("gbc", "hscore", "transrate", "pactran") if m not in CONSENSUS_MEMBERS][:2]
+    outcomes = [ModelOutcome(SimpleNamespace(name=m, metadata={}), "cached",
+                             features=CachedFeatures(torch.from_numpy(f), np.arange(len(labels))))
+                for m, f in features.items()]
+    scored = [{"model": m, "metric": "prior:params", "score": float(i)} for i, m in enumerate(features)]
+    scored += [{"model": m, "metric": agrees, "score": {"strong": 3.0, "weak": 2.0, "none": 1.0}[m]} for m in features]
+    scored += [{"model": m, "metric": disagrees, "score": {"strong": 1.0, "weak": 2.0, "none": 3.0}[m]} for m in features]
+    _, summary = consensus_records(outcomes, labels, scored, n_boot=10)
+    assert f"{agrees} puts strong first too; {disagrees} does not." in summary["line"]
+    assert "prior" not in summary["line"]
 
 
 def test_recommend_on_torch_inputs_matches_numpy(zoo):
@@ -144,3 +187,31 @@ def test_consensus_and_recommend_on_cuda(zoo):
     on_gpu = {m: torch.from_numpy(f).cuda() for m, f in features.items()}
     assert score_zoo("consensus", on_gpu, labels) == pytest.approx(score_zoo("consensus", features, labels), abs=1e-6)
     assert recommend(on_gpu, labels, n_boot=10)["model"].tolist() == ["strong", "weak", "none"]
+
+
+def test_per_sample_members_are_bootstrapped_by_resampling_their_hits(zoo):
+    from hf_tsel.metrics import MetricInputs, get_metric
+
+    features, labels = zoo
+    table = recommend(features, labels, members=["linear_probe_cv"], rule="rank", n_boot=30, seed=2, calibration=None)
+    hits = {m: get_metric("linear_probe_cv").per_sample(MetricInputs(torch.from_numpy(f), torch.from_numpy(labels),
+                                                                     CLASSES)).numpy() for m, f in features.items()}
+    draws = bootstrap_indices(labels, 30, seed=2)
+    resampled = np.array([[hits[m][rows].mean() for m in features] for rows in draws])
+    best = resampled == resampled.max(axis=1, keepdims=True)
+    expected = dict(zip(features, (best / best.sum(axis=1, keepdims=True)).mean(axis=0)))
+    assert table.set_index("model")["p_top1"].to_dict() == pytest.approx(expected)
+    assert table.set_index("model")["score"].to_dict() == pytest.approx({m: 1.0 * (m == "strong") + 0.5 * (m == "weak")
+                                                                        for m in features})
+
+
+def test_weighted_combination_renormalises_over_the_members_present():
+    from hf_tsel.metrics.consensus import combine
+
+    members = {"a": {"x": 1.0, "y": 0.0, "z": 0.5}, "b": {"x": 0.0, "y": 1.0, "z": 0.5}}
+    models = ["x", "y", "z"]
+    assert combine(members, models, "rank", {"a": 3.0, "b": 1.0}) == pytest.approx({"x": 0.75, "y": 0.25, "z": 0.5})
+    assert combine(members, models, "rank", {"a": 1.0, "c": 5.0}) == pytest.approx({"x": 1.0, "y": 0.0, "z": 0.5})
+    assert combine(members, models, "rank") == pytest.approx({"x": 0.5, "y": 0.5, "z": 0.5})
+    with pytest.raises(MetricInputError, match="no member with a positive weight"):
+        combine(members, models, "rank", {"c": 1.0})
