@@ -203,7 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args()
-    torch.set_num_threads(1)  # many small problems; see hf_tsel.recommendation._one_thread
+    torch.set_num_threads(1)  # many small problems; see hf_tsel.metrics._common.one_cpu_thread
     tasks = collect(args.n_boot)
     rows = held_out(tasks, args.n_boot)
     chosen = choose(rows)

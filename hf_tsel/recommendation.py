@@ -33,7 +33,6 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -43,6 +42,7 @@ import torch
 
 from .defaults import DEFAULT_N_BOOT
 from .metrics import MetricInputs, get_metric
+from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
 from .metrics.consensus import (CONSENSUS_MEMBERS, CONSENSUS_RULE, CONSENSUS_WEIGHTS, combine, consensus_scores,
                                 standardise)
@@ -167,18 +167,6 @@ class _Resampler:
         return scores
 
 
-@contextmanager
-def _one_thread():
-    """Run the many small resample computations on one thread: on a shared, loaded CPU torch's
-    intra-op thread pool makes 64-d operations ~30x slower (measured: 50 eigh + logsumexp 4.1 s vs 0.15 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _top1_shares(values: np.ndarray) -> np.ndarray:
     """``[B, M]`` consensus scores -> ``[B, M]`` share of the #1 spot (ties split)."""
     best = values == values.max(axis=1, keepdims=True)
@@ -247,7 +235,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
     table["p_top1"] = math.nan
     boot = np.empty((n_boot, len(models)))
     if n_boot:
-        with _one_thread():
+        with one_cpu_thread():
             centre = resampler.centre(result.members)
             for b, rows in enumerate(bootstrap_indices(first.labels.cpu().numpy(), n_boot, seed)):
                 combined = combine(resampler.resample(rows, centre), models, rule, result.weights)

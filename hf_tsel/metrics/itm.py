@@ -22,16 +22,14 @@ The paper leaves the details open (the code is not public); every decision is li
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..sampling import shuffled_by_class
-from ._common import class_means, one_hot
+from ._common import class_means, one_cpu_thread, one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 
@@ -102,25 +100,6 @@ def training_span(features: torch.Tensor, rows: torch.Tensor, *, tolerance: floa
     return None if rank >= features.shape[1] else right[:rank].T
 
 
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run the training steps on one CPU thread (no effect on other devices).
-
-    Each step is a handful of tiny ops on a batch of at most 256 rows, where a second thread
-    only adds synchronisation; on a loaded machine it also waits for a descheduled thread
-    (100 steps at N = 50000: 73 s wall with 2 threads, 26 s with 1, load average 10).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @dataclass
 class ITMTrace:
     """Validation checks of one ITM run: the iterations checked, log-likelihood and accuracy at each."""
@@ -186,7 +165,7 @@ def itm_trace(inputs: MetricInputs, *, epochs: float | None = 20.0, iterations: 
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, foreach=True)
     order = torch.empty(0, dtype=torch.long)
     trace = ITMTrace([], [], [])
-    with _one_cpu_thread(features.device):
+    with one_cpu_thread(features.device):
         for iteration in range(1, total + 1):
             if len(order) < batch:  # walk through seeded permutations of the training part
                 order = torch.cat([order, torch.randperm(len(train), generator=generator)])
