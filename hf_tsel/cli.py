@@ -17,7 +17,8 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any
 
-from . import __version__, commands
+from . import commands
+from ._version import __version__
 from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, HfTselError
 
 __all__ = ["build_parser", "main"]

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .data import ImageDataset, load_image_dataset
 from .defaults import DEFAULT_ZOO, MAX_SEED
 from .errors import CacheError, HfTselError, UserError

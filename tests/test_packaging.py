@@ -64,3 +64,14 @@ def test_wheel_ships_the_zoos_and_the_app(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == list_zoos()
+
+
+def test_the_version_has_one_home():
+    """pyproject.toml holds the version; the package reads it from the installed metadata."""
+    import hf_tsel
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert hf_tsel.__version__ == pyproject["project"]["version"]
+    package = REPO_ROOT / "hf_tsel"
+    assert not [p for p in package.rglob("*.py") if p.name not in ("__init__.py", "cli.py", "_version.py")
+                and ("from . import __version__" in p.read_text() or "from .. import __version__" in p.read_text())]
