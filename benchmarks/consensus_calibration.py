@@ -35,8 +35,7 @@ import pandas as pd
 import torch
 from scipy import optimize
 
-from hf_tsel.metrics.consensus import standardise
-from hf_tsel.recommendation import recommend
+from hf_tsel.recommendation import PBestCalibration, recommend
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -92,25 +91,19 @@ def brier(forecast: np.ndarray, accuracy: np.ndarray) -> float:
     return float(((forecast - best / best.sum()) ** 2).sum())
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    weights = np.exp(logits - logits.max())
-    return weights / weights.sum()
+def _calibrated(row, params: tuple[float, ...], n_boot: int) -> np.ndarray:
+    """The package's own map (``hf_tsel.recommendation.PBestCalibration``) with parameters (a[, b[, c]])."""
+    return PBestCalibration(*params)(row.score, row.share, agreement=row.agreement, n_boot=n_boot)
 
 
-def _log_share(row, n_boot: int) -> np.ndarray:
-    return np.log(row.share + 1.0 / (2 * n_boot))
-
-
-# name -> (forecast(row, params, n_boot), initial params)
+# name -> (forecast(row, params, n_boot), initial params); the softmax forecasts are PBestCalibration itself, so
+# the fitted parameters mean exactly what the package computes.
 FORECASTS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "bootstrap": (lambda r, p, n: r.share, ()),
     "shrink": (lambda r, p, n: (1 - np.clip(p[0], 0, 1)) * r.share + np.clip(p[0], 0, 1) / len(r.share), (0.1,)),
-    "softmax(score)": (lambda r, p, n: _softmax(p[0] * standardise(r.score, "zscore")), (1.0,)),
-    "softmax(score, share)": (lambda r, p, n: _softmax(p[0] * standardise(r.score, "zscore") + p[1] * _log_share(r, n)),
-                              (1.0, 0.5)),
-    "softmax(score, share, agreement)": (
-        lambda r, p, n: _softmax(p[0] * (1 + p[2] * (r.agreement - 0.5)) * standardise(r.score, "zscore")
-                                 + p[1] * _log_share(r, n)), (1.0, 0.5, 0.0)),
+    "softmax(score)": (_calibrated, (1.0,)),
+    "softmax(score, share)": (_calibrated, (1.0, 0.5)),
+    "softmax(score, share, agreement)": (_calibrated, (1.0, 0.5, 0.0)),
 }
 
 
