@@ -22,8 +22,8 @@ from scipy import stats
 from ._registry import get_metric, register, score, score_zoo
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["CONSENSUS_MEMBERS", "CONSENSUS_RULE", "CONSENSUS_WEIGHTS", "RULES", "ConsensusResult", "combine", "consensus_scores",
-           "member_problem", "standardise"]
+__all__ = ["CONSENSUS_MEMBERS", "CONSENSUS_RULE", "CONSENSUS_WEIGHTS", "RULES", "ConsensusResult", "combine",
+           "consensus_scores", "member_problem", "standardise"]
 
 # Chosen by benchmarks/consensus_selection.py over both project benchmarks (the worst benchmark's held-out mean
 # weighted tau, within the cost target); tables in benchmarks/results/consensus_selection.md, docs/metrics.md.
