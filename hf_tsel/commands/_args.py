@@ -15,12 +15,15 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..defaults import MAX_SEED
 
+if TYPE_CHECKING:
+    from ..budget import Budget
+
 __all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "port_number", "seed_int",
-           "comma_list", "add_renamed_option", "check_output_file"]
+           "comma_list", "add_renamed_option", "check_output_file", "budget"]
 
 
 def _number(parse: Callable[[str], float], expected: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
@@ -94,3 +97,13 @@ def check_output_file(path: str, option: str, *, overwrite: bool = True) -> None
     except OSError as exc:
         raise UserError(f"cannot write {option} {path!r} ({exc.strerror or exc})",
                         fix="pick a path in a folder you can write to.") from None
+
+
+def budget(text: str) -> "Budget":
+    """``--budget``: a wall-clock duration for the whole run (``30m``) or epochs for the race only (``6ep``)."""
+    from ..budget import Budget
+
+    try:
+        return Budget.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
