@@ -1,8 +1,10 @@
 """Model sources beyond the Hub: ``<scheme>:<name>`` model ids resolved by plug-ins.
 
 A plug-in registers a :class:`ModelSource` for its scheme; the zoo and the loaders then treat
-``<scheme>:<name>`` like a local model folder, without knowing where it came from. Built-in
-plug-ins are imported the first time one of their ids is seen (they import torch).
+``<scheme>:<name>`` like a local model folder, without knowing where it came from. Installed
+plug-ins (the ``hf_tsel.model_sources`` entry-point group, the scheme as the entry point's name, a
+:class:`ModelSource` as its object) are loaded the first time one of their ids is seen (they import
+torch); this module names none of them.
 
 Example:
     >>> source_for("timm/resnet50.tv_in1k") is None  # Hub ids belong to no scheme
@@ -11,15 +13,15 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+import functools
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["ModelSource", "register_source", "is_source_id", "source_for", "resolve_model_path"]
 
-# scheme -> module that registers it when imported
-BUILTIN_PLUGINS = {"offline": "hf_tsel.offline"}
+ENTRY_POINT_GROUP = "hf_tsel.model_sources"
 
 
 def _no_entry(model_id: str) -> None:
@@ -52,6 +54,12 @@ class ModelSource:
 _SOURCES: dict[str, ModelSource] = {}
 
 
+@functools.lru_cache(maxsize=1)
+def _installed() -> dict[str, EntryPoint]:
+    """Scheme -> entry point of every installed plug-in (read once; nothing is imported)."""
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def register_source(source: ModelSource) -> None:
     """Make ``<source.scheme>:<name>`` ids resolvable (a later registration replaces an earlier one)."""
     _SOURCES[source.scheme] = source
@@ -60,7 +68,7 @@ def register_source(source: ModelSource) -> None:
 def is_source_id(model_id: str) -> bool:
     """Whether ``model_id`` is ``<scheme>:<name>`` of a registered or built-in scheme (imports no plug-in)."""
     scheme, colon, _ = model_id.partition(":")
-    return bool(colon) and (scheme in _SOURCES or scheme in BUILTIN_PLUGINS)
+    return bool(colon) and (scheme in _SOURCES or scheme in _installed())
 
 
 def source_for(model_id: str) -> ModelSource | None:
@@ -68,8 +76,8 @@ def source_for(model_id: str) -> ModelSource | None:
     scheme, colon, _ = model_id.partition(":")
     if not colon:
         return None
-    if scheme not in _SOURCES and scheme in BUILTIN_PLUGINS:
-        importlib.import_module(BUILTIN_PLUGINS[scheme])
+    if scheme not in _SOURCES and scheme in _installed():
+        register_source(_installed()[scheme].load())
     return _SOURCES.get(scheme)
 
 

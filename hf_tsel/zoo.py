@@ -35,6 +35,7 @@ import yaml
 from .errors import ZooError
 from .hub_access import looks_like_local_path
 from .paths import package_data, tsel_home
+from .preprocess import ImageTransform
 from .source_reference import SourceReference
 from .sources import is_source_id, source_for
 
@@ -233,8 +234,6 @@ def _check_metadata(metadata: Any, where: str) -> None:
 
 def _check_preprocessing(preprocessing: dict[str, Any], where: str) -> None:
     """Build the preprocessing overrides once, so a bad value is reported before any model downloads."""
-    from .backbones.preprocess import ImageTransform  # lazy: backbones imports this module
-
     try:
         ImageTransform(**preprocessing)
     except (ValueError, TypeError) as exc:

@@ -12,11 +12,11 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "hf_tsel"
 
 
-def module_names() -> dict[str, Path]:
-    """Dotted name -> file of every module of the hf_tsel package."""
+def module_names(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """Dotted name -> file of every module of a package (default: hf_tsel)."""
     names = {}
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = list(path.relative_to(package_dir.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
         names[".".join(parts)] = path
@@ -36,9 +36,22 @@ def _imported(module: str, path: Path, node: ast.Import | ast.ImportFrom) -> lis
     return ([base] if node.module else []) + [f"{base}.{alias.name}" for alias in node.names]
 
 
-def import_graph(*, top_level_only: bool) -> dict[str, set[str]]:
-    """Module -> hf_tsel modules it imports (at module level, or anywhere when ``top_level_only`` is False)."""
-    modules = module_names()
+def _with_packages(module: str, names: list[str]) -> list[str]:
+    """``names`` plus the packages Python runs first: importing ``a.b.c`` executes ``a/__init__`` and ``a/b/__init__``.
+
+    The importer's own packages are left out: they are already being imported when its body runs.
+    """
+    own = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+    parents = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
+    return names + sorted(parents - own)
+
+
+def import_graph(*, top_level_only: bool, package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
+    """Module -> modules of the package it imports (at module level, or anywhere when ``top_level_only`` is False).
+
+    An import of a submodule counts as an import of every package above it (their ``__init__`` runs first).
+    """
+    modules = module_names(package_dir)
     graph = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -48,7 +61,8 @@ def import_graph(*, top_level_only: bool) -> dict[str, set[str]]:
         else:
             nodes = list(ast.walk(tree))
         graph[module] = {name for node in nodes if isinstance(node, (ast.Import, ast.ImportFrom))
-                         for name in _imported(module, path, node) if name in modules and name != module}
+                         for name in _with_packages(module, _imported(module, path, node))
+                         if name in modules and name != module}
     return graph
 
 
@@ -88,6 +102,20 @@ def test_no_import_cycles(top_level_only):
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_an_import_through_a_package_init_is_a_cycle(tmp_path):
+    """``zoo`` importing ``backbones.preprocess`` runs ``backbones/__init__``, which imports ``zoo``: a cycle,
+    though no module names the other's module directly."""
+    package = tmp_path / "pkg"
+    for name, text in {"__init__.py": "", "zoo.py": "from .backbones.preprocess import T\nZ = 1\n",
+                       "backbones/__init__.py": "from ..zoo import Z\nfrom .preprocess import T\n",
+                       "backbones/preprocess.py": "T = 1\n", "backbones/base.py": "from .preprocess import T\n"}.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text, encoding="utf-8")
+    graph = import_graph(top_level_only=True, package_dir=package)
+    assert graph["pkg.backbones.base"] == {"pkg.backbones.preprocess"}  # its own package is already running
+    assert find_cycle(graph) in (["pkg.backbones", "pkg.zoo", "pkg.backbones"], ["pkg.zoo", "pkg.backbones", "pkg.zoo"])
+
+
 def test_graph_sees_the_package_imports():  # guards the test above against an empty graph
     graph = import_graph(top_level_only=True)
     assert "hf_tsel.zoo" in graph["hf_tsel.backbones.base"]
@@ -122,8 +150,9 @@ def test_every_module_imports_on_its_own():
 
 
 def test_zoo_and_loaders_know_no_model_source_by_name():
-    """``<scheme>:<name>`` sources are plug-ins (hf_tsel.sources): the zoo and the loaders never name one."""
-    files = [PACKAGE_DIR / "zoo.py", *sorted((PACKAGE_DIR / "backbones").glob("*.py"))]
+    """``<scheme>:<name>`` sources are plug-ins (hf_tsel.sources): the zoo, the loaders and the plug-in registry
+    itself never name one (an installed plug-in is found through its entry point)."""
+    files = [PACKAGE_DIR / "zoo.py", PACKAGE_DIR / "sources.py", *sorted((PACKAGE_DIR / "backbones").glob("*.py"))]
     for path in files:
         text = path.read_text(encoding="utf-8")
         assert "offline:" not in text and "hf_tsel.offline" not in text and ".offline" not in text, path

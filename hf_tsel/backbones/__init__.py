@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from ..hub_access import looks_like_local_path
+from ..preprocess import ImageTransform
 from ..zoo import LOADERS, ZooEntry
 from .base import Backbone, BackboneLoadError
-from .preprocess import ImageTransform
 
 __all__ = ["Backbone", "BackboneLoadError", "ImageTransform", "load_backbone"]
 

@@ -9,8 +9,8 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ModelLoadError
+from ..preprocess import ImageTransform
 from ..zoo import ZooEntry
-from .preprocess import ImageTransform
 
 LOAD_ERROR_KINDS = ("not_found", "gated", "private", "pickle_only", "remote_code", "network", "invalid")
 

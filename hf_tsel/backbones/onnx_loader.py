@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..preprocess import ImageTransform
 from ..sources import resolve_model_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError
 from .hub import content_revision, hub_file, snapshot_revision
-from .preprocess import ImageTransform
 
 DEFAULT_FILENAME = "model.onnx"
 

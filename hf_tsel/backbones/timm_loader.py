@@ -11,11 +11,11 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from ..preprocess import ImageTransform
 from ..sources import resolve_model_path
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError, TorchBackbone, probe_feature_dim
 from .hub import content_revision, hub_errors, hub_file, snapshot_revision
-from .preprocess import ImageTransform
 
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 

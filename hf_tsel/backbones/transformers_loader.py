@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 from ..zoo import ZooEntry
 from .base import Backbone, BackboneLoadError, TorchBackbone, probe_feature_dim
 from .hub import content_revision, hub_errors, hub_file, snapshot_revision
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 from .timm_loader import load_timm
 
 logger = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import UserError
+from ..hub_access import cached_commit, hub_cache_folder, is_hub_repo_id
 
 __all__ = ["LAUNCH_GROUP_VARIABLES", "SchedulerShard", "balanced_order", "detach_from_launch", "parse_shard",
            "shard_entries", "shard_from_scheduler", "weight_bytes"]
@@ -151,15 +152,13 @@ def weight_bytes(entry: Any) -> int:
     local = Path(entry.hub_id).expanduser()
     if local.exists():
         return _folder_weight_bytes(local) if local.is_dir() else local.stat().st_size
-    if entry.hub_id.count("/") != 1 or ":" in entry.hub_id:
+    if not is_hub_repo_id(entry.hub_id):
         return 0
+    snapshot = hub_cache_folder(entry.hub_id) / "snapshots" / (cached_commit(entry.hub_id, entry.revision) or "-")
+    if snapshot.is_dir():
+        return _folder_weight_bytes(snapshot)
     from huggingface_hub import constants
 
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{entry.hub_id.replace('/', '--')}"
-    ref = repo / "refs" / entry.revision
-    commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else entry.revision
-    if (repo / "snapshots" / commit).is_dir():
-        return _folder_weight_bytes(repo / "snapshots" / commit)
     if constants.HF_HUB_OFFLINE:
         return 0
     try:

@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.pipeline.data_fixtures import route_model_loading
+
 COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230)]
 
 
@@ -63,9 +65,8 @@ def write_zoo(path, names):
 @pytest.fixture
 def fake_torch_models(monkeypatch, tmp_path):
     """Patch model loading; returns ``(zoo_path, loads)`` for a zoo ``tiny`` of three fake models."""
-    from hf_tsel import backbones
     from hf_tsel.backbones.base import TorchBackbone
-    from hf_tsel.backbones.preprocess import ImageTransform
+    from hf_tsel.preprocess import ImageTransform
 
     loads: list[str] = []
 
@@ -79,6 +80,6 @@ def fake_torch_models(monkeypatch, tmp_path):
                              preprocessor=ImageTransform(input_size=(3, 8, 8), crop_pct=1.0, interpolation="bilinear"),
                              has_source_head=False, device=torch.device(device))
 
-    monkeypatch.setattr(backbones, "load_backbone", load)
+    route_model_loading(monkeypatch, load)
     monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "hf_tsel_home"))
     return write_zoo(tmp_path / "tiny.yaml", ["alpha", "beta", "gamma"]), loads

@@ -116,7 +116,6 @@ def fake_models(monkeypatch, tmp_path):
 
     A model named ``missing*`` raises BackboneLoadError(not_found); ``headless*`` has no source head.
     """
-    from hf_tsel import backbones
     from hf_tsel.backbones import BackboneLoadError
 
     loads: list[str] = []
@@ -127,8 +126,17 @@ def fake_models(monkeypatch, tmp_path):
             raise BackboneLoadError(entry.name, "not_found", "the repository does not exist; check the id")
         return FakeBackbone(entry, device, source_classes=None if entry.name.startswith("headless") else 5)
 
-    monkeypatch.setattr(backbones, "load_backbone", load)
+    route_model_loading(monkeypatch, load)
     return write_zoo(tmp_path / "zoo.yaml", ["alpha", "beta", "headless"]), loads
+
+
+def route_model_loading(monkeypatch, load) -> None:
+    """Make every model load call ``load``: the loading API and the extraction's module-level binding of it."""
+    from hf_tsel import backbones
+    from hf_tsel.extraction import coordination
+
+    monkeypatch.setattr(backbones, "load_backbone", load)
+    monkeypatch.setattr(coordination, "load_backbone", load)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -28,7 +28,7 @@ def test_extract_returns_features_labels_and_status(tmp_path, fake_models):
 
 
 def test_ground_truth_features_come_from_extract_reading_the_dataset_once(tmp_path, fake_models, monkeypatch):
-    import hf_tsel.extraction as extraction
+    import hf_tsel.extraction.extract_models as extraction
     from hf_tsel.groundtruth.features import zoo_features
 
     zoo, _ = fake_models

@@ -115,7 +115,7 @@ def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
 def test_resume_after_interrupt_reuses_finished_chunks(tmp_path, fake_models, monkeypatch):
     zoo, loads = fake_models
     ds = image_dataset(per_class=8)
-    import hf_tsel.extraction as extraction
+    import hf_tsel.extraction.extract_models as extraction
 
     original = extraction.extract_features
     calls = {"chunks": 0}
@@ -146,9 +146,9 @@ def test_changed_model_revision_invalidates_the_entry(tmp_path, fake_models, mon
     zoo, loads = fake_models
     ds = image_dataset(per_class=4)
     hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
-    import hf_tsel.extraction as extraction
+    import hf_tsel.extraction.extract_models as extraction
 
-    monkeypatch.setattr(extraction, "_current_revision", lambda entry: "0" * 40)  # the branch moved
+    monkeypatch.setattr(extraction, "current_commit", lambda hub_id, revision: "0" * 40)  # the branch moved
     again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path / "c")
     assert {m["status"] for m in again.attrs["run"]["models"]} == {"extracted"}
 
@@ -173,22 +173,22 @@ def test_only_the_deciding_process_asks_the_hub_for_the_revision(tmp_path, monke
     each send the Hub a request per model (8 GPUs would ask 8 times)."""
     from types import SimpleNamespace
 
-    import hf_tsel.extraction as extraction
+    from hf_tsel.extraction import coordination, extract_models
+    from hf_tsel.extraction.cache_writes import CacheWrites
 
     data = load_image_dataset(image_dataset(per_class=2))
     entry, cache = _entry(), FeatureCache(tmp_path)
     accelerator = SimpleNamespace(num_processes=2, is_main_process=is_main_process, process_index=int(not is_main_process))
-    run = extraction._Run(data, cache, extraction._CacheWrites(cache), accelerator, {}, 4, 0, 8, None, split_images=True)
+    run = coordination.Run(data, cache, CacheWrites(cache), accelerator, {}, 4, 0, 8, None, split_images=True)
     cache.save(run.key(entry), CachedFeatures(torch.randn(data.num_samples, 3), np.arange(data.num_samples), None,
                                               {"model": entry.name, "model_revision": "a" * 40}))
     asked = []
-    monkeypatch.setattr(extraction, "_current_revision", lambda e: asked.append(e.name) or "a" * 40)
-    import accelerate.utils
+    monkeypatch.setattr(extract_models, "current_commit", lambda hub_id, revision: asked.append(hub_id) or "a" * 40)
 
     def broadcast(box):  # stands in for the collective: every process gets the main one's decision (reuse)
         box[0] = box[0] if is_main_process else True
 
-    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", broadcast)
-    outcome = extraction._features_for(entry, run)
+    monkeypatch.setattr(coordination, "broadcast_object_list", broadcast)
+    outcome = extract_models._features_for(entry, run)
     assert outcome.status == "cached"
-    assert asked == (["alpha"] if is_main_process else [])
+    assert asked == ([entry.hub_id] if is_main_process else [])

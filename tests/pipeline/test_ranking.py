@@ -16,7 +16,7 @@ from hf_tsel.defaults import DEFAULT_METRICS
 from hf_tsel.scoring import resolve_metrics
 from hf_tsel.results import RESULT_FIELDS, read_results, validate_results, write_results
 
-from .data_fixtures import FakeBackbone, fake_models, image_dataset, write_zoo  # noqa: F401 (fixture)
+from .data_fixtures import FakeBackbone, fake_models, image_dataset, route_model_loading, write_zoo  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def noisy_zoo(fake_models, tmp_path, monkeypatch):
     def load_with_noise(entry, **kwargs):
         return NoiseBackbone(entry, source_classes=None) if entry.name == "noise" else load(entry, **kwargs)
 
-    monkeypatch.setattr(backbones, "load_backbone", load_with_noise)
+    route_model_loading(monkeypatch, load_with_noise)
     return write_zoo(tmp_path / "noisy.yaml", ["alpha", "noise", "missing", "headless"]), fake_models[1]
 
 
@@ -76,9 +76,10 @@ def test_unknown_metric_fails_before_any_work(tmp_path, fake_models):
 
 def test_default_metrics_are_registered():
     assert [s.name for s in resolve_metrics(None)] == list(DEFAULT_METRICS)
-    from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS
+    from hf_tsel.metrics.consensus import ANSWERS
 
-    assert {get_metric(name).name for name in CONSENSUS_MEMBERS} <= set(DEFAULT_METRICS)  # scores reused
+    for config in ANSWERS.values():  # every goal's answer reuses the run's scores
+        assert {get_metric(name).name for name in config.members} <= set(DEFAULT_METRICS)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])

@@ -73,8 +73,7 @@ def test_broken_onnx_file_is_skipped(hub, cli, tmp_path):
 
 
 def test_model_that_fails_while_running_or_on_the_network(fake_models, cli, tmp_path, monkeypatch):
-    from hf_tsel import backbones
-    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, write_zoo
+    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, route_model_loading, write_zoo
 
     def load(entry, *, device="cpu", **options):
         if entry.name == "offline":
@@ -84,7 +83,7 @@ def test_model_that_fails_while_running_or_on_the_network(fake_models, cli, tmp_
             backbone.embed = lambda batch: (_ for _ in ()).throw(RuntimeError("shape mismatch in layer 3"))
         return backbone
 
-    monkeypatch.setattr(backbones, "load_backbone", load)
+    route_model_loading(monkeypatch, load)
     zoo = write_zoo(tmp_path / "zoo.yaml", ["alpha", "offline", "crashes"])
     image_dataset(per_class=4).save_to_disk(str(tmp_path / "ds"))
     code, out, err = cli(["rank", tmp_path / "ds", "--zoo", zoo, "--metrics", "logme", "--cache-dir", tmp_path / "c",

@@ -20,8 +20,7 @@ from .conftest import DATASET
 @pytest.fixture
 def nan_model(monkeypatch, tmp_path):
     """Fake backbones (tests/pipeline/data_fixtures.py); the model named ``broken`` emits NaN features."""
-    from hf_tsel import backbones
-    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, write_zoo
+    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, route_model_loading, write_zoo
 
     def load(entry, *, device="cpu", **options):
         backbone = FakeBackbone(entry, device)
@@ -30,7 +29,7 @@ def nan_model(monkeypatch, tmp_path):
             backbone.embed = lambda batch: tuple(t * float("nan") for t in healthy(batch))
         return backbone
 
-    monkeypatch.setattr(backbones, "load_backbone", load)
+    route_model_loading(monkeypatch, load)
     image_dataset(per_class=6).save_to_disk(str(tmp_path / "ds"))
     return tmp_path / "ds", write_zoo(tmp_path / "zoo.yaml", ["alpha", "broken", "beta"])
 

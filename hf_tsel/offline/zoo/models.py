@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...backbones.preprocess import ImageTransform
+from ...preprocess import ImageTransform
 from .tasks import SOURCE_CLASSES, Split, source_split
 
 INPUT_SIZE = 32
