@@ -239,6 +239,10 @@ class FeatureCache:
         tensors = load_file(str(path))
         return tensors["features"], tensors["positions"].numpy(), tensors.get("source_logits")
 
+    def has(self, key: str) -> bool:
+        """Whether the entry ``key`` looks complete (its manifest, written last, exists); :meth:`load` checks it."""
+        return (self.root / key / _MANIFEST_FILE).is_file()
+
     def load(self, key: str) -> CachedFeatures | None:
         """The complete entry ``key``, or None (missing or unfinished; a damaged file is moved aside)."""
         folder = self.root / key

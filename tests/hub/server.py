@@ -8,6 +8,12 @@ It speaks the subset of the Hub API that the real clients (``huggingface_hub``, 
   ``Content-Length`` and ``Range``. Like the Hub, LFS files (binary ones) are answered with a 302 to a
   separate "CDN" origin (a second listener) carrying ``X-Linked-Etag``/``X-Linked-Size``, so the client
   drops the ``Authorization`` header for the blob download;
+- search: ``GET /api/models`` with ``search``, ``author``, ``filter`` (tags, every one required),
+  ``pipeline_tag``, ``sort`` (descending), ``limit``, ``expand``/``full``, paginated by a ``Link: rel="next"``
+  header (:attr:`HubServer.page_size` models per page). Model info and listings derive ``tags``,
+  ``library_name``, ``pipeline_tag`` and ``cardData`` (``model-index`` included) from the README's YAML
+  header, ``config`` from ``config.json`` and ``safetensors`` (parameter count per dtype) from the headers
+  of the ``.safetensors`` files, as the Hub does; ``downloads``/``likes`` are set per repo;
 - errors: 404/401 ``RepoNotFound``, 404 ``RevisionNotFound`` and ``EntryNotFound`` (with
   ``X-Repo-Commit``), 401/403 ``GatedRepo`` for gated repos (metadata stays public, files do not);
 - upload: create repo, preupload, NDJSON commit (HTTP 412 on a stale ``parentCommit``), LFS batch +
@@ -32,7 +38,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import yaml
 
@@ -42,6 +48,10 @@ _RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/([^/]+)/(
 _LFS_BATCH = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch$")
 _CDN_BLOB = re.compile(r"^/([0-9a-f]{64})/(.+)$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_SORT_KEYS = {"downloads": "downloads", "likes": "likes", "lastModified": "lastModified", "createdAt": "createdAt",
+              "trendingScore": "likes"}
+_BASIC_FIELDS = ("id", "likes", "downloads", "tags", "pipeline_tag", "library_name", "createdAt", "private")
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -89,6 +99,9 @@ class Repo:
     gated: bool = False
     commits: list[Commit] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    downloads: int = 0
+    likes: int = 0
+    created: int = 0  # creation order, the createdAt sort key
 
     @property
     def head(self) -> Commit:
@@ -118,7 +131,9 @@ class HubServer:
     applied, so concurrent pushers are guaranteed to race on the same parent commit.
     """
 
-    def __init__(self, *, hold_commits: int = 0) -> None:
+    def __init__(self, *, hold_commits: int = 0, page_size: int = 100) -> None:
+        self.page_size = page_size  # models per page of a search (the Hub: up to 1000)
+        self._facts: dict[str, dict] = {}  # commit sha -> fields read from its files (README, config, safetensors)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[Request] = []
@@ -156,10 +171,11 @@ class HubServer:
 
     # -- seeding and inspection helpers for tests -------------------------------------------------
     def add_repo(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", gated: bool = False,
-                 message: str = "add files") -> str:
+                 message: str = "add files", downloads: int = 0, likes: int = 0) -> str:
         """Create a repo holding ``files`` (binary ones stored as LFS); returns the commit sha."""
         with self._lock:
-            self._create(repo_type, repo_id, None, private=False).gated = gated
+            repo = self._create(repo_type, repo_id, None, private=False)
+            repo.gated, repo.downloads, repo.likes = gated, downloads, likes
         return self.commit(repo_id, files, repo_type=repo_type, message=message)
 
     def commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model",
@@ -192,7 +208,7 @@ class HubServer:
 
     # -- state changes (called with self._lock held) ----------------------------------------------
     def _create(self, repo_type: str, repo_id: str, sdk: str | None, private: bool) -> Repo:
-        repo = Repo(repo_type, repo_id, sdk, private)
+        repo = Repo(repo_type, repo_id, sdk, private, created=len(self.repos))
         files = {".gitattributes": StoredFile(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", lfs=False)}
         repo.commits.append(Commit(hashlib.sha1(f"init {repo_type} {repo_id}".encode()).hexdigest(), None,
                                    "initial commit", files))
@@ -222,6 +238,65 @@ class HubServer:
         commit = Commit(digest.hexdigest(), repo.head.sha, header.get("summary", ""), files)
         repo.commits.append(commit)
         return commit
+
+
+    def model_fields(self, repo: Repo, commit: Commit) -> dict:
+        """Every field the Hub reports about a model repo at ``commit`` (``full=True``)."""
+        facts = self._facts.get(commit.sha)
+        if facts is None:
+            facts = self._facts[commit.sha] = _file_facts(commit)
+        card = facts["card"]
+        tags = [str(t) for t in card.get("tags") or []]
+        tags += [t for t in (card.get("library_name"), card.get("pipeline_tag")) if t]
+        tags += [f"license:{card['license']}"] if card.get("license") else []
+        tags += ["safetensors"] * bool(facts["safetensors"]) + ["custom_code"] * ("auto_map" in facts["config"])
+        return {"id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit.sha, "private": repo.private,
+                "gated": "auto" if repo.gated else False, "disabled": False, "downloads": repo.downloads,
+                "likes": repo.likes, "library_name": card.get("library_name"), "pipeline_tag": card.get("pipeline_tag"),
+                "tags": list(dict.fromkeys(tags)), "cardData": card or None, "model-index": card.get("model-index"),
+                "config": facts["config"] or None, "safetensors": facts["safetensors"],
+                "createdAt": f"2026-01-01T00:00:{repo.created % 60:02d}.{repo.created // 60:03d}Z",
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)]}
+
+
+def _file_facts(commit: Commit) -> dict:
+    """What the Hub reads from a commit's files: the README's YAML header, ``config.json``, safetensors headers."""
+    readme = commit.files.get("README.md")
+    card: dict = {}
+    if readme is not None and readme.data.startswith(b"---"):
+        card = yaml.safe_load(readme.data.split(b"---", 2)[1]) or {}
+    config_file = commit.files.get("config.json")
+    config = json.loads(config_file.data) if config_file is not None else {}
+    counts: dict[str, int] = {}
+    for path, stored in commit.files.items():
+        if path.endswith(".safetensors"):
+            for dtype, count in _safetensors_counts(stored.data).items():
+                counts[dtype] = counts.get(dtype, 0) + count
+    safetensors = {"parameters": counts, "total": sum(counts.values())} if counts else None
+    return {"card": card, "config": config, "safetensors": safetensors}
+
+
+def _safetensors_counts(data: bytes) -> dict[str, int]:
+    """Parameters per dtype from a safetensors header (8-byte length, then JSON): the file's data is never read."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    counts: dict[str, int] = {}
+    for name, tensor in header.items():
+        if name != "__metadata__":
+            size = 1
+            for dim in tensor["shape"]:
+                size *= dim
+            counts[tensor["dtype"]] = counts.get(tensor["dtype"], 0) + size
+    return counts
+
+
+def safetensors_header_only(parameters: int, dtype: str = "F32") -> bytes:
+    """A safetensors header declaring one tensor of ``parameters`` values, without the data: enough for the Hub's
+    metadata (and so for a search) at any size, not for loading."""
+    header = json.dumps({"weight": {"dtype": dtype, "shape": [parameters],
+                                    "data_offsets": [0, parameters * _DTYPE_BYTES[dtype]]}}).encode()
+    return len(header).to_bytes(8, "little") + header
 
 
 def _address(server: ThreadingHTTPServer) -> str:
@@ -322,6 +397,8 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
             if method in ("GET", "HEAD") and (match := _RESOLVE.match(path)):
                 repo_type = {"datasets": "dataset", "spaces": "space", None: "model"}[match.group(1)]
                 return self._resolve(method, self._repo(repo_type, match.group(2)), match.group(3), match.group(4))
+            if method == "GET" and path == "/api/models":
+                return self._search_models(query)
             if match := _API_REPO.match(path):
                 repo = self._repo(match.group(1)[:-1], match.group(2))
                 return self._repo_api(method, repo, match.group(3) or "", query, body)
@@ -359,6 +436,10 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
 
         def _repo_api(self, method: str, repo: Repo, rest: str, query: dict, body: bytes):
             action, _, tail = rest.partition("/")
+            if method == "GET" and action in ("", "revision") and repo.repo_type == "model":
+                fields = hub.model_fields(repo, self._commit(repo, tail or "main"))
+                expand = query.get("expand", []) + query.get("expand[]", [])
+                return 200, {k: v for k, v in fields.items() if not expand or k in ("id", *expand)}, {}
             if method == "GET" and action in ("", "revision"):
                 commit = self._commit(repo, tail or "main")
                 return 200, {"id": repo.repo_id, "sha": commit.sha, "private": repo.private, "sdk": repo.sdk,
@@ -383,6 +464,40 @@ def _handler_for(hub: HubServer, server_name: str) -> type[BaseHTTPRequestHandle
                 return 200, {k: {"value": v, "updatedAt": "2026-01-01T00:00:00.000Z"}
                              for k, v in repo.variables.items()}, {}
             raise _HttpError(404, f"no such endpoint {method} {rest}")
+
+        def _search_models(self, query: dict):
+            """``/api/models``: public model repos matching every filter, sorted, one page and a ``Link`` to the next."""
+            def first(name: str) -> str | None:
+                return (query.get(name) or [None])[0]
+
+            search, author, pipeline = (first("search") or "").lower(), first("author"), first("pipeline_tag")
+            wanted = query.get("filter", []) + query.get("filter[]", [])
+            expand = query.get("expand", []) + query.get("expand[]", [])
+            with hub._lock:
+                repos = [r for r in hub.repos.values() if r.repo_type == "model" and not r.private]
+            found = []
+            for repo in repos:
+                if search not in repo.repo_id.lower() or (author and repo.repo_id.split("/")[0] != author):
+                    continue
+                fields = hub.model_fields(repo, repo.head)
+                if (pipeline and fields["pipeline_tag"] != pipeline) or not set(wanted) <= set(fields["tags"]):
+                    continue
+                found.append(fields)
+            sort = first("sort")
+            if sort is not None:
+                if sort not in _SORT_KEYS:
+                    raise _HttpError(400, f"invalid sort {sort!r}")
+                found.sort(key=lambda f: f[_SORT_KEYS[sort]], reverse=True)
+            start = int(first("cursor") or 0)
+            size = min(int(first("limit") or hub.page_size), hub.page_size)
+            keep = ("id", *expand) if expand else (None if first("full") else _BASIC_FIELDS)
+            page = [{k: v for k, v in f.items() if keep is None or k in keep} for f in found[start:start + size]]
+            headers = {}
+            if start + size < len(found):
+                rest = [(k, v) for k, values in query.items() if k != "cursor" for v in values]
+                rest.append(("cursor", str(start + size)))
+                headers["Link"] = f'<{hub.url}/api/models?{urlencode(rest)}>; rel="next"'
+            return 200, page, headers
 
         def _commit(self, repo: Repo, revision: str) -> Commit:
             commit = repo.commit(unquote(revision))
