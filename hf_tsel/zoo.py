@@ -82,8 +82,10 @@ class ZooEntry:
 
 _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
 HOME_PLACEHOLDER = "$HF_TSEL_HOME"  # hub_id prefix for models built into the tool's home (the zoo benchmark)
-METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "pretraining_data": str, "source": str}
-_ZOO_FIELDS = {"name", "description", "models", "gaps"}
+METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "input_size": int, "pretraining_data": str,
+                 "source": str}
+_ZOO_FIELDS = {"name", "description", "models", "gaps", "query"}  # query: the Hub search that wrote the zoo
+HUB_ZOO_PREFIX = "hub:"  # --zoo "hub:QUERY" searches the Hub (hf_tsel.hub_zoo)
 
 
 def list_zoos() -> list[str]:
@@ -105,7 +107,9 @@ def zoo_path(name_or_path: str | Path) -> Path:
 
 
 def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
-    """Read and validate a bundled zoo (by name) or a user zoo YAML file (by path)."""
+    """Read and validate a bundled zoo (by name), a user zoo YAML file (by path) or a Hub search (``hub:QUERY``)."""
+    if str(name_or_path).startswith(HUB_ZOO_PREFIX):
+        return _hub_search(str(name_or_path)).entries
     path, document = _read_document(name_or_path)
     raw_models = document["models"]
     if not raw_models:
@@ -120,14 +124,32 @@ def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
 
 
 def zoo_metadata(name_or_path: str | Path) -> dict[str, Any]:
-    """Zoo-level fields: ``name``, ``description``, ``gaps`` (models that could not be included, and why), ``path``."""
+    """Zoo-level fields: ``name``, ``description``, ``gaps`` (models that could not be included, and why), ``path``
+    and ``query`` (the Hub search behind the zoo, else None)."""
+    if str(name_or_path).startswith(HUB_ZOO_PREFIX):
+        search = _hub_search(str(name_or_path))
+        return {"name": str(name_or_path), "description": search.summary(), "gaps": search.skipped, "path": None,
+                "query": str(search.query)}
     path, document = _read_document(name_or_path)
     return {
         "name": document.get("name", path.stem),
         "description": " ".join(str(document.get("description", "")).split()),
         "gaps": document.get("gaps", []),
         "path": str(path),
+        "query": document.get("query"),
     }
+
+
+def _hub_search(zoo: str) -> Any:
+    """The (per-process cached) search behind a ``hub:QUERY`` zoo; one with no usable model is an error."""
+    from .hub_zoo import search_hub  # lazy: hub_zoo builds on this module
+
+    search = search_hub(zoo)
+    if not search.entries:
+        skipped = "; ".join(f"{s['model']}: {s['reason']}" for s in search.skipped[:5])
+        raise ZooError(f"{search.summary()}; no model can enter the zoo" + (f" (skipped: {skipped})" if skipped else ""),
+                       fix="widen the search (another library, a larger max-params, fewer tags or licences).")
+    return search
 
 
 def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
