@@ -198,11 +198,16 @@ def _evaluate(model: nn.Module, loader, accelerator) -> float:
 def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set,
                      test_set, config: FinetuneConfig, lr: float, wd: float, seed: int, point_dir: Path, *,
                      accelerator=None, on_epoch_end: Callable[[dict], None] | None = None,
-                     validation_set=None, num_workers: int = 0) -> dict[str, Any]:
+                     validation_set=None, num_workers: int = 0, record_curve: bool = False,
+                     stop_after: int | None = None) -> dict[str, Any]:
     """Train one (lr, weight decay, seed) point, resuming from ``point_dir/last.pt`` if present.
 
     With a ``validation_set`` the epoch is selected on it (``best-epoch``) and the result also
     holds ``validation_accuracy``; ``accuracy`` is then the test accuracy at the selected epoch.
+    ``record_curve`` evaluates the validation set after every epoch even under ``last-epoch``
+    selection (the learning curve; the training itself is unchanged). ``stop_after`` trains up to
+    that epoch only and keeps the checkpoint, so a later call continues the same schedule; the
+    returned dict then has ``finished: False`` and is not written as the point's result.
     """
     from accelerate import Accelerator
 
@@ -237,7 +242,8 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         torch.utils.data.DataLoader(validation_set, batch_size=config.batch_size, num_workers=num_workers))
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
-    for epoch in range(len(history), config.epochs):
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    for epoch in range(len(history), last_epoch):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)
         train_loader = accelerator.prepare(torch.utils.data.DataLoader(
@@ -260,7 +266,8 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         evaluate = config.selection == "best-epoch" or epoch == config.epochs - 1
         history.append(_evaluate(model, test_loader, accelerator) if evaluate else None)
         if validation_loader is not None:
-            validation_history.append(_evaluate(model, validation_loader, accelerator) if evaluate else None)
+            validation_history.append(_evaluate(model, validation_loader, accelerator)
+                                      if evaluate or record_curve else None)
         if accelerator.is_main_process:
             _atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "history": history,
@@ -268,6 +275,9 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
         accelerator.wait_for_everyone()
         if on_epoch_end:
             on_epoch_end({"lr": lr, "weight_decay": wd, "seed": seed, "epoch": epoch + 1, "accuracy": history[-1]})
+    if len(history) < config.epochs:  # stopped early on purpose: the checkpoint stays for the next call
+        return {"lr": lr, "weight_decay": wd, "seed": seed, "finished": False, "history": history,
+                "validation_history": validation_history, "seconds": time.perf_counter() - started}
     selector = validation_history if validation_loader is not None else history
     chosen = len(history) - 1
     if config.selection == "best-epoch":  # the first epoch with the best selection accuracy
@@ -282,7 +292,13 @@ def train_grid_point(build_backbone: Callable[[], nn.Module], feature_dim: int, 
     return result
 
 
-def _check_run_dir(run_dir: Path, config: FinetuneConfig) -> None:
+def point_name(lr: float, wd: float, seed: int) -> str:
+    """The folder of one grid point inside a run folder."""
+    return f"lr{lr:g}_wd{wd:g}_seed{seed}"
+
+
+def check_run_dir(run_dir: Path, config: FinetuneConfig) -> None:
+    """Create ``run_dir`` for ``config``, or refuse one that holds a run with other settings."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
     wanted = json.loads(json.dumps(config.to_dict()))
@@ -298,24 +314,24 @@ def _check_run_dir(run_dir: Path, config: FinetuneConfig) -> None:
 def finetune(build_backbone: Callable[[], nn.Module], feature_dim: int, num_classes: int, train_set, test_set,
              config: FinetuneConfig, run_dir: str | Path, *, accelerator=None,
              on_epoch_end: Callable[[dict], None] | None = None, validation_set=None,
-             num_workers: int = 0) -> FinetuneResult:
+             num_workers: int = 0, record_curve: bool = False) -> FinetuneResult:
     """Grid-search fine-tuning of one model; returns the best grid point (accuracy averaged over seeds).
 
     ``build_backbone()`` must return a freshly loaded pretrained module mapping images to ``[B, D]``
     features; the datasets yield ``(image tensor, label)`` pairs already preprocessed for it. With a
     ``validation_set`` the epoch and grid point are chosen on it and the test accuracy of that choice
     is reported; without one they are chosen on the test accuracy itself (the seed papers' protocol).
+    ``record_curve``: see :func:`train_grid_point`.
     """
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir, config)
+    check_run_dir(run_dir, config)
     points = []
     for lr, wd in config.grid.points():
         for seed in config.seeds:
-            point_dir = run_dir / f"lr{lr:g}_wd{wd:g}_seed{seed}"
             points.append(train_grid_point(build_backbone, feature_dim, num_classes, train_set, test_set, config,
-                                           lr, wd, seed, point_dir, accelerator=accelerator,
+                                           lr, wd, seed, run_dir / point_name(lr, wd, seed), accelerator=accelerator,
                                            on_epoch_end=on_epoch_end, validation_set=validation_set,
-                                           num_workers=num_workers))
+                                           num_workers=num_workers, record_curve=record_curve))
     return summarise_points(points)
 
 

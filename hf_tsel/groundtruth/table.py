@@ -4,6 +4,10 @@ A GT table is a csv with the columns ``dataset, model, protocol, accuracy`` foll
 details (``num_train``, ``num_test``, ``hyperparameters``, ``seconds``, ``source``). Accuracy is a
 fraction in [0, 1]. Results files carrying ``ground_truth_accuracy`` are accepted wherever a GT
 table is, so ``hf-tsel evaluate`` can read either.
+
+A seeded protocol keeps one row per training seed (``seed`` column) next to the row used as ground
+truth, whose ``seed`` is empty (the mean over seeds; ``seeds`` says how many). Tables without a
+``seed`` column (written before seeds were kept) are ground truth throughout.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 from ..errors import UserError
 
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
+SEED = "seed"
 PROTOCOLS: tuple[str, ...] = ("linear-probe", "full", "finetune-last", "paper")
 
 
@@ -47,18 +52,40 @@ def validate_ground_truth(frame: pd.DataFrame, *, where: str = "ground-truth tab
                "give every model an accuracy in [0, 1], or leave its row out.")
         raise UserError(f"{where}: accuracy of {row['model']!r} on {row['dataset']!r} is {shown}; accuracies are "
                         f"fractions in [0, 1] ({int(unusable.sum())} row(s) affected)", fix=fix)
-    duplicated = frame.duplicated(subset=list(GT_FIELDS[:3]), keep=False)
+    duplicated = frame.duplicated(subset=_row_key(frame), keep=False)
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         raise UserError(f"{where}: several rows for dataset {row['dataset']!r}, model {row['model']!r}, protocol "
-                        f"{row['protocol']!r}; keep one accuracy per (dataset, model, protocol)")
+                        f"{row['protocol']!r}; keep one accuracy per (dataset, model, protocol"
+                        f"{', seed' if SEED in frame.columns else ''})")
     extra = [c for c in frame.columns if c not in GT_FIELDS]
     return frame[list(GT_FIELDS) + extra].reset_index(drop=True)
 
 
-def read_ground_truth(path: str | Path) -> pd.DataFrame:
-    """Read a GT table csv, or a results file (any format of :mod:`hf_tsel.results`) with ground truth."""
-    path = Path(path)
+def _row_key(frame: pd.DataFrame) -> list[str]:
+    return [*GT_FIELDS[:3], *([SEED] if SEED in frame.columns else [])]
+
+
+def ground_truth_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows used as ground truth: all of a table without seeds, else those with an empty ``seed``."""
+    return frame if SEED not in frame.columns else frame[frame[SEED].isna()].reset_index(drop=True)
+
+
+def seed_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed rows of a GT table (none for a table without seeds)."""
+    return frame.iloc[:0] if SEED not in frame.columns else frame[frame[SEED].notna()].reset_index(drop=True)
+
+
+def read_ground_truth(path: str | Path, *, seeds: bool = False) -> pd.DataFrame:
+    """Read a GT table csv, or a results file (any format of :mod:`hf_tsel.results`) with ground truth.
+
+    Only the ground-truth rows are returned (:func:`ground_truth_rows`); ``seeds=True`` keeps the per-seed ones.
+    """
+    table = _read_table(Path(path))
+    return table if seeds else ground_truth_rows(table)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"ground-truth file {path} does not exist; create it with `hf-tsel finetune`")
     from ..results import read_csv_table, read_results
@@ -92,7 +119,7 @@ def write_ground_truth(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a GT table csv (rows sorted by dataset, protocol, model), replacing the file atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = validate_ground_truth(frame).sort_values(["dataset", "protocol", "model"])
+    frame = validate_ground_truth(frame).sort_values(["dataset", "protocol", "model", *_row_key(frame)[3:]])
     tmp = path.with_suffix(path.suffix + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
@@ -102,9 +129,9 @@ def write_ground_truth(frame: pd.DataFrame, path: str | Path) -> Path:
 def upsert_ground_truth(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Merge ``rows`` into the GT table at ``path`` (new rows win on the same dataset/model/protocol)."""
     path = Path(path)
-    old = read_ground_truth(path) if path.is_file() else None
+    old = read_ground_truth(path, seeds=True) if path.is_file() else None
     merged = rows if old is None else pd.concat([old, rows], ignore_index=True)
-    merged = merged.drop_duplicates(subset=list(GT_FIELDS[:3]), keep="last")
+    merged = merged.drop_duplicates(subset=_row_key(merged), keep="last")
     write_ground_truth(merged, path)
     return validate_ground_truth(merged)
 

@@ -64,6 +64,7 @@ def test_fashion_targets_are_fixed_stratified_and_shifted():
 @needs_fashion
 def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     """3 models x 2 tasks: built, loaded by the timm loader, scored and measured; then all from cache."""
+    from hf_tsel.groundtruth.table import ground_truth_rows, read_ground_truth, seed_rows
     from hf_tsel.offline.zoo.benchmark import portable_zoo_yaml, run_zoo_benchmark, tiny_config, write_results
     from hf_tsel.zoo import load_zoo
 
@@ -96,18 +97,29 @@ def test_tiny_zoo_benchmark_end_to_end_and_from_cache(tmp_path):
     assert pr.xs("resnet-xxs-random", level="model").isna().all()  # no source data
     reference = entries[0].source_reference
     assert reference["dataset"] == str((tmp_path / "work" / "source-reference" / "fmnist10").resolve())
-    ground_truth = result.ground_truth
+    ground_truth = ground_truth_rows(result.ground_truth)
     assert len(ground_truth) == 2 * 3 * 2 and set(ground_truth["protocol"]) == {"linear-probe", "full"}
     assert ground_truth["accuracy"].between(0, 1).all()
+    seeded = seed_rows(result.ground_truth)  # 2 training seeds of the fine-tune; its ground truth is their mean
+    assert len(seeded) == 2 * 3 * 2 and set(seeded["protocol"]) == {"full"} and set(seeded["seed"]) == {0, 1}
+    means = seeded.groupby(["dataset", "model"])["accuracy"].mean()
+    full = ground_truth[ground_truth["protocol"] == "full"].set_index(["dataset", "model"])
+    assert np.allclose(full["accuracy"], means.reindex(full.index)) and (full["seeds"] == 2).all()
     assert set(result.evaluation["metric"]) == set(metrics)
 
     paths = write_results(result, tmp_path / "results")
     scores = pd.read_csv(tmp_path / "results" / "zoo_scores.csv")
     assert list(scores.columns) == ["dataset", "model", "metric", "score"] and len(scores) == len(result.scores)
     assert list(pd.read_csv(tmp_path / "results" / "zoo_ground_truth.csv").columns) == [
-        "dataset", "model", "protocol", "accuracy"]
+        "dataset", "model", "protocol", "accuracy", "seed", "seeds"]
+    pd.testing.assert_frame_equal(read_ground_truth(tmp_path / "results" / "zoo_ground_truth.csv")[
+        ["dataset", "model", "protocol"]].sort_values(["dataset", "protocol", "model"]).reset_index(drop=True),
+        ground_truth[["dataset", "model", "protocol"]].sort_values(["dataset", "protocol", "model"]).reset_index(drop=True))
+    ceiling = pd.read_csv(tmp_path / "results" / "zoo_ceiling.csv")
+    assert ceiling["dataset"].tolist() == ["fmnist", "textures"] and (ceiling["pairs"] == 1).all()
     summary = (tmp_path / "results" / "zoo_summary.md").read_text()
     assert "Linear probe vs. full fine-tune" in summary and "| logme |" in summary
+    assert "| ceiling |" in summary and "of ceiling full" in summary
     assert all(p.is_file() for p in paths)
     assert "$HF_TSEL_HOME/zoo-benchmark/models/resnet-xxs-random" in portable_zoo_yaml(result)
     assert "dataset: $HF_TSEL_HOME/zoo-benchmark/source-reference/fmnist10" in portable_zoo_yaml(result)

@@ -10,7 +10,9 @@ crash loses at most the step in progress):
    metric code;
 4. ground truth: the linear probe of :mod:`hf_tsel.groundtruth.linear_probe` and a full fine-tune
    (every layer + a new head) by :func:`hf_tsel.groundtruth.finetune.finetune` over a small
-   learning-rate grid, selected on a validation part of the training split, reported on the test split.
+   learning-rate grid, selected on a validation part of the training split, reported on the test split;
+   once per training seed (``finetune_seeds``): one row per seed plus their mean, the ground truth.
+   Seeds other than 0 also record the validation accuracy after every epoch (the race simulation's input).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ...data import from_arrays
 from ...errors import UserError
 from ...groundtruth.evaluate import evaluation_table
 from ..benchmark import JsonStore, _finetune_models, _probe_dataset, _score_dataset, finetune_settings
-from ...groundtruth.table import ground_truth_frame
+from ...groundtruth.table import ground_truth_frame, ground_truth_rows
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
 from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, Split, source_reference_split
@@ -54,6 +56,7 @@ class ZooBenchmarkConfig:
     finetune_lrs: tuple[float, ...] = (0.02, 0.1)
     finetune_epochs: int = 3
     finetune_batch_size: int = 16
+    finetune_seeds: tuple[int, ...] = (0, 1, 2)  # training seeds; the ground truth is their mean
     validation_fraction: float = 0.2
     seed: int = 0
     threads: int = 1
@@ -63,7 +66,7 @@ class ZooBenchmarkConfig:
 def tiny_config(work_dir: Path) -> ZooBenchmarkConfig:
     """3 models (supervised, rotation, random-init) x 2 tasks, few hundred images, 1 epoch: a smoke test."""
     return ZooBenchmarkConfig(recipes="tiny", tasks=("fmnist", "textures"), task_scale=0.4, finetune_lrs=(0.05,),
-                              finetune_epochs=1, work_dir=Path(work_dir))
+                              finetune_epochs=1, finetune_seeds=(0, 1), work_dir=Path(work_dir))
 
 
 def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
@@ -190,29 +193,54 @@ def _preprocessed(data: Any, preprocessor: Any, store: dict) -> torch.utils.data
     return store[key]
 
 
-def _finetune_task(task: str, train, test, config: ZooBenchmarkConfig, log: Callable[[str], None]) -> list[dict]:
-    """Full fine-tune (all layers + new head) of every model; lr and epoch chosen on a validation split."""
+def _finetune_task(task: str, train, test, config: ZooBenchmarkConfig, log: Callable[[str], None],
+                   seeds: Sequence[int] | None = None) -> list[dict]:
+    """Full fine-tune (all layers + new head) of every model, once per training seed; lr chosen on a
+    validation split. One row per (model, seed) with a ``seed`` column (see :func:`seed_mean_rows`)."""
     from accelerate import Accelerator
-    from sklearn.model_selection import train_test_split
 
     from ...groundtruth.finetune import FinetuneResult, finetune
     from ...groundtruth.trainable import trainable_backbone
 
-    settings = finetune_settings(config.finetune_lrs, config.finetune_epochs, config.finetune_batch_size)
-    fit_rows, val_rows = train_test_split(np.arange(train.data.num_samples), test_size=config.validation_fraction,
-                                          stratify=train.data.labels, random_state=config.seed)
-    accelerator, tensors = Accelerator(cpu=True), {}
+    fit_rows, val_rows = validation_rows(train.data.labels, config)
+    accelerator, tensors, rows = Accelerator(cpu=True), {}, []
+    for seed in config.finetune_seeds if seeds is None else seeds:
+        # one run folder per seed; seed 0 keeps the folder name of the single-seed benchmark (its cache)
+        settings = replace(finetune_settings(config.finetune_lrs, config.finetune_epochs, config.finetune_batch_size),
+                           seeds=(seed,))
 
-    def fit_all_layers(entry: Any, run_dir: Path) -> FinetuneResult:
-        trainable = trainable_backbone(entry)
-        train_set = _preprocessed(train.data, trainable.preprocessor, tensors)
-        test_set = _preprocessed(test.data, trainable.preprocessor, tensors)
-        return finetune(trainable.build, trainable.feature_dim, train.data.num_classes,
-                        torch.utils.data.Subset(train_set, fit_rows.tolist()), test_set, settings, run_dir,
-                        accelerator=accelerator, validation_set=torch.utils.data.Subset(train_set, val_rows.tolist()))
+        def fit_all_layers(entry: Any, run_dir: Path, settings=settings, seed=seed) -> FinetuneResult:
+            trainable = trainable_backbone(entry)
+            train_set = _preprocessed(train.data, trainable.preprocessor, tensors)
+            test_set = _preprocessed(test.data, trainable.preprocessor, tensors)
+            return finetune(trainable.build, trainable.feature_dim, train.data.num_classes,
+                            torch.utils.data.Subset(train_set, fit_rows.tolist()), test_set, settings, run_dir,
+                            accelerator=accelerator, record_curve=seed != 0,
+                            validation_set=torch.utils.data.Subset(train_set, val_rows.tolist()))
 
-    return _finetune_models(task, "full", train, test, settings, fit_all_layers, work_dir=config.work_dir,
-                            num_train=len(fit_rows), log=log, run_identity=(config.validation_fraction,))
+        rows += [{**row, "seed": seed} for row in _finetune_models(
+            task, "full", train, test, settings, fit_all_layers, work_dir=config.work_dir, num_train=len(fit_rows),
+            log=log, run_identity=(config.validation_fraction,))]
+    return rows
+
+
+def validation_rows(labels: Sequence[int], config: ZooBenchmarkConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(training rows, validation rows)`` of a task's train split: a stratified, seeded ``validation_fraction``."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(len(labels)), test_size=config.validation_fraction, stratify=labels,
+                            random_state=config.seed)
+
+
+def seed_mean_rows(rows: Sequence[dict]) -> list[dict]:
+    """One ground-truth row per (dataset, model, protocol) of seeded rows: the mean accuracy over seeds
+    (``seed`` empty, ``seeds`` the number averaged)."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return []
+    means = frame.groupby(["dataset", "model", "protocol"], sort=False).agg(
+        accuracy=("accuracy", "mean"), seeds=("seed", "nunique"), seconds=("seconds", "sum")).reset_index()
+    return means.to_dict("records")
 
 
 @dataclass
@@ -275,25 +303,30 @@ def _run(config: ZooBenchmarkConfig, metrics: list[str], log: Callable[[str], No
             (scores if name == "scores" else ground_truth).extend(run())
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - step
     scores_df = pd.DataFrame(scores)
-    gt_df = ground_truth_frame(ground_truth)
-    evaluation = evaluation_table(scores_df, gt_df)
+    seeded = [row for row in ground_truth if "seed" in row]
+    gt_df = ground_truth_frame([*ground_truth, *seed_mean_rows(seeded)])
+    evaluation = evaluation_table(scores_df, ground_truth_rows(gt_df))
     timings["total"] = time.perf_counter() - started
     return ZooBenchmarkResult(models, scores_df, gt_df, evaluation, timings, zoo_path)
 
 
 def write_results(result: ZooBenchmarkResult, out_dir: str | Path, *, seed: int = 0) -> list[Path]:
-    """``zoo_scores.csv``, ``zoo_ground_truth.csv``, ``zoo_evaluation.csv``, ``zoo_models.csv``,
-    ``zoo_pairwise.csv`` (metric differences per protocol) and ``zoo_summary.md`` in ``out_dir``."""
-    from .summary import markdown_summary, paired_differences
+    """``zoo_scores.csv``, ``zoo_ground_truth.csv`` (one row per seed plus the seed mean), ``zoo_ceiling.csv``
+    (the noise ceiling per task), ``zoo_evaluation.csv``, ``zoo_models.csv``, ``zoo_pairwise.csv`` (metric
+    differences per protocol) and ``zoo_summary.md`` in ``out_dir``."""
+    from .summary import markdown_summary, noise_ceiling, paired_differences
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"zoo_{name}" for name in
-             ("scores.csv", "ground_truth.csv", "evaluation.csv", "models.csv", "pairwise.csv", "summary.md")}
+             ("scores.csv", "ground_truth.csv", "ceiling.csv", "evaluation.csv", "models.csv", "pairwise.csv",
+              "summary.md")}
     result.scores[["dataset", "model", "metric", "score"]].sort_values(["dataset", "metric", "model"]).to_csv(
         paths["scores.csv"], index=False, float_format="%.6g")
-    result.ground_truth[["dataset", "model", "protocol", "accuracy"]].sort_values(
-        ["dataset", "protocol", "model"]).to_csv(paths["ground_truth.csv"], index=False, float_format="%.4f")
+    truth = result.ground_truth.reindex(columns=["dataset", "model", "protocol", "accuracy", "seed", "seeds"])
+    truth.astype({"seed": "Int64", "seeds": "Int64"}).sort_values(["dataset", "protocol", "model", "seed"]).to_csv(
+        paths["ground_truth.csv"], index=False, float_format="%.4f")
+    noise_ceiling(result.ground_truth).to_csv(paths["ceiling.csv"], index=False, float_format="%.4f")
     result.evaluation.sort_values(["protocol", "metric", "dataset"]).to_csv(paths["evaluation.csv"], index=False,
                                                                           float_format="%.4f")
     result.models.to_csv(paths["models.csv"], index=False)

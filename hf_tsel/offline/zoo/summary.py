@@ -4,6 +4,11 @@ Tasks are the unit of replication: confidence intervals resample target tasks wi
 (percentile bootstrap, Efron & Tibshirani 1993, ch. 13), and two metrics are compared by a paired
 bootstrap of their per-task weighted-tau differences. A difference is called significant when its
 95% interval excludes zero.
+
+The noise ceiling of a seeded protocol (:func:`noise_ceiling`) is, per task, the mean weighted tau
+between the model rankings of two training seeds, over every pair of seeds: how well one run of the
+protocol predicts another. Every table shows it as a ``ceiling`` row and each metric's mean tau as a
+fraction of the mean ceiling.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ...evaluation import kendall_tau, spearman_rho, weighted_kendall_tau
+from itertools import combinations, permutations
+
+from ...evaluation import kendall_tau, spearman_rho, top1_regret, weighted_kendall_tau
+from ...groundtruth.table import ground_truth_rows, seed_rows
 from ..benchmark import _markdown
 
 BOOTSTRAP_SAMPLES = 2000
@@ -30,6 +38,44 @@ def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, samples: int)
 def _interval(means: np.ndarray) -> tuple[float, float]:
     tail = (1 - LEVEL) / 2 * 100
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def noise_ceiling(ground_truth: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """Per task: seeds, seed pairs, the mean weighted tau over seed pairs (``ceiling``) and the mean top-1
+    regret of one seed's best model measured on another seed (``ceiling_regret``); empty without seed rows."""
+    rows = seed_rows(ground_truth)
+    rows = rows[rows["protocol"] == protocol]
+    out = []
+    for task, group in rows.groupby("dataset"):
+        table = group.pivot_table(index="model", columns="seed", values="accuracy", aggfunc="first").dropna()
+        seeds = list(table.columns)
+        if len(seeds) < 2:
+            continue
+        taus = [weighted_kendall_tau(table[a], table[b]) for a, b in combinations(seeds, 2)]
+        regrets = [top1_regret(table[a].to_numpy(), table[b].to_numpy()) for a, b in permutations(seeds, 2)]
+        out.append({"dataset": task, "models": len(table), "seeds": len(seeds), "pairs": len(taus),
+                    "ceiling": float(np.nanmean(taus)), "min_pair": float(np.nanmin(taus)),
+                    "ceiling_regret": float(np.mean(regrets))})
+    return pd.DataFrame(out, columns=["dataset", "models", "seeds", "pairs", "ceiling", "min_pair", "ceiling_regret"])
+
+
+def _ceiling_row(ceiling: pd.DataFrame, *, seed: int, samples: int) -> dict[str, Any]:
+    values = ceiling["ceiling"].to_numpy(float)
+    low, high = _interval(_bootstrap_means(values, np.random.default_rng(seed), samples))
+    return {"metric": "ceiling", "tasks": len(values), "mean_tau": float(values.mean()), "ci_low": low,
+            "ci_high": high, "min_tau": float(values.min()), "mean_top1_regret": float(ceiling["ceiling_regret"].mean())}
+
+
+def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame | None, *, seed: int = 0,
+                 samples: int = BOOTSTRAP_SAMPLES) -> pd.DataFrame:
+    """A :func:`metric_table` with the ``ceiling`` row first and every mean tau as a fraction of the ceiling's
+    (``of_ceiling``); without a measured ceiling the row says so (NaNs)."""
+    if ceiling is None or ceiling.empty:
+        row = {"metric": "ceiling (not measured: one run per model)"}
+        return pd.concat([pd.DataFrame([row]), table.assign(of_ceiling=math.nan)], ignore_index=True)
+    row = _ceiling_row(ceiling, seed=seed, samples=samples)
+    return pd.concat([pd.DataFrame([row]), table], ignore_index=True).assign(
+        of_ceiling=lambda t: t["mean_tau"] / row["mean_tau"])
 
 
 def tau_matrix(evaluation: pd.DataFrame, protocol: str, measure: str = "weighted_kendall_tau") -> pd.DataFrame:
@@ -94,18 +140,38 @@ def protocol_agreement(ground_truth: pd.DataFrame, first: str = "linear-probe", 
 
 
 def headline_table(evaluation: pd.DataFrame, protocols: Sequence[str] = ("full", "linear-probe"), *,
-                   seed: int = 0) -> pd.DataFrame:
-    """One row per metric: mean weighted tau [95% CI] and mean top-1 regret under each protocol."""
+                   seed: int = 0, ceilings: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per metric (the noise ceiling first): mean weighted tau [95% CI], as a fraction of the ceiling
+    where one is measured, and mean top-1 regret under each protocol."""
     columns = {}
     for protocol in protocols:
-        table = metric_table(evaluation, protocol, seed=seed).set_index("metric")
+        ceiling = (ceilings or {}).get(protocol)
+        table = with_ceiling(metric_table(evaluation, protocol, seed=seed), ceiling, seed=seed).set_index("metric")
+        table = table.rename(index=lambda m: "ceiling" if m.startswith("ceiling") else m)
         columns[f"τw {protocol} [95% CI]"] = table.apply(
             lambda r: "-" if math.isnan(r["mean_tau"]) else f"{r['mean_tau']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
             axis=1)
+        if ceiling is not None and not ceiling.empty:
+            columns[f"of ceiling {protocol}"] = table["of_ceiling"]
         columns[f"regret {protocol}"] = table["mean_top1_regret"]
     frame = pd.DataFrame(columns)
-    order = metric_table(evaluation, protocols[0], seed=seed, samples=1)["metric"]
+    order = ["ceiling", *metric_table(evaluation, protocols[0], seed=seed, samples=1)["metric"]]
     return frame.reindex(order).rename_axis("metric").reset_index()
+
+
+def _ceiling_text(ceilings: dict[str, pd.DataFrame]) -> str:
+    lines = []
+    for protocol, ceiling in ceilings.items():
+        if ceiling.empty:
+            lines.append(f"No noise ceiling for the {protocol} protocol: it is one deterministic run per model.\n")
+            continue
+        lines.append(f"Noise ceiling of the {protocol} ground truth: per task, the mean weighted tau between the "
+                     f"model rankings of two training seeds ({int(ceiling['seeds'].min())}-{int(ceiling['seeds'].max())}"
+                     " seeds per task, every pair), and the mean top-1 regret of one seed's best model on another "
+                     "seed. The ground truth itself is the mean over seeds, which is less noisy than one seed, so a "
+                     "method can exceed the ceiling.\n")
+        lines.append(_markdown(ceiling))
+    return "\n".join(lines)
 
 
 def _significance_text(table: pd.DataFrame, pairs: pd.DataFrame) -> str:
@@ -126,22 +192,27 @@ def markdown_summary(models: pd.DataFrame, ground_truth: pd.DataFrame, evaluatio
                      seed: int = 0) -> str:
     """The zoo_summary.md text: zoo, tasks, per-metric tables with CIs, significance, protocol agreement."""
     tasks = sorted(ground_truth["dataset"].unique())
+    ceilings = {protocol: noise_ceiling(ground_truth, protocol) for protocol in protocols}
+    ground_truth = ground_truth_rows(ground_truth)
     parts = [f"# Zoo benchmark: {len(models)} models x {len(tasks)} target tasks\n",
              "Produced by `hf-tsel benchmark zoo` (see docs/groundtruth.md). Weighted tau: weighted Kendall tau "
              "between metric scores and ground-truth accuracies over all models of a task; CI: "
              f"{LEVEL:.0%} percentile bootstrap over tasks; regret: best accuracy minus that of the top-scored model.\n"]
     parts.append("## Headline\n")
     parts.append(_markdown(headline_table(evaluation, [p for p in protocols if p in set(evaluation["protocol"])],
-                                          seed=seed)))
+                                          seed=seed, ceilings=ceilings)))
+    parts.append(_ceiling_text(ceilings))
     for protocol in protocols:
         if protocol not in set(evaluation["protocol"]):
             continue
         table = metric_table(evaluation, protocol, seed=seed)
         pairs = paired_differences(evaluation, protocol, seed=seed)
         parts.append(f"## Against the {protocol} ground truth\n")
-        parts.append(_markdown(table))
+        parts.append(_markdown(with_ceiling(table, ceilings[protocol], seed=seed)))
         parts.append(_significance_text(table, pairs))
         per_task = tau_matrix(evaluation, protocol).reindex(table["metric"])
+        if not ceilings[protocol].empty:
+            per_task = pd.concat([ceilings[protocol].set_index("dataset")[["ceiling"]].T, per_task])
         parts.append(f"Weighted tau per task ({protocol}):\n")
         parts.append(_markdown(per_task.reset_index()))
     agreement = protocol_agreement(ground_truth)
