@@ -34,9 +34,10 @@ import yaml
 
 from .errors import UserError, ZooError
 from .hub_facts import SUPPORTED_LIBRARIES, entry_or_reason, license_of
-from .zoo import ZooEntry
+from .zoo import ZooEntry, load_zoo, zoo_metadata
 
-__all__ = ["HUB_PREFIX", "HubQuery", "HubSearch", "SORTS", "parse_count", "search_hub", "write_zoo"]
+__all__ = ["HUB_PREFIX", "HubQuery", "HubSearch", "SORTS", "load_zoo_or_search", "parse_count", "search_hub",
+           "write_zoo", "zoo_or_search_metadata"]
 
 HUB_PREFIX = "hub:"
 SORTS = ("downloads", "likes", "last_modified", "created_at", "trending_score")
@@ -265,3 +266,27 @@ def write_zoo(search: HubSearch, path: str | Path, *, name: str | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
     return path
+
+
+def _usable_search(zoo: str) -> HubSearch:
+    """The (per-process cached) search behind a ``hub:QUERY`` zoo; one with no usable model is an error."""
+    search = search_hub(zoo)
+    if not search.entries:
+        skipped = "; ".join(f"{s['model']}: {s['reason']}" for s in search.skipped[:5])
+        raise ZooError(f"{search.summary()}; no model can enter the zoo" + (f" (skipped: {skipped})" if skipped else ""),
+                       fix="widen the search (another library, a larger max-params, fewer tags or licences).")
+    return search
+
+
+def load_zoo_or_search(zoo: str | Path) -> list[ZooEntry]:
+    """:func:`hf_tsel.zoo.load_zoo`, or the entries of a Hub search for ``hub:QUERY`` (what ``--zoo`` accepts)."""
+    return _usable_search(str(zoo)).entries if str(zoo).startswith(HUB_PREFIX) else load_zoo(zoo)
+
+
+def zoo_or_search_metadata(zoo: str | Path) -> dict[str, Any]:
+    """:func:`hf_tsel.zoo.zoo_metadata`, or the same fields for ``hub:QUERY`` (its skipped repos as ``gaps``)."""
+    if not str(zoo).startswith(HUB_PREFIX):
+        return zoo_metadata(zoo)
+    search = _usable_search(str(zoo))
+    return {"name": str(zoo), "description": search.summary(), "gaps": search.skipped, "path": None,
+            "query": str(search.query)}

@@ -84,8 +84,7 @@ _ENTRY_FIELDS = {f.name for f in fields(ZooEntry)}
 HOME_PLACEHOLDER = "$HF_TSEL_HOME"  # hub_id prefix for models built into the tool's home (the zoo benchmark)
 METADATA_KEYS = {"params": int, "imagenet_top1": float, "feature_dim": int, "input_size": int, "pretraining_data": str,
                  "source": str}
-_ZOO_FIELDS = {"name", "description", "models", "gaps", "query"}  # query: the Hub search that wrote the zoo
-HUB_ZOO_PREFIX = "hub:"  # --zoo "hub:QUERY" searches the Hub (hf_tsel.hub_zoo)
+_ZOO_FIELDS = {"name", "description", "models", "gaps", "query"}  # query: the Hub search that wrote the zoo (hub_zoo)
 
 
 def list_zoos() -> list[str]:
@@ -107,9 +106,8 @@ def zoo_path(name_or_path: str | Path) -> Path:
 
 
 def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
-    """Read and validate a bundled zoo (by name), a user zoo YAML file (by path) or a Hub search (``hub:QUERY``)."""
-    if str(name_or_path).startswith(HUB_ZOO_PREFIX):
-        return _hub_search(str(name_or_path)).entries
+    """Read and validate a bundled zoo (by name) or a user zoo YAML file (by path); ``hub:QUERY`` zoos are
+    :func:`hf_tsel.hub_zoo.load_zoo_or_search`'s."""
     path, document = _read_document(name_or_path)
     raw_models = document["models"]
     if not raw_models:
@@ -125,11 +123,7 @@ def load_zoo(name_or_path: str | Path) -> list[ZooEntry]:
 
 def zoo_metadata(name_or_path: str | Path) -> dict[str, Any]:
     """Zoo-level fields: ``name``, ``description``, ``gaps`` (models that could not be included, and why), ``path``
-    and ``query`` (the Hub search behind the zoo, else None)."""
-    if str(name_or_path).startswith(HUB_ZOO_PREFIX):
-        search = _hub_search(str(name_or_path))
-        return {"name": str(name_or_path), "description": search.summary(), "gaps": search.skipped, "path": None,
-                "query": str(search.query)}
+    and ``query`` (the Hub search that wrote the zoo, else None)."""
     path, document = _read_document(name_or_path)
     return {
         "name": document.get("name", path.stem),
@@ -138,18 +132,6 @@ def zoo_metadata(name_or_path: str | Path) -> dict[str, Any]:
         "path": str(path),
         "query": document.get("query"),
     }
-
-
-def _hub_search(zoo: str) -> Any:
-    """The (per-process cached) search behind a ``hub:QUERY`` zoo; one with no usable model is an error."""
-    from .hub_zoo import search_hub  # lazy: hub_zoo builds on this module
-
-    search = search_hub(zoo)
-    if not search.entries:
-        skipped = "; ".join(f"{s['model']}: {s['reason']}" for s in search.skipped[:5])
-        raise ZooError(f"{search.summary()}; no model can enter the zoo" + (f" (skipped: {skipped})" if skipped else ""),
-                       fix="widen the search (another library, a larger max-params, fewer tags or licences).")
-    return search
 
 
 def _read_document(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:

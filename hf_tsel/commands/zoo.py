@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="names of the bundled zoos and their sizes")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    show = actions.add_parser("show", help="the models of one zoo (bundled name or YAML path)")
+    show = actions.add_parser("show", help="the models of one zoo (bundled name, YAML path or \"hub:QUERY\")")
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_search(actions)
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..hub_zoo import load_zoo_or_search
     from ..zoo import list_zoos, load_zoo  # here, not at the top: `hf-tsel --help` must not load torch
 
     if args.zoo_command == "search":
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(name, str(len(entries)), ", ".join(sorted({e.family for e in entries})))
         Console().print(table)
         return 0
-    entries = load_zoo(args.name)
+    entries = load_zoo_or_search(args.name)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return 0
