@@ -2,7 +2,8 @@
 
 The steps of the pipeline are public: :func:`extract` (sample a dataset, extract or reuse the
 cached features of every model), :func:`rank` (extract, score with transferability metrics, build
-the results table) and :func:`recommend` (consensus ranking with P(best) and rank intervals). They
+the results table), :func:`recommend` (consensus ranking with P(best) and rank intervals) and
+:func:`race` (fine-tune the top candidates by successive halving and name the winner). They
 are imported on first use, so ``import hf_tsel`` stays light.
 
 Example:
@@ -17,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["__version__", "extract", "rank", "recommend"]
+__all__ = ["__version__", "extract", "rank", "recommend", "race"]
 
 if TYPE_CHECKING:
     from .extraction import extract
+    from .racing import race
     from .ranking import rank
     from .recommendation import recommend
 
-_LAZY = {"extract": "extraction", "rank": "ranking", "recommend": "recommendation"}
+_LAZY = {"extract": "extraction", "rank": "ranking", "recommend": "recommendation", "race": "racing"}
 
 
 def __getattr__(name: str) -> Any:

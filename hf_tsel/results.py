@@ -23,13 +23,13 @@ import pandas as pd
 
 from .errors import ResultsError
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "best_first",
-           "rank_interval_text", "validate_results", "write_results", "read_results", "RESULT_SCHEMA", "ResultField",
-           "schema_markdown"]
+__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
+           "write_results", "read_results", "RESULT_SCHEMA", "ResultField", "schema_markdown"]
 
-RESULTS_SCHEMA_VERSION = "1.1"
+RESULTS_SCHEMA_VERSION = "1.2"
 # 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
-_READABLE_VERSIONS = {"1.0", RESULTS_SCHEMA_VERSION}
+# 1.2 added race_round, race_epochs (rows of the fine-tuning race, metric "race"); older files load with them empty.
+_READABLE_VERSIONS = {"1.0", "1.1", RESULTS_SCHEMA_VERSION}
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ RESULT_SCHEMA: tuple[ResultField, ...] = (
                 "of the run's models after training (hf_tsel.recommendation)"),
     ResultField("rank_low", "int", True, "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
     ResultField("rank_high", "int", True, "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
+    ResultField("race_round", "int", True, 'race rows (metric "race", score = validation accuracy): the last round '
+                "the model ran in (1 = first; the winner ran in the last)"),
+    ResultField("race_epochs", "int", True, "race rows: epochs the model was fine-tuned for in the race"),
     ResultField("num_samples", "int", False, "number of target images the score was computed on"),
     ResultField("num_classes", "int", False, "number of target classes"),
     ResultField("seed", "int", False, "random seed (sub-sampling and stochastic metrics)"),
@@ -104,31 +107,18 @@ def empty_record(**values: Any) -> dict[str, Any]:
 
 
 def add_ranks(df: pd.DataFrame) -> pd.DataFrame:
-    """Set ``rank`` (1 = highest score) within each dataset/config/split/metric; NaN scores get no rank."""
+    """Set ``rank`` (1 = highest score) within each dataset/config/split/metric; NaN scores get no rank.
+
+    Race rows rank by the round they reached first, then by score: a later round beats any earlier one.
+    """
     df = df.copy()
     keys = df[_GROUP].astype(object).where(df[_GROUP].notna(), "")
-    ranks = df["score"].groupby([keys[c] for c in _GROUP], sort=False).rank(method="min", ascending=False)
+    order = df["score"].astype(float)
+    if "race_round" in df.columns:  # validation accuracies lie in [0, 1], so the round dominates
+        order = order + 2 * pd.to_numeric(df["race_round"], errors="coerce").fillna(0)
+    ranks = order.groupby([keys[c] for c in _GROUP], sort=False).rank(method="min", ascending=False)
     df["rank"] = ranks.astype("Int64")
     return df
-
-
-def best_first(rows: pd.DataFrame) -> pd.DataFrame:
-    """One metric's rows best first: by ``rank``, then higher ``p_top1`` (the consensus's tie-break), then model name;
-    rows without a rank last. The CLI, the Space and :func:`hf_tsel.recommend` all order models this way."""
-    columns = [c for c in ("rank", "p_top1", "model") if c in rows.columns]
-    return rows.sort_values(columns, ascending=[c != "p_top1" for c in columns], na_position="last")
-
-
-def rank_interval_text(low: Any, high: Any, missing: str = "") -> str:
-    """A rank interval as people see it: ``#2`` when both ends agree, else ``#1-3``; ``missing`` when there is none.
-
-    Example:
-        >>> rank_interval_text(1, 3), rank_interval_text(2, 2), rank_interval_text(None, None, "n/a")
-        ('#1-3', '#2', 'n/a')
-    """
-    if pd.isna(low) or pd.isna(high):
-        return missing
-    return f"#{int(low)}" if low == high else f"#{int(low)}-{int(high)}"
 
 
 def _check_kind(df: pd.DataFrame, name: str, kind: str, nullable: bool) -> None:
@@ -175,7 +165,7 @@ def validate_results(df: pd.DataFrame) -> pd.DataFrame:
     df["score"] = df["score"].astype(float)
     if df["rank"].isna().all() and df["score"].notna().any():
         df = add_ranks(df)
-    for name in ("rank", "rank_low", "rank_high", "num_samples", "num_classes", "seed"):
+    for name in ("rank", "rank_low", "rank_high", "race_round", "race_epochs", "num_samples", "num_classes", "seed"):
         df[name] = df[name].astype("Int64")
     for name in ("seconds", "extraction_seconds", "ground_truth_accuracy", "p_top1"):
         df[name] = df[name].astype(float)

@@ -76,6 +76,17 @@ def add_compute_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
                              "(default auto)")
 
 
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--budget``, one meaning everywhere (:mod:`hf_tsel.budget`); registered once even if two features ask."""
+    from ._args import budget
+
+    if "--budget" in parser._option_string_actions:  # the funnel and the race both bound by it
+        return
+    parser.add_argument("--budget", type=budget, metavar="TIME|Nep",
+                        help="a wall-clock duration (90s, 30m, 2h) bounds the whole run, the --confirm race "
+                             "included; an epoch count (6ep) bounds the race only (default: no bound)")
+
+
 def add_extraction_options(parser: argparse.ArgumentParser, *,
                            seed_help: str = "seed of the sampling (default 0)") -> None:
     """Seed, batching, device, cache folder, multi-process mode and progress output."""

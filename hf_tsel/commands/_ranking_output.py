@@ -8,6 +8,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._args import check_output_file, non_negative_int
+from ._race import print_race
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,25 +49,31 @@ def _cell(value: float, rank: Any) -> str:
 
 
 def _leaderboard_order(df: pd.DataFrame, models: list[dict], metrics: list[str]) -> list[dict]:
-    """Models best first (:func:`hf_tsel.results.best_first`) by the consensus, else by the first metric; models
-    without a row of it last."""
-    from ..results import best_first
+    """Models by consensus rank (then P(best)), else by the first metric; unscored models last."""
+    import pandas as pd
 
     key_metric = "consensus" if (df["metric"] == "consensus").any() else (metrics[0] if metrics else None)
-    order = dict.fromkeys(best_first(df[df["metric"] == key_metric])["model"]) if key_metric else {}
-    position = {name: i for i, name in enumerate(order)}
-    return sorted(models, key=lambda model: position.get(model["name"], len(position)))
+    rows = df[df["metric"] == key_metric].set_index("model")
+    score = rows["score"] if key_metric else pd.Series(dtype=float)
+    p_top1 = rows["p_top1"] if "p_top1" in rows else pd.Series(dtype=float)
+
+    def key(model: dict) -> tuple:
+        value = score.get(model["name"], float("nan"))
+        chance = p_top1.get(model["name"], float("nan"))
+        return (math.isnan(value), -value if not math.isnan(value) else 0.0, -(0.0 if pd.isna(chance) else chance))
+
+    return sorted(models, key=key)
 
 
 def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     import pandas as pd
 
-    from ..results import rank_interval_text
-
     cells = {}
     for r in df[df["metric"] == "consensus"].itertuples():
         p = "n/a" if pd.isna(r.p_top1) else f"{r.p_top1:.2f}"
-        cells[r.model] = (p, rank_interval_text(r.rank_low, r.rank_high, missing="n/a"))
+        interval = "n/a" if pd.isna(r.rank_low) else (f"#{int(r.rank_low)}" if r.rank_low == r.rank_high
+                                                       else f"#{int(r.rank_low)}-{int(r.rank_high)}")
+        cells[r.model] = (p, interval)
     return cells
 
 
@@ -94,6 +101,7 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
     has_consensus = bool((df["metric"] == "consensus").any())
     shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
+    shown += ["race"] * bool((df["metric"] == "race").any())  # the --confirm race's validation accuracy, #rank
     title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {_samples_used(df, run)}, "
              f"{run.get('num_classes', '?')} classes (score and #rank, higher is better; sorted by consensus)")
     console = Console()
@@ -131,6 +139,7 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     if seconds:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print_recommendation(run.get("recommendation") or {})
+    print_race(run)
 
 
 def _note_lines(df: pd.DataFrame, failed: set[str]) -> list[tuple[str, str, str]]:

@@ -7,9 +7,11 @@ Datasets: scikit-learn's ``digits`` (always installed) or Fashion-MNIST from the
 from __future__ import annotations
 
 import argparse
+import time
 
 from ..defaults import DEFAULT_METRICS
 from ._args import positive_int
+from ._race import add_race_options, check_race_request, run_race
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 
 DEMO_METRICS = DEFAULT_METRICS
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples-per-class", type=positive_int, default=10, help="stratified sample size per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
+    add_race_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--split chooses a Fashion-MNIST split; scikit-learn's digits has a single one",
                         fix="drop --split, or add --dataset fashion-mnist.")
     split = args.split or "test"
+    started = time.perf_counter()
     check_outputs(args.output, overwrite=args.overwrite)
+    check_race_request(args, split if args.dataset != "digits" else "train")
     plain_warnings()
     metrics = args.metrics or ",".join(DEMO_METRICS)
     resolve_metrics(metrics)  # fail on a typo before converting models or reading data
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
               on_event=None if args.quiet else ConsoleProgress(), n_boot=args.n_boot)
     if "run" not in df.attrs:
         return 0
+    df = run_race(args, df, dataset, started, split=df.attrs["run"]["split"])
     print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     return exit_code(df)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from ._options import add_data_options, add_model_options, command_line, extraction_arguments
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
+from ._race import add_race_options, check_race_request, run_race
 from .push import repo_id_type
+
+_SAMPLE_OPTIONS = ("split", "config", "revision", "image_column", "label_column", "samples_per_class", "max_samples")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--push-to", metavar="ORG/NAME", type=repo_id_type,
                         help="after saving the results locally, merge them into this Hub dataset repo "
                              "(as `hf-tsel push`)")
+    add_race_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from ..extraction import MissingFeaturesError
     from ..ranking import rank
 
+    started = time.perf_counter()
     check_outputs(args.output, overwrite=args.overwrite)
+    check_race_request(args, args.split)
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
@@ -41,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                                    f"extract them first with: {command_line(args, 'extract', exc.missing)}") from None
     if "run" not in df.attrs:  # a non-main process of `accelerate launch`
         return 0
+    data = extraction_arguments(args)
+    df = run_race(args, df, args.dataset, started, **{k: data[k] for k in _SAMPLE_OPTIONS})
     print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     write_outputs(df, args.output)
     if args.push_to:

@@ -1,0 +1,99 @@
+"""``--confirm K`` of ``rank`` and ``demo``: the fine-tuning race after the ranking, its progress bars and answer line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._args import positive_int
+
+
+def add_race_options(parser: argparse.ArgumentParser) -> None:
+    """``--confirm [K]`` and ``--budget``."""
+    from ..racing import DEFAULT_K
+    from ._options import add_budget_option
+
+    parser.add_argument("--confirm", type=positive_int, nargs="?", const=DEFAULT_K, metavar="K",
+                        help=f"after ranking, fine-tune the top K models on the ranked split (a stratified 20 %% of "
+                             f"it held out for validation) by successive halving and name the winner (K default "
+                             f"{DEFAULT_K}; default: no race)")
+    add_budget_option(parser)
+
+
+def check_race_request(args: argparse.Namespace, split: str) -> None:
+    """Before any work: ``--confirm`` on a test split is refused (the race trains on the ranked split)."""
+    from ..racing import check_training_split
+
+    if args.confirm is not None:
+        check_training_split(split)
+
+
+def run_race(args: argparse.Namespace, ranked: Any, dataset: Any, started: float, **data_options: Any) -> Any:
+    """The ranking with the race's records appended (``attrs["run"]["race"]``: outcome and answer line);
+    ``ranked`` itself when ``--confirm`` was not given."""
+    import pandas as pd
+
+    from ..funnel import seconds_left
+    from ..racing import race
+
+    if args.confirm is None:
+        return ranked
+    budget = getattr(args, "budget", None)
+    raced = race(dataset, ranked, k=args.confirm, epochs=None if budget is None or budget.is_time else budget.epochs,
+                 seconds=seconds_left(budget, started), zoo=args.zoo, models=getattr(args, "models", None),
+                 seed=args.seed, device=args.device, precision=args.precision, num_workers=args.num_workers,
+                 allow_pickle=getattr(args, "allow_pickle", False),
+                 trust_remote_code=getattr(args, "trust_remote_code", False),
+                 on_progress=None if args.quiet else RaceProgress(), **data_options)
+    merged = pd.concat([ranked, raced], ignore_index=True) if len(raced) else ranked.copy()
+    merged.attrs = {**ranked.attrs, "run": {**ranked.attrs["run"], "race": raced.attrs["race"]}}
+    return merged
+
+
+def print_race(run: dict) -> None:
+    """The race's answer line, and why candidates did not race."""
+    outcome = run.get("race")
+    if not outcome:
+        return
+    for model, why in outcome.get("skipped", {}).items():
+        print(f"  race / {model}: {why}")
+    print(outcome["line"])
+
+
+class RaceProgress:
+    """One stderr line per round and a progress bar over the round's training epochs (rich)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __call__(self, event: dict) -> None:
+        if event["kind"] in ("epoch", "resumed"):
+            if self.progress is not None:
+                self.progress.advance(self.task, event.get("epochs", 1))
+            return
+        self._stop()
+        if event["kind"] == "round":
+            self.console.print(f"race round {event['round']}/{event['rounds']}: {len(event['models'])} models "
+                               f"({', '.join(event['models'])}), {event['epochs']} epochs", highlight=False, markup=False)
+            self._start(f"round {event['round']}", event["epochs"])
+        elif event["kind"] == "failed":
+            self.console.print(f"race: {event['model']} {event['why']}", highlight=False, markup=False)
+
+    def _start(self, description: str, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if not self.console.is_terminal:  # on a log file each redraw would leave a line
+            return
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(description, total=total)
+
+    def _stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
