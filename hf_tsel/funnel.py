@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .budget import Budget
-from .funnel_costs import ForwardRate, input_size_of
+from .funnel_costs import BYTES_PER_PARAM, REFERENCE_PARAMS, ForwardRate, input_size_of
 
-__all__ = ["FUNNEL_SHARE_WITH_RACE", "ORDER", "Candidate", "Funnel", "funnel_seconds", "order_candidates",
-           "seconds_left"]
+__all__ = ["FUNNEL_SHARE_WITH_RACE", "LEFT_OUT", "ORDER", "Candidate", "Funnel", "estimate_candidates", "funnel_seconds",
+           "order_candidates", "seconds_left"]
 
 FUNNEL_SHARE_WITH_RACE = 0.5
 ORDER = "cached first, then cheapest first (no static prior ranks value on the project's benchmarks; docs/zoos.md)"
@@ -76,18 +76,20 @@ class Candidate:
         return self.entry.name
 
 
-def estimate_candidates(entries: Sequence[Any], *, rate: ForwardRate, num_samples: int,
-                        cached: set[str]) -> list[Candidate]:
-    """Each entry's estimated extraction seconds; an entry without a parameter count is costed at the zoo's median
-    (or the reference model's size when none is known) and marked ``params_known=False``."""
-    known = sorted(e.metadata["params"] for e in entries if (e.metadata or {}).get("params"))
-    fallback = known[len(known) // 2] if known else 11_689_512  # resnet18, the calibration's reference
+def estimate_candidates(entries: Sequence[Any], *, rate: ForwardRate, num_samples: int, cached: set[str],
+                        weight_bytes: Callable[[Any], int] = lambda entry: 0) -> list[Candidate]:
+    """Each entry's estimated extraction seconds (0 when cached). The parameter count is the entry's ``params``
+    metadata, else its weight files' size over 4 bytes (``weight_bytes``: local files, the Hub cache or the Hub),
+    else the reference model's (``params_known=False``)."""
     candidates = []
     for e in entries:
-        params = (e.metadata or {}).get("params")
-        seconds = 0.0 if e.name in cached else rate.extract_seconds(
-            params=params or fallback, input_size=input_size_of(e), num_samples=num_samples)
-        candidates.append(Candidate(e, seconds, cached=e.name in cached, params_known=bool(params)))
+        if e.name in cached:
+            candidates.append(Candidate(e, 0.0, cached=True))
+            continue
+        params = (e.metadata or {}).get("params") or weight_bytes(e) // BYTES_PER_PARAM
+        seconds = rate.extract_seconds(params=params or REFERENCE_PARAMS, input_size=input_size_of(e),
+                                       num_samples=num_samples)
+        candidates.append(Candidate(e, seconds, params_known=bool(params)))
     return candidates
 
 

@@ -33,6 +33,7 @@ __all__ = ["BOOTSTRAP_SHARE", "DEFAULT_INPUT_SIZE", "LOAD_BYTES_PER_SECOND", "Fo
            "calibrate_scoring", "input_size_of"]
 
 REFERENCE_ARCH = "resnet18"
+REFERENCE_PARAMS = 11_689_512  # resnet18's parameters: the cost of a candidate whose size is unknown
 REFERENCE_IMAGES = 4
 DEFAULT_INPUT_SIZE = 224
 LOAD_BYTES_PER_SECOND = 50e6  # assumed until the run has measured a model

@@ -16,8 +16,8 @@ from .data import load_image_dataset
 from .errors import UserError
 from .extraction import Extraction, choose_parallel, extract, resolve_models
 from .features import FeatureCache, effective_precision, entry_key, make_accelerator
-from .features.scheduling import shard_entries
-from .funnel import Funnel, estimate_candidates, funnel_seconds, order_candidates
+from .features.scheduling import shard_entries, weight_bytes
+from .funnel import LEFT_OUT, Funnel, estimate_candidates, funnel_seconds, order_candidates
 from .funnel_costs import calibrate_forward, calibrate_scoring
 
 __all__ = ["budgeted_extract"]
@@ -81,17 +81,20 @@ def budgeted_extract(dataset: Any, *, budget: Budget, race: bool = False, metric
     score_seconds = _agreed(calibrate_scoring(metrics, data.labels, n_boot=n_boot, seed=seed),
                             accelerator.num_processes)
     calibration_seconds = time.perf_counter() - tick
-    candidates = order_candidates(estimate_candidates(entries, rate=rate, num_samples=data.num_samples, cached=cached))
+    candidates = order_candidates(estimate_candidates(entries, rate=rate, num_samples=data.num_samples, cached=cached,
+                                                      weight_bytes=weight_bytes))
     processes = accelerator.num_processes if mode == "zoo" else 1
     funnel = Funnel(candidates, seconds=seconds, started=started, score_seconds=score_seconds, processes=processes)
-    planned, unplanned = funnel.plan()
+    planned, _ = funnel.plan()
     # zoo-parallel processes reorder their share by size, so they get only what the plan fits; a single process
     # walks every candidate in order and may still reach more than planned when estimates were pessimistic
     chosen = planned if mode == "zoo" and planned else candidates
-    if chosen is planned:
-        funnel.left_out.extend(c.name for c in unplanned)
     extraction = extract(data, models=[c.entry for c in chosen], device=device, precision=precision,
                          cache_dir=cache_dir, use_cache=use_cache, parallel=parallel, seed=seed,
                          admit=funnel.admit, on_event=funnel.watch(on_event), **extract_options)
     extraction.seconds.update(data=data_seconds, funnel_calibration=calibration_seconds)  # the sample was drawn here
+    # in a zoo-parallel run each process admitted its own share: the main process reports from every outcome
+    left = {name for name, outcome in extraction.items() if outcome.status == LEFT_OUT}
+    funnel.admitted = [c.name for c in candidates if c.name in extraction and c.name not in left]
+    funnel.left_out = [c.name for c in candidates if c.name not in funnel.admitted]
     return extraction, funnel

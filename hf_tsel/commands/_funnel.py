@@ -11,7 +11,7 @@ def print_funnel(funnel: dict | None) -> None:
     print(f"  budget {funnel['budget']}: {len(funnel['admitted'])} candidate(s) started, {len(left)} left out "
           f"(order: {funnel['order']}; estimates corrected by {funnel['measured_models']} measured model(s))")
     for model in left:
-        unknown = "" if model["params_known"] else " (no parameter count: costed at the zoo's median)"
+        unknown = "" if model["params_known"] else " (size unknown: costed as a resnet18)"
         print(f"  left out: {model['model']} ({model['model_id']}), about {model['estimated_seconds']:.0f} s{unknown}")
     if left:
         print(f"  finishing them would take about {funnel['left_out_seconds']:.0f} s more: run again with "

@@ -10,7 +10,7 @@ import pytest
 from hf_tsel.budget import Budget
 from hf_tsel.funnel import (FUNNEL_SHARE_WITH_RACE, Candidate, Funnel, estimate_candidates, funnel_seconds,
                             order_candidates, seconds_left)
-from hf_tsel.funnel_costs import ForwardRate, calibrate_scoring, input_size_of
+from hf_tsel.funnel_costs import REFERENCE_PARAMS, ForwardRate, calibrate_scoring, input_size_of
 
 
 class Clock:
@@ -90,8 +90,11 @@ def test_estimates_use_params_and_input_size_and_flag_unknown_params():
     assert estimated["done"].extract_seconds == 0 and estimated["done"].cached
     assert estimated["large"].extract_seconds > 20 * estimated["small"].extract_seconds
     assert not estimated["unknown"].params_known
-    median = rate.extract_seconds(params=1_000_000, input_size=224, num_samples=1000)  # of 5, 1M and 10M
-    assert estimated["unknown"].extract_seconds == median
+    assert estimated["unknown"].extract_seconds == rate.extract_seconds(params=REFERENCE_PARAMS, input_size=224,
+                                                                         num_samples=1000)
+    by_size = estimate_candidates([entry("unknown")], rate=rate, num_samples=1000, cached=set(),
+                                  weight_bytes=lambda e: 4_000_000)  # 1M float32 parameters on disk
+    assert by_size[0].params_known and by_size[0].extract_seconds == estimated["small"].extract_seconds
     assert input_size_of(entry("x", size=[3, 288, 288])) == 288 and input_size_of(entry("y")) == 224
 
 
