@@ -3,7 +3,8 @@
 For every task (benchmark, dataset, ground-truth protocol) whose train features are in the
 benchmarks' caches (nothing is extracted here: run ``hf-tsel benchmark offline`` and
 ``hf-tsel benchmark zoo`` first), over the models with ground truth, :func:`hf_tsel.recommend`
-with the default consensus and ``calibration=None`` gives each model's consensus score and its raw
+with the answer of the task's goal (``finetune`` for fine-tune ground truths, ``linear-probe`` for
+linear-probe ones) and ``calibration=None`` gives each model's consensus score and its raw
 bootstrap share of the #1 spot. Forecasts of "this model is truly the best after training":
 
 * ``bootstrap``: the raw share (sampling noise only: the old P(best) before any calibration);
@@ -13,11 +14,11 @@ bootstrap share of the #1 spot. Forecasts of "this model is truly the best after
 * ``softmax(score, share, agreement)``: as above with ``a`` scaled by ``1 + c (agreement - 1/2)``,
   the share of member metrics whose own #1 is the consensus #1.
 
-Each forecast's parameters minimise the mean Brier score on the training tasks; they are fitted on
-one benchmark and scored on the other (leave-one-benchmark-out), and per benchmark against "all
+Each forecast's parameters minimise the mean Brier score on the training tasks; per goal, they are
+fitted on one benchmark's tasks and scored on the other's (leave-one-benchmark-out), and per benchmark against "all
 mass on the consensus #1" and "uniform". Brier: ``sum_m (p_m - [m is best])^2``, tied best models
-sharing the target. The forecast with the lowest worst-benchmark held-out Brier is the default of
-:data:`hf_tsel.recommendation.P_BEST_CALIBRATION`, with the parameters fitted on both benchmarks.
+sharing the target. Per goal, the forecast with the lowest worst-benchmark held-out Brier is that goal's
+entry of :data:`hf_tsel.recommendation.P_BEST_CALIBRATIONS`, with the parameters fitted on both benchmarks.
 
 Usage: ``python benchmarks/consensus_calibration.py`` writes ``benchmarks/results/consensus_calibration.{md,csv}``.
 """
@@ -34,6 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import optimize
+
+from consensus_selection import GOAL_OF_PROTOCOL
 
 from hf_tsel.recommendation import PBestCalibration, recommend
 
@@ -63,23 +66,27 @@ def zoo_work_dir() -> Path:
 
 
 def collect(n_boot: int) -> pd.DataFrame:
-    """One row per task: consensus scores, raw bootstrap shares, member agreement and accuracies of its models."""
+    """One row per task: the consensus of the task's goal (its ground truth's kind of training), raw bootstrap
+    shares, member agreement and accuracies of its models."""
     rows = []
     for benchmark in ("offline", "zoo"):
         ground_truth = pd.read_csv(RESULTS / f"{benchmark}_ground_truth.csv")
         for dataset, features, labels, metadata in benchmark_tasks(benchmark):
-            answers = {}  # one recommend() per model set: protocols with ground truth for the same models share it
+            answers = {}  # one recommend() per goal and model set: protocols of one goal with the same models share it
             for protocol, gt in ground_truth[ground_truth["dataset"] == dataset].groupby("protocol"):
+                goal = GOAL_OF_PROTOCOL[protocol]
                 accuracy = gt.set_index("model")["accuracy"].dropna().to_dict()
                 models = [m for m in features if m in accuracy]
                 if len(models) < 3 or np.ptp([accuracy[m] for m in models]) == 0:
                     continue
-                if tuple(models) not in answers:
-                    answers[tuple(models)] = recommend({m: features[m] for m in models}, labels, priors=metadata,
-                                                       n_boot=n_boot, calibration=None)
-                table = answers[tuple(models)].set_index("model").loc[models]
-                agreement = answers[tuple(models)].attrs["agreement"]
-                rows.append({"benchmark": benchmark, "dataset": dataset, "protocol": protocol, "models": models,
+                key = (goal, tuple(models))
+                if key not in answers:
+                    answers[key] = recommend({m: features[m] for m in models}, labels, priors=metadata, goal=goal,
+                                             n_boot=n_boot, calibration=None)
+                table = answers[key].set_index("model").loc[models]
+                agreement = answers[key].attrs["agreement"]
+                rows.append({"goal": goal, "benchmark": benchmark, "dataset": dataset, "protocol": protocol,
+                             "models": models,
                              "score": table["score"].to_numpy(), "share": table["p_top1"].to_numpy(),
                              "agreement": agreement, "accuracy": np.array([accuracy[m] for m in models])})
                 print(f"{benchmark} {dataset}/{protocol}: {len(models)} models", flush=True)
@@ -121,19 +128,19 @@ def fit(name: str, tasks: pd.DataFrame, n_boot: int) -> tuple[float, ...]:
 
 
 def held_out(tasks: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """Every forecast fitted on the other benchmark and scored on this one, per task."""
+    """Every forecast fitted on the other benchmark's tasks of the same goal and scored on this one, per task."""
     rows = []
-    for benchmark in sorted(tasks["benchmark"].unique()):
-        train, test = tasks[tasks["benchmark"] != benchmark], tasks[tasks["benchmark"] == benchmark]
+    for (goal, benchmark), test in tasks.groupby(["goal", "benchmark"]):
+        train = tasks[(tasks["goal"] == goal) & (tasks["benchmark"] != benchmark)]
         for name, (forecast, _) in FORECASTS.items():
             params = fit(name, train, n_boot)
             for r in test.itertuples():
                 p = forecast(r, params, n_boot)
                 best = r.accuracy == r.accuracy.max()
                 top = r.score == r.score.max()
-                rows.append({"benchmark": benchmark, "dataset": r.dataset, "protocol": r.protocol, "forecast": name,
-                             "params": " ".join(f"{v:.3f}" for v in params), "brier": brier(p, r.accuracy),
-                             "brier_argmax": brier(top / top.sum(), r.accuracy),
+                rows.append({"goal": goal, "benchmark": benchmark, "dataset": r.dataset, "protocol": r.protocol,
+                             "forecast": name, "params": " ".join(f"{v:.3f}" for v in params),
+                             "brier": brier(p, r.accuracy), "brier_argmax": brier(top / top.sum(), r.accuracy),
                              "brier_uniform": brier(np.full(len(p), 1 / len(p)), r.accuracy),
                              "p_first": float(p[np.argmax(r.score)]), "first_is_best": bool(best[np.argmax(r.score)]),
                              "p": p, "best": best / best.sum()})
@@ -166,30 +173,40 @@ def choose(rows: pd.DataFrame) -> str:
     return str(worst.idxmin())
 
 
-def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: str, params: tuple, n_boot: int) -> str:
-    summary = rows.groupby(["benchmark", "forecast"], sort=False).agg(
-        tasks=("brier", "size"), brier=("brier", "mean"), brier_argmax=("brier_argmax", "mean"),
-        brier_uniform=("brier_uniform", "mean"), mean_p_first=("p_first", "mean"),
-        first_is_best=("first_is_best", "mean")).reset_index()
-    chosen_rows = rows[rows["forecast"] == chosen]
-    wrong = chosen_rows[~chosen_rows["first_is_best"]]
-    return "\n\n".join([
+def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: dict[str, str], params: dict[str, tuple],
+           n_boot: int) -> str:
+    parts = [
         "# How sure is the answer? (generated by benchmarks/consensus_calibration.py)",
-        f"Tasks: {len(tasks)} ({', '.join(f'{b}: {n}' for b, n in tasks['benchmark'].value_counts().sort_index().items())}); "
-        f"bootstrap {n_boot} resamples; forecasts fitted on the other benchmark (leave-one-benchmark-out). "
-        "`first_is_best`: how often the consensus #1 was the true best; `mean_p_first`: the P(best) it got.",
-        "## Held-out Brier score per benchmark (lower is better)", _markdown(summary),
-        f"**Chosen:** `{chosen}` (lowest worst-benchmark held-out Brier); parameters fitted on both benchmarks: "
-        f"{', '.join(f'{v:.4f}' for v in params) or 'none'}.",
-        f"Where the consensus #1 was not the true best ({len(wrong)} of {len(chosen_rows)} tasks), the chosen "
-        f"forecast gave it P(best) {wrong['p_first'].mean():.2f} on average (held out); where it was, "
-        f"{chosen_rows.loc[chosen_rows['first_is_best'], 'p_first'].mean():.2f}.",
-        "## Reliability of the chosen forecast (held out; every model of every task)",
-        _markdown(reliability(chosen_rows)),
-        "## Per task (chosen forecast, held out)",
-        _markdown(chosen_rows[["benchmark", "dataset", "protocol", "params", "brier", "brier_argmax", "brier_uniform",
-                               "p_first", "first_is_best"]]),
-    ]) + "\n"
+        f"Tasks: {len(tasks)} ({', '.join(f'{g} on {b}: {n}' for (g, b), n in tasks.groupby(['goal', 'benchmark']).size().items())}); "
+        f"bootstrap {n_boot} resamples; each goal's answer (`hf_tsel.metrics.consensus.ANSWERS`) on the tasks whose "
+        "ground truth is that goal's kind of training; forecasts fitted on the other benchmark's tasks of the same "
+        "goal (leave-one-benchmark-out). `first_is_best`: how often the answer's #1 was the true best; "
+        "`mean_p_first`: the P(best) it got.",
+        "In code (`hf_tsel.recommendation.P_BEST_CALIBRATIONS`): " + ", ".join(
+            f'"{goal}": PBestCalibration({", ".join(f"{v:.4f}" for v in params[goal])})' for goal in chosen) + ".",
+    ]
+    for goal, name in chosen.items():
+        goal_rows = rows[rows["goal"] == goal]
+        summary = goal_rows.groupby(["benchmark", "forecast"], sort=False).agg(
+            tasks=("brier", "size"), brier=("brier", "mean"), brier_argmax=("brier_argmax", "mean"),
+            brier_uniform=("brier_uniform", "mean"), mean_p_first=("p_first", "mean"),
+            first_is_best=("first_is_best", "mean")).reset_index()
+        chosen_rows = goal_rows[goal_rows["forecast"] == name]
+        wrong = chosen_rows[~chosen_rows["first_is_best"]]
+        parts += [
+            f"## Goal {goal}: held-out Brier score per benchmark (lower is better)", _markdown(summary),
+            f"**Chosen:** `{name}` (lowest worst-benchmark held-out Brier); parameters fitted on both benchmarks' "
+            f"{goal} tasks: {', '.join(f'{v:.4f}' for v in params[goal]) or 'none'}.",
+            f"Where the answer's #1 was not the true best ({len(wrong)} of {len(chosen_rows)} tasks), the chosen "
+            f"forecast gave it P(best) {wrong['p_first'].mean():.2f} on average (held out); where it was, "
+            f"{chosen_rows.loc[chosen_rows['first_is_best'], 'p_first'].mean():.2f}.",
+            f"### Goal {goal}: reliability of the chosen forecast (held out; every model of every task)",
+            _markdown(reliability(chosen_rows)),
+            f"### Goal {goal}: per task (chosen forecast, held out)",
+            _markdown(chosen_rows[["benchmark", "dataset", "protocol", "params", "brier", "brier_argmax",
+                                   "brier_uniform", "p_first", "first_is_best"]]),
+        ]
+    return "\n\n".join(parts) + "\n"
 
 
 def main() -> None:
@@ -199,8 +216,8 @@ def main() -> None:
     torch.set_num_threads(1)  # many small problems; see hf_tsel.metrics._common.one_cpu_thread
     tasks = collect(args.n_boot)
     rows = held_out(tasks, args.n_boot)
-    chosen = choose(rows)
-    params = fit(chosen, tasks, args.n_boot)
+    chosen = {goal: choose(rows[rows["goal"] == goal]) for goal in sorted(tasks["goal"].unique())}
+    params = {goal: fit(name, tasks[tasks["goal"] == goal], args.n_boot) for goal, name in chosen.items()}
     text = report(tasks, rows, chosen, params, args.n_boot)
     (RESULTS / "consensus_calibration.md").write_text(text, encoding="utf-8")
     rows.drop(columns=["p", "best"]).to_csv(RESULTS / "consensus_calibration.csv", index=False, float_format="%.4f")

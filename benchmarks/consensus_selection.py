@@ -35,7 +35,8 @@ import pandas as pd
 from scipy import optimize
 
 from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
-from hf_tsel.metrics.consensus import RULES, standardise
+from hf_tsel.defaults import GOALS
+from hf_tsel.metrics.consensus import ANSWERS, RULES, standardise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ("offline", "zoo")
@@ -43,6 +44,10 @@ LEARNED = "learned"
 COST_BUDGET = 2.0  # the whole answer may cost at most 2x the previous one (LogME + ETran, bootstrap)
 WEIGHT_FLOOR = 1e-6  # learned weights below this count as 0 (the member is not computed)
 _EXCLUDED = ("consensus",)  # the answer itself is what is being chosen
+# Which goal each benchmark protocol's ground truth measures: the offline benchmark's finetune-last (last stage and
+# a new head) and the zoo benchmark's full fine-tune are both fine-tuning.
+GOAL_OF_PROTOCOL = {"finetune-last": "finetune", "full": "finetune", "linear-probe": "linear-probe"}
+PROTOCOLS_OF_GOAL = {goal: [p for p, g in GOAL_OF_PROTOCOL.items() if g == goal] for goal in GOALS}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class Config:
         if self.rule == LEARNED:
             return f"learned weights over {len(self.members)} metrics"
         return self.members[0] if len(self.members) == 1 else f"{'+'.join(self.members)} ({self.rule})"
+
+
+# The answer before answers were chosen per goal (one configuration over every protocol), kept for comparison.
+PREVIOUS_ANSWER = Config(("ped+logme", "linear_probe_cv", "etran_lda"), "rank")
 
 
 class Tasks:
@@ -137,9 +146,15 @@ def affordable(members, costs: dict[str, float], weights: np.ndarray | None = No
     return sum(0.0 if m.startswith("prior:") else costs.get(m, math.inf) for m in used) <= budget
 
 
-def select(tasks: Tasks, train: list[tuple], shortlist: int, max_members: int,
-           costs: dict[str, float]) -> tuple[Config, np.ndarray | None, list]:
-    """The best affordable configuration on ``train`` by :func:`criterion`, its learned weights, and the shortlist."""
+def select(tasks: Tasks, train: list[tuple], shortlist: int, max_members: int, costs: dict[str, float], *,
+           one_se: bool = True) -> tuple[Config, np.ndarray | None, list]:
+    """The best affordable configuration on ``train`` by :func:`criterion`, its learned weights, and the shortlist.
+
+    ``one_se``: the one-standard-error rule (Breiman et al. 1984): of the configurations whose criterion is
+    within one standard error of the best one's (the standard error of its worst benchmark's mean tau over the
+    training tasks), the one with the fewest members; a combination must beat a simpler answer by more than
+    the selection noise of a few tasks.
+    """
     def results_of(config, weights=None):
         return {t: tasks.evaluate(t, tasks.values(t, config, weights)) for t in train}
 
@@ -159,25 +174,42 @@ def select(tasks: Tasks, train: list[tuple], shortlist: int, max_members: int,
     weights = fit_weights(tasks, learned.members, train)
     if affordable(learned.members, costs, weights):
         candidates.append((learned, weights, results_of(learned, weights)))
-    config, weights, _ = min(candidates, key=key)
+    best = min(candidates, key=key)
+    if one_se:
+        bar = criterion(best[2], train)[0] - standard_error(best[2], train)
+        simplest = min(len(c.members) for c, _, r in candidates if criterion(r, train)[0] >= bar)
+        best = min((item for item in candidates if len(item[0].members) == simplest
+                    and criterion(item[2], train)[0] >= bar), key=key)
+    config, weights, _ = best
     return config, weights, short
 
 
-def held_out(tasks: Tasks, shortlist: int, max_members: int, costs: dict[str, float]) -> pd.DataFrame:
-    """One row per (fold kind, held-out task): the configuration chosen without it and its tau/regret."""
+def standard_error(results: dict[tuple, tuple[float, float]], train: list[tuple]) -> float:
+    """Standard error of the mean tau over the training tasks of the benchmark with the lowest mean."""
+    taus = {b: [results[t][0] for t in train if t[0] == b] for b in BENCHMARKS}
+    worst = min((b for b in taus if taus[b]), key=lambda b: np.mean(taus[b]))
+    return float(np.std(taus[worst], ddof=1) / np.sqrt(len(taus[worst]))) if len(taus[worst]) > 1 else 0.0
+
+
+def best_single(tasks: Tasks, train: list[tuple]) -> str:
+    """The single metric with the best :func:`criterion` on ``train`` (any cost)."""
+    return min(tasks.pool, key=lambda m: (lambda c: (-c[0], c[1]))(criterion(
+        {t: tasks.evaluate(t, tasks.values(t, Config((m,), "zscore"))) for t in train}, train)))
+
+
+def held_out(tasks: Tasks, names: list[tuple], shortlist: int, max_members: int, costs: dict[str, float], *,
+             one_se: bool = True) -> pd.DataFrame:
+    """One row per (fold kind, held-out task of ``names``): the configuration chosen without it and its tau/regret."""
     rows = []
-    folds = [("leave-one-dataset-out", [t for t in tasks.names if t[:2] != held[:2]], [held])
-             for held in tasks.names]
-    folds += [("leave-one-benchmark-out", [t for t in tasks.names if t[0] != b], [t for t in tasks.names if t[0] == b])
+    folds = [("leave-one-dataset-out", [t for t in names if t[:2] != held[:2]], [held]) for held in names]
+    folds += [("leave-one-benchmark-out", [t for t in names if t[0] != b], [t for t in names if t[0] == b])
               for b in BENCHMARKS]
     chosen_for = {}
     for kind, train, test in folds:
         key = (kind, tuple(train))
         if key not in chosen_for:
-            chosen = select(tasks, train, shortlist, max_members, costs)
-            best_single = max(tasks.pool, key=lambda m: criterion(
-                {t: tasks.evaluate(t, tasks.values(t, Config((m,), "zscore"))) for t in train}, train)[0])
-            chosen_for[key] = (chosen, best_single)
+            chosen_for[key] = (select(tasks, train, shortlist, max_members, costs, one_se=one_se),
+                               best_single(tasks, train))
         (config, weights, _), single = chosen_for[key]
         for task in test:
             tau, regret = tasks.evaluate(task, tasks.values(task, config, weights))
@@ -188,15 +220,18 @@ def held_out(tasks: Tasks, shortlist: int, max_members: int, costs: dict[str, fl
     return pd.DataFrame(rows)
 
 
-def fixed_rows(tasks: Tasks, final: Config, weights: np.ndarray | None) -> pd.DataFrame:
-    """Every single metric, random and the final choice (in-sample) on every task."""
+def fixed_rows(tasks: Tasks, finals: dict[str, tuple[Config, np.ndarray | None]], previous: Config) -> pd.DataFrame:
+    """Every single metric, random, the previous answer and each goal's final choice (in-sample, on its tasks)."""
     rows = []
-    for label, config, w in [(f"chosen: {final.label} (in-sample)", final, weights)] + [
-            (m, Config((m,), "zscore"), None) for m in tasks.pool]:
+    configs = [(f"chosen for {goal}: {config.label} (in-sample)", config, w, goal) for goal, (config, w) in finals.items()]
+    configs += [(f"previous answer: {previous.label}", previous, None, None)]
+    configs += [(m, Config((m,), "zscore"), None, None) for m in tasks.pool]
+    for label, config, w, goal in configs:
         for task in tasks.names:
-            tau, regret = tasks.evaluate(task, tasks.values(task, config, w))
-            rows.append({"method": label, "benchmark": task[0], "dataset": task[1], "protocol": task[2],
-                         "tau": tau, "regret": regret})
+            if goal is None or GOAL_OF_PROTOCOL[task[2]] == goal:
+                tau, regret = tasks.evaluate(task, tasks.values(task, config, w))
+                rows.append({"method": label, "benchmark": task[0], "dataset": task[1], "protocol": task[2],
+                             "tau": tau, "regret": regret})
     for task in tasks.names:
         accuracy = tasks.accuracy[task]
         rows.append({"method": "random", "benchmark": task[0], "dataset": task[1], "protocol": task[2], "tau": 0.0,
@@ -221,61 +256,106 @@ def summary_by(frame: pd.DataFrame, method_column: str, tau: str = "tau", regret
     return pd.concat([per_protocol, overall.assign(protocol="all")], ignore_index=True)
 
 
-def readme_table(folds: pd.DataFrame, fixed: pd.DataFrame, singles: int = 6) -> pd.DataFrame:
-    """Mean tau per (benchmark, protocol), worst task and mean regret of the held-out answer, the held-out best
-    single metric, the ``singles`` best single metrics (in-sample) and random: the README's table."""
-    lodo = folds[folds["fold"] == "leave-one-dataset-out"]
-    rows = [lodo.assign(method="answer (held out: leave-one-dataset-out)"),
-            lodo.assign(method="best single metric (held out the same way)", tau=lodo["single_tau"],
-                        regret=lodo["single_regret"])]
-    in_sample = fixed[~fixed["method"].str.startswith("chosen")]
+def _held_out_methods(goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fold: str) -> list[pd.DataFrame]:
+    """The held-out answer and best single metric, per goal and with one answer for every protocol."""
+    goal, one = goal_folds[goal_folds["fold"] == fold], one_folds[one_folds["fold"] == fold]
+    return [goal.assign(method="answer for the task's goal"),
+            goal.assign(method="best single metric for the goal", tau=goal["single_tau"], regret=goal["single_regret"]),
+            one.assign(method="one answer for every protocol (previous procedure)"),
+            one.assign(method="best single metric for every protocol", tau=one["single_tau"],
+                       regret=one["single_regret"])]
+
+
+def readme_table(goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fixed: pd.DataFrame,
+                 singles: int = 6) -> pd.DataFrame:
+    """Mean tau per (benchmark, protocol), worst task and mean regret per benchmark of the held-out (leave-one-
+    dataset-out) answers and best single metrics, the ``singles`` best single metrics (in-sample) and random."""
+    rows = _held_out_methods(goal_folds, one_folds, "leave-one-dataset-out")
+    in_sample = fixed[~fixed["method"].str.startswith(("chosen", "previous"))]
     ranked = in_sample.groupby(["method", "benchmark"])["tau"].mean().unstack().min(axis=1).sort_values(ascending=False)
+    rows += [fixed[fixed["method"].str.startswith("previous")]]
     rows += [in_sample[in_sample["method"] == m] for m in [*ranked.index[:singles], "random"] if m in set(in_sample["method"])]
     frame = pd.concat(rows)
     means = frame.pivot_table(index="method", columns=["benchmark", "protocol"], values="tau", aggfunc="mean",
                               sort=False)
     means.columns = [f"{b} {p}" for b, p in means.columns]
+    regret = frame.pivot_table(index="method", columns="benchmark", values="regret", aggfunc="mean", sort=False)
     return means.assign(worst_task=frame.groupby("method", sort=False)["tau"].min(),
-                        mean_regret=frame.groupby("method", sort=False)["regret"].mean()).reset_index()
+                        **{f"{b} regret": regret[b] for b in BENCHMARKS}).reset_index()
 
 
-def report(tasks: Tasks, folds: pd.DataFrame, fixed: pd.DataFrame, final: Config, weights, shortlist: list,
+def targets(goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fixed: pd.DataFrame) -> pd.DataFrame:
+    """Issue 22's targets per benchmark and protocol, held out (leave-one-dataset-out)."""
+    frame = pd.concat(_held_out_methods(goal_folds, one_folds, "leave-one-dataset-out")
+                      + [fixed[fixed["method"] == "logme"]])
+    stats_ = frame.groupby(["method", "benchmark", "protocol"]).agg(tau=("tau", "mean"), worst=("tau", "min"),
+                                                                  regret=("regret", "mean"))
+    regret_by_benchmark = frame.groupby(["method", "benchmark"])["regret"].mean()
+    rows = []
+    for (benchmark, protocol), answer in stats_.loc["answer for the task's goal"].iterrows():
+        goal_single = stats_.loc[("best single metric for the goal", benchmark, protocol)]
+        any_single = stats_.loc[("best single metric for every protocol", benchmark, protocol)]
+        rows.append({"benchmark": benchmark, "protocol": protocol, "answer mean tau": answer["tau"],
+                     "minus best single for the goal": answer["tau"] - goal_single["tau"],
+                     "minus best single for every protocol": answer["tau"] - any_single["tau"],
+                     "answer worst task": answer["worst"],
+                     "answer regret (benchmark)": regret_by_benchmark[("answer for the task's goal", benchmark)],
+                     "logme regret (benchmark)": regret_by_benchmark[("logme", benchmark)]})
+    return pd.DataFrame(rows)
+
+
+def report(tasks: Tasks, goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fixed: pd.DataFrame,
+           finals: dict[str, tuple[Config, np.ndarray | None]], shortlists: dict[str, list],
            costs: dict[str, float]) -> str:
-    answer = pd.concat([folds.assign(method="answer: " + folds["fold"]),
-                        folds.assign(method="best single metric: " + folds["fold"], tau=folds["single_tau"],
-                                     regret=folds["single_regret"])])
-    held = summary_by(answer, "method").sort_values(["benchmark", "protocol", "method"])
-    singles = summary_by(fixed, "method")
-    overall = singles[singles["protocol"] == "all"].pivot_table(index="method", columns="benchmark",
-                                                                values=["mean_tau", "worst_tau", "mean_regret"])
-    overall.columns = [f"{b} {q}" for q, b in overall.columns]
-    overall = overall.assign(worst_benchmark_mean=overall[[f"{b} mean_tau" for b in BENCHMARKS]].min(axis=1))
-    overall = overall.sort_values("worst_benchmark_mean", ascending=False).reset_index()
-    weights_text = "" if weights is None else "Weights: " + ", ".join(
-        f"{m} {w:.3f}" for m, w in zip(final.members, weights)) + ".\n"
+    in_code = {goal: ANSWERS[goal] for goal in finals}
+    chosen = "\n".join(
+        f"* **{goal}** (ground truths {', '.join(PROTOCOLS_OF_GOAL[goal])}): {config.label}"
+        + ("" if weights is None else " with weights " + ", ".join(f"{m} {w:.3f}" for m, w in zip(config.members, weights)))
+        + f"; shortlist {', '.join(shortlists[goal])}. In code (`hf_tsel.metrics.consensus.ANSWERS`): "
+        + ("the same." if (in_code[goal].members, in_code[goal].rule) == (config.members, "zscore" if len(config.members) == 1 else config.rule)
+           else f"DIFFERENT ({'+'.join(in_code[goal].members)}, {in_code[goal].rule}).")
+        for goal, (config, weights) in finals.items())
+    held = summary_by(pd.concat(_held_out_methods(goal_folds, one_folds, "leave-one-dataset-out")
+                                + [f.assign(method=f["method"] + " (leave-one-benchmark-out)") for f in
+                                   _held_out_methods(goal_folds, one_folds, "leave-one-benchmark-out")]), "method")
+    held = held.sort_values(["benchmark", "protocol", "method"])
+    candidates = []
+    for goal in finals:
+        goal_rows = fixed[fixed["protocol"].map(GOAL_OF_PROTOCOL) == goal]
+        per = goal_rows.groupby(["method", "benchmark"]).agg(mean_tau=("tau", "mean"), worst_tau=("tau", "min"),
+                                                              mean_regret=("regret", "mean")).unstack()
+        per.columns = [f"{b} {q}" for q, b in per.columns]
+        per = per.assign(worst_benchmark_mean=per[[f"{b} mean_tau" for b in BENCHMARKS]].min(axis=1))
+        candidates.append(f"### Goal {goal}\n\n"
+                          + _table(per.sort_values("worst_benchmark_mean", ascending=False).reset_index()))
     return "\n\n".join([
-        "# Consensus selection over both benchmarks (generated by benchmarks/consensus_selection.py)",
+        "# Answer selection over both benchmarks, per goal (generated by benchmarks/consensus_selection.py)",
         f"Tasks (benchmark, dataset, protocol): {len(tasks.names)} "
         f"({', '.join(f'{b}: {sum(t[0] == b for t in tasks.names)}' for b in BENCHMARKS)}). "
         f"Candidate pool (metrics with a score for every model of every task): {len(tasks.pool)}: "
-        f"{', '.join(tasks.pool)}. Criterion: the worst benchmark's mean weighted tau over the training tasks, "
-        "ties broken by mean top-1 regret.",
-        f"**Chosen on all tasks:** {final.label}; shortlist {', '.join(shortlist)}.\n{weights_text}",
+        f"{', '.join(tasks.pool)}. A goal is what the user trains on the chosen backbone; its tasks are those whose "
+        "ground truth is that kind of training. Criterion: the worst benchmark's mean weighted tau over the goal's "
+        "training tasks, ties broken by mean top-1 regret; one-standard-error rule towards fewer members.",
+        "**Chosen on all tasks of each goal:**\n\n" + chosen,
         f"Cost constraint: member sets whose summed cost (each metric alone as the member, relative to the previous "
         f"answer, `answer_costs.csv`) exceeds {COST_BUDGET:g} are not candidates for the answer: "
         + ", ".join(f"{m} {costs.get(m, math.inf):.2f}" for m in tasks.pool if not m.startswith("prior:")) + ".",
         "## Summary (the README's table): mean weighted tau per benchmark and protocol",
-        "The answer and the best single metric are held out (chosen without the task's dataset); the single "
-        "metrics below them are the best by the worst benchmark's mean, in-sample.",
-        _table(readme_table(folds, fixed)),
+        "Held out, leave-one-dataset-out: `answer for the task's goal` is the configuration chosen for the task's "
+        "goal without the task's dataset; `best single metric for the goal` is the single metric chosen the same way; "
+        "`one answer for every protocol` is the previous procedure (one configuration chosen over every protocol, "
+        "no one-standard-error rule) and `best single metric for every protocol` its single-metric counterpart. "
+        "Below them, in-sample: the previous answer's fixed configuration and the best single metrics by the worst "
+        "benchmark's mean.",
+        _table(readme_table(goal_folds, one_folds, fixed)),
+        "## Targets (issue 22), held out (leave-one-dataset-out)",
+        _table(targets(goal_folds, one_folds, fixed)),
         "## Held-out result, per benchmark and protocol",
-        "`answer` is the configuration chosen without the held-out task's dataset (leave-one-dataset-out) or "
-        "without its whole benchmark (leave-one-benchmark-out); `best single metric` is the single metric chosen "
-        "the same way.",
         _table(held),
-        "## Held-out choices per task", _table(folds),
-        "## Every candidate over all tasks (in-sample), sorted by the worst benchmark's mean tau",
-        _table(overall),
+        "## Held-out choices per task (answer for the task's goal)", _table(goal_folds),
+        "## Held-out choices per task (one answer for every protocol)", _table(one_folds),
+        "## Every candidate single metric on each goal's tasks (in-sample), sorted by the worst benchmark's mean tau",
+        *candidates,
     ]) + "\n"
 
 
@@ -295,13 +375,20 @@ def main() -> None:
     args = parser.parse_args()
     tasks = Tasks(load(args.results))
     costs = load_costs(args.costs)
-    folds = held_out(tasks, args.shortlist, args.max_members, costs)
-    final, weights, shortlist = select(tasks, tasks.names, args.shortlist, args.max_members, costs)
-    fixed = fixed_rows(tasks, final, weights)
-    text = report(tasks, folds, fixed, final, weights, shortlist, costs)
+    goal_folds, finals, shortlists = [], {}, {}
+    for goal in GOALS:
+        names = [t for t in tasks.names if GOAL_OF_PROTOCOL[t[2]] == goal]
+        goal_folds.append(held_out(tasks, names, args.shortlist, args.max_members, costs).assign(goal=goal))
+        config, weights, shortlists[goal] = select(tasks, names, args.shortlist, args.max_members, costs)
+        finals[goal] = (config, weights)
+    goal_folds = pd.concat(goal_folds, ignore_index=True)
+    one_folds = held_out(tasks, tasks.names, args.shortlist, args.max_members, costs, one_se=False)
+    fixed = fixed_rows(tasks, finals, PREVIOUS_ANSWER)
+    text = report(tasks, goal_folds, one_folds, fixed, finals, shortlists, costs)
     (RESULTS / "consensus_selection.md").write_text(text, encoding="utf-8")
-    pd.concat([folds.assign(kind="held-out"), fixed.assign(kind="in-sample")]).to_csv(
-        RESULTS / "consensus_selection.csv", index=False, float_format="%.4f")
+    pd.concat([goal_folds.assign(kind="held-out, per goal"), one_folds.assign(kind="held-out, one answer"),
+               fixed.assign(kind="in-sample")]).to_csv(RESULTS / "consensus_selection.csv", index=False,
+                                                       float_format="%.4f")
     print(text)
 
 

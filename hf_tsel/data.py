@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import DataError
-from .hub_access import looks_like_local_path
+from .hub_access import is_hub_repo_id, looks_like_local_path
 from .sampling import shuffled_by_class
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
@@ -33,7 +33,6 @@ __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset
 
 logger = logging.getLogger(__name__)
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _LABEL_NAMES = ("label", "labels", "fine_label", "class", "target", "category", "y")
 _SCRIPT_ERROR = "Dataset scripts are no longer supported"
 PARQUET_REVISION = "refs/convert/parquet"
@@ -133,10 +132,6 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     else:
         array = (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
-
-
-def _is_hub_id(source: str) -> bool:
-    return bool(_HUB_ID.match(source)) and not source.startswith((".", "~"))
 
 
 def _select_split(dataset_dict: Any, split: str, name: str) -> Any:
@@ -278,7 +273,7 @@ def _open_split(source: Any, config: str | None, split: str, revision: str | Non
     if looks_like_local_path(text):
         raise DataError(f"the dataset folder {text!r} does not exist (looked for {path.resolve()})",
                         fix="check the path for typos (a Hub dataset id has the form 'org/name').")
-    if not _is_hub_id(text):
+    if not is_hub_repo_id(text, owner_optional=True):
         raise DataError(f"dataset {text!r} is neither an existing folder nor a Hub id like 'org/name'; "
                         "check the path or the id")
     dataset, sha = _load_hub(text, config, split, revision)

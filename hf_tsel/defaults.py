@@ -1,9 +1,14 @@
 """Defaults shared by the Python API and the CLI (kept free of heavy imports so `hf-tsel --help` stays fast)."""
 
-# The consensus members (every run adds the `consensus` rows, which reuse these scores; chosen over both project
-# benchmarks, benchmarks/results/consensus_selection.md) plus LogME, the best single metric against the linear-probe
-# ground truth there, and k-NN, a cheap second training-based proxy: shown so that a disagreement is visible.
-DEFAULT_METRICS: tuple[str, ...] = ("ped+logme", "linear_probe_cv", "etran_lda", "logme", "knn")
+# What the user will train on the chosen backbone (--goal): the answer's consensus is chosen per goal
+# (hf_tsel.metrics.consensus.ANSWERS), because the fine-tune and linear-probe ground truths rank models differently.
+GOALS: tuple[str, ...] = ("finetune", "linear-probe")
+DEFAULT_GOAL = "finetune"
+# Both goals' answer members (every run adds the `consensus` rows, which reuse these scores; chosen over both project
+# benchmarks, benchmarks/results/consensus_selection.md), LogME and its PED wrapper (the best single metrics against
+# the linear-probe and fine-tune ground truths before the training-based proxies) and k-NN, a cheap second
+# training-based proxy: shown so that a disagreement is visible.
+DEFAULT_METRICS: tuple[str, ...] = ("etran_lda", "linear_probe_cv", "logme", "ped+logme", "knn")
 DEFAULT_ZOO = "default"
 # Bootstrap resamples behind the consensus P(best) and rank interval (hf_tsel.recommendation); measured cost in
 # benchmarks/recommend_speed.py.

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 NO_HUB_FIX = "set HF_HUB_OFFLINE=1 to use the local cache, or check your network / proxy (HTTPS_PROXY) and retry."
 PROBE_SECONDS = 5.0
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # owner/name, or a bare name (legacy datasets)
 
 
 def looks_like_local_path(source: str) -> bool:
@@ -66,14 +66,18 @@ def require_hub(what: str) -> None:
         raise HfTselError(f"cannot reach the Hub at {constants.ENDPOINT} to get {what} ({reason})", fix=NO_HUB_FIX)
 
 
-def is_hub_repo_id(name: str) -> bool:
-    """Whether ``name`` is shaped like a Hub repo id ``owner/name`` and names no existing local path.
+def is_hub_repo_id(name: str, *, owner_optional: bool = False) -> bool:
+    """Whether ``name`` is shaped like a Hub repo id: ``owner/name`` (or a bare ``name`` with ``owner_optional``).
+
+    Only the shape: whether a local folder of that name exists is the caller's question.
 
     Example:
-        >>> [is_hub_repo_id(s) for s in ("timm/resnet18.a1_in1k", "resnet18", "offline:mobilenet", "a/b/c")]
-        [True, False, False, False]
+        >>> [is_hub_repo_id(s) for s in ("timm/resnet18.a1_in1k", "resnet18", "offline:mobilenet", "a/b/c", "org/")]
+        [True, False, False, False, False]
+        >>> is_hub_repo_id("mnist", owner_optional=True)
+        True
     """
-    return bool(_REPO_ID.match(name)) and not Path(name).expanduser().exists()
+    return bool(_REPO_ID.match(name)) and (owner_optional or "/" in name)
 
 
 def hub_cache_folder(repo_id: str, repo_type: str = "model") -> Path:
@@ -101,7 +105,7 @@ def current_commit(repo_id: str, revision: str) -> str | None:
     """
     if _COMMIT.match(revision):
         return revision
-    if not is_hub_repo_id(repo_id):
+    if not is_hub_repo_id(repo_id) or Path(repo_id).expanduser().exists():
         return None
     if hub_reachable():
         from huggingface_hub import HfApi

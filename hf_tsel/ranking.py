@@ -24,6 +24,7 @@ from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
 from .hardware import describe_hardware
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
+from .sampling import check_n_boot
 from .scoring import (check_metadata_priors, checked_metric_params, drop_non_finite_models, drop_thin_classes,
                       resolve_metrics, score_models)
 
@@ -63,8 +64,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         All other arguments are those of :func:`hf_tsel.extract`.
     """
     started = time.perf_counter()
-    if n_boot < 0:
-        raise UserError(f"n_boot must be >= 0 (0 skips the bootstrap), got {n_boot}")
+    check_n_boot(n_boot)
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
     check_metadata_priors(specs, resolve_models(zoo, models, loader=loader))

@@ -44,10 +44,9 @@ from .defaults import DEFAULT_N_BOOT
 from .metrics import MetricInputs, get_metric
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
-from .metrics.consensus import (CONSENSUS_MEMBERS, CONSENSUS_RULE, CONSENSUS_WEIGHTS, combine, consensus_scores,
-                                standardise)
+from .metrics.consensus import DEFAULT_GOAL, answer_config, combine, consensus_scores, standardise
 
-__all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATION", "PBestCalibration", "recommend", "bootstrap_indices",
+__all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATIONS", "PBestCalibration", "recommend", "bootstrap_indices",
            "consensus_records", "recommendation_line", "sample_size_advice"]
 
 
@@ -81,11 +80,15 @@ class PBestCalibration:
         return weights / weights.sum()
 
 
-# Fitted by benchmarks/consensus_calibration.py on both benchmarks' 26 tasks: of the forecasts tried there (raw
-# bootstrap share, share shrunk to uniform, softmax of the standardised consensus with and without the log share and
-# member agreement), the consensus softmax alone had the lowest worst-benchmark Brier score, fitted on one benchmark
+# Fitted per goal by benchmarks/consensus_calibration.py on that goal's tasks of both benchmarks: of the forecasts
+# tried there (raw bootstrap share, share shrunk to uniform, softmax of the standardised consensus with and without
+# the log share and member agreement), the one with the lowest worst-benchmark Brier score, fitted on one benchmark
 # and scored on the other (benchmarks/results/consensus_calibration.md, docs/metrics.md).
-P_BEST_CALIBRATION = PBestCalibration(score_weight=1.7037)
+P_BEST_CALIBRATIONS: dict[str, PBestCalibration] = {
+    "finetune": PBestCalibration(score_weight=1.6758),
+    "linear-probe": PBestCalibration(score_weight=2.2021),
+}
+FITTED = "fitted"  # calibration= default: the calibration fitted for the goal
 PROJECTION_DIM = 64
 _INTERVAL = (5, 95)
 
@@ -174,10 +177,10 @@ def _top1_shares(values: np.ndarray) -> np.ndarray:
 
 
 def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs: Mapping[str, Any] | None = None,
-              priors: Mapping[str, Mapping[str, Any]] | None = None, members: Sequence[str] | None = None,
-              rule: str = CONSENSUS_RULE, weights: Mapping[str, float] | None = CONSENSUS_WEIGHTS,
-              n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-              calibration: PBestCalibration | None = P_BEST_CALIBRATION, projection_dim: int = PROJECTION_DIM,
+              priors: Mapping[str, Mapping[str, Any]] | None = None, goal: str = DEFAULT_GOAL,
+              members: Sequence[str] | None = None, rule: str | None = None,
+              weights: Mapping[str, float] | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+              calibration: PBestCalibration | str | None = FITTED, projection_dim: int = PROJECTION_DIM,
               device: str | torch.device | None = None,
               known: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """Rank models by consensus with ``p_top1`` (probability of being the best) and a 90 % rank interval.
@@ -187,13 +190,15 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         labels: ``[N]`` class ids.
         source_probs: model name -> ``[N, C_s]`` source-head probabilities, for the models that have one.
         priors: model name -> zoo metadata (``params``, ``imagenet_top1``...), for prior members.
-        members, rule, weights: consensus members, rule and member weights (defaults:
-            :data:`hf_tsel.metrics.consensus.CONSENSUS_MEMBERS`, ``CONSENSUS_RULE``, ``CONSENSUS_WEIGHTS``).
+        goal: what the user will train on the chosen backbone, ``"finetune"`` or ``"linear-probe"``: it
+            picks the consensus (:data:`hf_tsel.metrics.consensus.ANSWERS`) and its calibration.
+        members, rule, weights: override the goal's consensus members, rule and member weights.
         n_boot: bootstrap resamples (0: no rank interval; ``p_top1`` then comes from the consensus alone
             when the calibration does not use the bootstrap, else NaN).
         seed: seed of the bootstrap, the projection and stochastic members.
-        calibration: maps consensus and bootstrap to ``p_top1`` (default :data:`P_BEST_CALIBRATION`;
-            ``None``: the raw bootstrap share of the #1 spot, which sees sampling noise only).
+        calibration: maps consensus and bootstrap to ``p_top1`` (default ``"fitted"``: the goal's
+            :data:`P_BEST_CALIBRATIONS` entry; ``None``: the raw bootstrap share of the #1 spot, which sees
+            sampling noise only).
         projection_dim: width of the projection the feature members are resampled on.
         known: member scores already computed on these inputs, ``{member: {model: score}}`` (reused).
 
@@ -202,26 +207,31 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         ``attrs`` holds ``members``, ``dropped`` (member -> why), ``member_scores``, ``n_boot``,
         ``score_gap`` (``{"mean": #1 - #2 score gap, "sd": its bootstrap sd}``), ``bootstrap_share`` (model ->
         raw share of the #1 spot), ``agreement`` (fraction of members whose #1 is the consensus #1) and
-        ``num_samples``/``num_classes``.
+        ``num_samples``/``num_classes``, ``goal``.
     """
     from .errors import MetricInputError
 
     if n_boot < 0:
         raise MetricInputError("recommend", f"n_boot must be >= 0, got {n_boot}.", f"use e.g. n_boot={DEFAULT_N_BOOT}.")
+    config = answer_config(goal)
+    if calibration == FITTED:
+        calibration = P_BEST_CALIBRATIONS[goal]
     if calibration is not None and not isinstance(calibration, PBestCalibration):
         raise MetricInputError("recommend", f"calibration must be a PBestCalibration or None, got {calibration!r}.",
-                               "leave the default (P_BEST_CALIBRATION), or pass None for the raw bootstrap share.")
+                               "leave the default (the goal's fitted calibration), or pass None for the raw "
+                               "bootstrap share.")
     models = list(features_by_model)
     target = resolve_device(device, *features_by_model.values())
     checked = {m: prepare_model_inputs("recommend", m, f, labels, needs_features=True, needs_source_probs=False,
                                        device=target) for m, f in features_by_model.items()}  # errors name the model
     per_sample = {member: {m: _per_sample_on(member, i, seed) for m, i in checked.items()}
-                  for member in dict.fromkeys(get_metric(m).name for m in (members or CONSENSUS_MEMBERS))
+                  for member in dict.fromkeys(get_metric(m).name for m in (members or config.members))
                   if get_metric(member).per_sample is not None and n_boot}
     known = {**{member: {m: float(np.nanmean(v)) for m, v in values.items()} for member, values in per_sample.items()},
              **(known or {})}
-    result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, members=members,
-                              rule=rule, weights=weights, seed=seed, device=device, known=known)
+    result = consensus_scores(features_by_model, labels, source_probs=source_probs, priors=priors, goal=goal,
+                              members=members, rule=rule, weights=weights, seed=seed, device=device, known=known)
+    rule = result.rule
     first = next(iter(checked.values()))
     generator = torch.Generator().manual_seed(seed)
     resampler = _Resampler(
@@ -253,7 +263,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
     else:
         table["p_top1"] = calibration(point, shares, agreement=agreement, n_boot=n_boot)
     table = table.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True]).reset_index(drop=True)
-    table.attrs.update(members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
+    table.attrs.update(goal=goal, members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
                        member_scores=result.member_scores, num_samples=len(first.labels),
                        num_classes=first.num_classes, calibration=calibration, agreement=agreement,
                        bootstrap_share=dict(zip(models, shares)) if shares is not None else {},
@@ -303,13 +313,18 @@ def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
             "would likely separate them.")
 
 
+_ACTIONS = {"finetune": ("Fine-tune {}", "fine-tune {} and {} briefly"),
+            "linear-probe": ("Train a linear probe on {}", "train linear probes on {} and {}")}
+
+
 def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disagreeing: Sequence[str] = (), *,
                         unsettled_below: float = 0.5) -> str:
     """The answer in one line: the pick, its calibrated P(best), the runner-up, which metrics agree, what would settle it.
 
     ``agreeing``/``disagreeing``: the run's other metrics that do / do not put the pick first. Below
     ``unsettled_below`` P(best), the line says how to settle the choice: more images per class when the
-    bootstrap cannot separate the top two (:func:`sample_size_advice`), else a short fine-tune of both.
+    bootstrap cannot separate the top two (:func:`sample_size_advice`), else a short training of both.
+    The wording follows ``table.attrs["goal"]`` (default fine-tune).
 
     Example:
         >>> import pandas as pd
@@ -317,12 +332,19 @@ def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disag
         >>> table.attrs["members"] = ["logme", "knn"]
         >>> recommendation_line(table, ["gbc"], ["etran"])
         'Fine-tune x: #1 of 2 by the consensus (mean of logme and knn, each standardised over the models), P(best) 0.74; runner-up y 0.26. gbc puts x first too; etran does not.'
+        >>> table.attrs.update(members=["linear_probe_cv"], goal="linear-probe")
+        >>> recommendation_line(table)
+        'Train a linear probe on x: #1 of 2 by linear_probe_cv, P(best) 0.74; runner-up y 0.26.'
     """
     best = table.iloc[0]
     members = table.attrs.get("members") or []
-    line = f"Fine-tune {best['model']}: #1 of {len(table)} by the consensus"
-    if members:
-        line += f" (mean of {' and '.join(members)}, each standardised over the models)"
+    goal = table.attrs.get("goal", DEFAULT_GOAL)
+    act, settle = _ACTIONS[goal]
+    line = act.format(best["model"]) + f": #1 of {len(table)} by "
+    if len(members) == 1:
+        line += members[0]
+    else:
+        line += "the consensus" + (f" (mean of {_names(members)}, each standardised over the models)" if members else "")
     if not math.isnan(best["p_top1"]):
         line += f", P(best) {best['p_top1']:.2f}"
     if len(table) > 1:
@@ -338,7 +360,7 @@ def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disag
         second = table.iloc[1]["model"]
         more_data = "rank_high" in table and sample_size_advice(table) is not None
         line += (" Not settled: " + ("more images per class would help (see the warning), or " if more_data else "")
-                 + f"fine-tune {best['model']} and {second} briefly on your data and keep the better one.")
+                 + settle.format(best["model"], second) + " on your data and keep the better one.")
     return line
 
 
@@ -347,7 +369,8 @@ def _names(metrics: Sequence[str]) -> str:
 
 
 def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Sequence[Mapping[str, Any]], *,
-                      seed: int = 0, device: Any = None, n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], dict]:
+                      goal: str = DEFAULT_GOAL, seed: int = 0, device: Any = None,
+                      n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], dict]:
     """``consensus`` result records (with ``p_top1``, ``rank_low``, ``rank_high``) of a ranking run, and a summary.
 
     ``outcomes``: the run's :class:`hf_tsel.extraction.ModelOutcome` list; ``scored``: its per-metric
@@ -372,7 +395,7 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
     start = time.perf_counter()
     try:
         table = recommend(features, labels[common], source_probs=probs, priors={o.entry.name: o.entry.metadata for o in ready},
-                          n_boot=n_boot, seed=seed, device=device, known=known)
+                          goal=goal, n_boot=n_boot, seed=seed, device=device, known=known)
     except Exception as exc:  # noqa: BLE001 (the per-metric scores must survive a consensus failure)
         note = f"failed: {exc}"
         return [{"model": m, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0} for m in features], {}
@@ -384,7 +407,7 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
     agreeing, disagreeing = _agreement(table, scored)
     summary = {"line": recommendation_line(table, agreeing, disagreeing), "members": table.attrs["members"],
                "dropped": table.attrs["dropped"], "advice": sample_size_advice(table), "n_boot": n_boot,
-               "rule": table.attrs["rule"]}
+               "rule": table.attrs["rule"], "goal": goal}
     return records, summary
 
 

@@ -23,8 +23,9 @@ import pandas as pd
 
 from .errors import ResultsError
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "validate_results",
-           "write_results", "read_results", "RESULT_SCHEMA", "ResultField", "schema_markdown"]
+__all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "best_first",
+           "rank_interval_text", "validate_results", "write_results", "read_results", "RESULT_SCHEMA", "ResultField",
+           "schema_markdown"]
 
 RESULTS_SCHEMA_VERSION = "1.2"
 # 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
@@ -119,6 +120,25 @@ def add_ranks(df: pd.DataFrame) -> pd.DataFrame:
     ranks = order.groupby([keys[c] for c in _GROUP], sort=False).rank(method="min", ascending=False)
     df["rank"] = ranks.astype("Int64")
     return df
+
+
+def best_first(rows: pd.DataFrame) -> pd.DataFrame:
+    """One metric's rows best first: by ``rank``, then higher ``p_top1`` (the consensus's tie-break), then model name;
+    rows without a rank last. The CLI, the Space and :func:`hf_tsel.recommend` all order models this way."""
+    columns = [c for c in ("rank", "p_top1", "model") if c in rows.columns]
+    return rows.sort_values(columns, ascending=[c != "p_top1" for c in columns], na_position="last")
+
+
+def rank_interval_text(low: Any, high: Any, missing: str = "") -> str:
+    """A rank interval as people see it: ``#2`` when both ends agree, else ``#1-3``; ``missing`` when there is none.
+
+    Example:
+        >>> rank_interval_text(1, 3), rank_interval_text(2, 2), rank_interval_text(None, None, "n/a")
+        ('#1-3', '#2', 'n/a')
+    """
+    if pd.isna(low) or pd.isna(high):
+        return missing
+    return f"#{int(low)}" if low == high else f"#{int(low)}-{int(high)}"
 
 
 def _check_kind(df: pd.DataFrame, name: str, kind: str, nullable: bool) -> None:

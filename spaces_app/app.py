@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hf_tsel.defaults import DEFAULT_METRICS  # noqa: E402
+from hf_tsel.hub_access import is_hub_repo_id  # noqa: E402
 from hf_tsel.metrics import list_metrics  # noqa: E402
 from hf_tsel.publish.leaderboard import (MEAN_RANK, RECOMMENDATION, LoadedResults, leaderboard_view,  # noqa: E402
                                          load_leaderboard_results, metrics_markdown, model_view,
@@ -75,7 +76,7 @@ def _rank_tab(metric_names: list[str]) -> None:
     def run_rank(dataset_id, config_name, split_name, zoo_name, metric_list, limit):
         from hf_tsel import rank
 
-        if not dataset_id or "/" not in dataset_id:
+        if not is_hub_repo_id((dataset_id or "").strip()):
             raise gr.Error("Enter a Hub dataset id like ORG/NAME.")
         try:
             df = rank(dataset_id.strip(), config=config_name or None, split=split_name or "train",

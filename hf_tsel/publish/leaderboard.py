@@ -18,7 +18,7 @@ import pandas as pd
 from ..evaluation import weighted_kendall_tau
 from ..metrics import list_metrics
 from ..racing import RACE_METRIC
-from ..results import RESULT_FIELDS, ResultsError, read_results, validate_results
+from ..results import RESULT_FIELDS, ResultsError, best_first, rank_interval_text, read_results, validate_results
 from .schema import merge_results, split_valid_records
 
 __all__ = ["RESULTS_PATH_ENV", "RESULTS_REPO_ENV", "MEAN_RANK", "RECOMMENDATION", "LoadedResults",
@@ -168,7 +168,7 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
     if metric == RECOMMENDATION:
         view = _consensus_rows(rows).rename(columns={"num_samples": "images", "score": "consensus"})
         view["P(best)"] = view["p_top1"]
-        view["rank 90%"] = [_interval(low, high) for low, high in zip(view["rank_low"], view["rank_high"])]
+        view["rank 90%"] = [rank_interval_text(low, high) for low, high in zip(view["rank_low"], view["rank_high"])]
         columns = ["rank", "model", "consensus", "P(best)", "rank 90%"]
     elif metric == MEAN_RANK:
         scored = rows[rows["metric"] != RACE_METRIC]  # the race ranks only its top-K: not a metric of every model
@@ -179,7 +179,7 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
         view.insert(0, "rank", view["mean rank"].rank(method="min").astype(int))
         columns = ["rank", "model", "mean rank", "metrics"]
     else:
-        view = rows[rows["metric"] == metric].sort_values(["rank", "model"], na_position="last")
+        view = best_first(rows[rows["metric"] == metric])
         view = view.rename(columns={"num_samples": "images"})
         columns = ["rank", "model", "score"] + (["race_round", "race_epochs"] if metric == RACE_METRIC else [])
     if accuracy.notna().any():
@@ -189,12 +189,6 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
     view = view.assign(model_revision=view["model_revision"].fillna("").str[:10])
     return view[columns].round({"mean rank": 2, "score": 4, "consensus": 4, "P(best)": 3,
                                 "fine-tuned accuracy": 4}).reset_index(drop=True)
-
-
-def _interval(low, high) -> str:
-    if pd.isna(low) or pd.isna(high):
-        return ""
-    return f"#{int(low)}" if low == high else f"#{int(low)}-{int(high)}"
 
 
 def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +207,7 @@ def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
             stored = stored.assign(metric="consensus", score=stored["model"].map(scores), p_top1=float("nan"),
                                    rank_low=pd.NA, rank_high=pd.NA)
             stored["rank"] = stored["score"].rank(method="min", ascending=False).astype(int)
-    return stored.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True], na_position="last")
+    return best_first(stored)
 
 
 def recommendation_html(df: pd.DataFrame, target: str | None, *, families=None, pretraining=None) -> str:
@@ -237,7 +231,7 @@ def recommendation_html(df: pd.DataFrame, target: str | None, *, families=None, 
         label = "n/a" if pd.isna(r.p_top1) else f"{share:.2f}"
         bars.append(f'<div class="confidence-row"><span style="display:inline-block;width:14em">{escape(r.model)}</span>'
                     f'<span class="confidence-bar" style="display:inline-block;height:0.9em;width:{share * 20:.2f}em;'
-                    f'background:#4f8bd6"></span> P(best) {label} {_interval(r.rank_low, r.rank_high)}</div>')
+                    f'background:#4f8bd6"></span> P(best) {label} {rank_interval_text(r.rank_low, r.rank_high)}</div>')
     note = "" if table["p_top1"].notna().any() else (
         "<p>These results carry no P(best) (written before it existed); the consensus was recomputed from the "
         "member metrics they hold.</p>")

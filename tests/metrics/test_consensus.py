@@ -10,7 +10,7 @@ import torch
 from hf_tsel import recommend
 from hf_tsel.errors import MetricInputError
 from hf_tsel.metrics import score_zoo
-from hf_tsel.metrics.consensus import CONSENSUS_MEMBERS, consensus_scores
+from hf_tsel.metrics.consensus import ANSWERS, consensus_scores
 from hf_tsel.recommendation import PBestCalibration, bootstrap_indices, recommendation_line, sample_size_advice
 
 N_PER_CLASS, CLASSES, DIM = 40, 3, 12
@@ -132,11 +132,14 @@ def test_recommendation_line():
                           "rank_low": [1, 1], "rank_high": [2, 2]})
     table.attrs["members"] = ["logme"]
     assert recommendation_line(table, ["gbc", "etran"]) == (
-        "Fine-tune x: #1 of 2 by the consensus (mean of logme, each standardised over the models), P(best) 0.74; "
-        "runner-up y 0.26. gbc and etran put x first too.")
+        "Fine-tune x: #1 of 2 by logme, P(best) 0.74; runner-up y 0.26. gbc and etran put x first too.")
     unsure = table.assign(p_top1=[0.45, 0.40])
     assert recommendation_line(unsure, (), ["gbc"]).endswith(
         "gbc puts another model first. Not settled: fine-tune x and y briefly on your data and keep the better one.")
+    unsure.attrs.update(members=["logme", "knn"], goal="linear-probe")
+    line = recommendation_line(unsure)
+    assert line.startswith("Train a linear probe on x: #1 of 2 by the consensus (mean of logme and knn, ")
+    assert line.endswith("Not settled: train linear probes on x and y on your data and keep the better one.")
 
 
 def test_answer_names_the_other_metrics_and_not_the_members(zoo):
@@ -147,7 +150,7 @@ def test_answer_names_the_other_metrics_and_not_the_members(zoo):
     from hf_tsel.recommendation import consensus_records
 
     features, labels = zoo
-    agrees, disagrees = [m for m in ("gbc", "hscore", "transrate", "pactran") if m not in CONSENSUS_MEMBERS][:2]
+    agrees, disagrees = [m for m in ("gbc", "hscore", "transrate", "pactran") if m not in ANSWERS["finetune"].members][:2]
     outcomes = [ModelOutcome(SimpleNamespace(name=m, metadata={}), "cached",
                              features=CachedFeatures(torch.from_numpy(f), np.arange(len(labels))))
                 for m, f in features.items()]
@@ -215,3 +218,24 @@ def test_weighted_combination_renormalises_over_the_members_present():
     assert combine(members, models, "rank") == pytest.approx({"x": 0.5, "y": 0.5, "z": 0.5})
     with pytest.raises(MetricInputError, match="no member with a positive weight"):
         combine(members, models, "rank", {"c": 1.0})
+
+
+def test_each_goal_has_its_answer_and_calibration(zoo):
+    from hf_tsel.defaults import GOALS
+    from hf_tsel.recommendation import P_BEST_CALIBRATIONS
+
+    assert set(ANSWERS) == set(P_BEST_CALIBRATIONS) == set(GOALS)
+    features, labels = zoo
+    for goal, config in ANSWERS.items():
+        table = recommend(features, labels, goal=goal, n_boot=0)
+        assert table.attrs["members"] == list(config.members) and table.attrs["goal"] == goal
+        assert table.attrs["calibration"] is P_BEST_CALIBRATIONS[goal]
+        assert table.loc[0, "model"] == "strong"
+        by_registry = score_zoo("consensus", features, labels, goal=goal)
+        assert by_registry == pytest.approx(dict(zip(table["model"], table["score"])))
+
+
+def test_unknown_goal_is_refused_with_the_choices(zoo):
+    features, labels = zoo
+    with pytest.raises(MetricInputError, match="unknown goal 'finetuning'.*linear-probe"):
+        recommend(features, labels, goal="finetuning", n_boot=0)

