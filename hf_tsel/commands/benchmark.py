@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from ._args import add_renamed_option, positive_int
+from ._args import add_renamed_option, positive_int, seed_int
 from ._options import add_compute_options
 
 
@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     zoo.add_argument("--tasks", help="comma-separated target tasks (default: all)")
     zoo.add_argument("--metrics", help="comma-separated metrics (default: every registered metric, see docs)")
     zoo.add_argument("--threads", type=int, default=1, help="torch / BLAS threads (default 1: fastest on a busy CPU)")
+    zoo.add_argument("--seeds", type=seed_int, nargs="+", help="training seeds of the fine-tune ground truth, which is "
+                                                                "their mean (default 0 1 2; --tiny: 0 1)")
     zoo.add_argument("--work-dir", help="models, features and ground-truth cache (default $HF_TSEL_HOME/zoo-benchmark)")
     zoo.add_argument("--results-dir", default="benchmarks/results", help="where the csv / md tables go")
     zoo.add_argument("--export-zoo", help="also write the zoo YAML with $HF_TSEL_HOME-relative model paths here "
@@ -176,7 +178,8 @@ def run_zoo(args: argparse.Namespace) -> int:
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir() / ("tiny" if args.tiny else "")
     config = tiny_config(work_dir) if args.tiny else ZooBenchmarkConfig(work_dir=work_dir)
     config = replace(config, threads=args.threads, metrics=_csv_list(args.metrics),
-                     tasks=_csv_list(args.tasks) or config.tasks)
+                     tasks=_csv_list(args.tasks) or config.tasks,
+                     finetune_seeds=tuple(args.seeds or config.finetune_seeds))
     result = run_zoo_benchmark(config, log=lambda message: print(message, flush=True))
     paths = write_results(result, args.results_dir)
     if args.export_zoo:
