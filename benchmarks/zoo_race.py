@@ -32,10 +32,11 @@ def _targets(table: pd.DataFrame) -> str:
     lines = [f"Metric-only answer (consensus top-1): mean regret {metric['regret']:.4f}, P(best) "
              f"{metric['p_best']:.2f}.\n", "Races with K <= 4 within 15 % of the full-grid compute:\n"]
     for r in cheap.itertuples():
-        random = table[(table["method"] == "random race") & (table["k"] == r.k) & (table["first_epochs"] == r.first_epochs)]
+        random = table[(table["method"] == "random race") & (table["k"] == r.k)
+                       & (table["first_epochs"] == r.first_epochs)]
         ratio = r.regret / metric["regret"] if metric["regret"] else float("nan")
-        lines.append(f"* K={r.k}, first round {r.first_epochs} epoch(s), {r.compute:.1%} compute: regret {r.regret:.4f} "
-                     f"({ratio:.2f} of the metric's; target <= 0.33: {'met' if ratio <= 1 / 3 else 'not met'}), "
+        lines.append(f"* K={r.k}, first round {r.first_epochs} epoch(s), {r.compute:.1%} compute: regret "
+                     f"{r.regret:.4f} ({ratio:.2f} of the metric's; target <= 0.33: {'met' if ratio <= 1 / 3 else 'not met'}), "
                      f"P(best) {r.p_best:.2f}; K random models, same schedule: regret "
                      f"{random['regret'].iloc[0]:.4f}")
     halving = table[table["method"] == "halving"]
@@ -82,7 +83,8 @@ def main() -> None:
         "by each model's median seconds per epoch, as a fraction of fine-tuning every model with the full protocol "
         "(2 learning rates x 3 epochs) once. `random race`: K random models, same schedule (mean of 200 draws); "
         "`halving`: successive halving over every model with no metric.\n",
-        _markdown(table), _targets(table), "## Does 3 epochs converge? (validation accuracy per epoch, 12-epoch runs)\n",
+        _markdown(table), _targets(table),
+        "## Does 3 epochs converge? (validation accuracy per epoch, 12-epoch runs)\n",
         _convergence(replace(config, work_dir=args.work_dir))]
     (args.results / "zoo_race.md").write_text("\n".join(text))
     print(f"wrote {args.results / 'zoo_race.md'} and zoo_race.csv")

@@ -284,9 +284,10 @@ def _run_rounds(outcome: RaceOutcome, racers: list[str], run: _Runner, seconds: 
         added = round_.epochs - (outcome.rounds[index - 1].epochs if index else 0)
         if index and seconds is not None:
             needed = sum(per_epoch.get(m, 0.0) * added for m in alive)
-            if time.perf_counter() - started + needed > seconds:
+            left = seconds - (time.perf_counter() - started)
+            if needed > left:
                 outcome.stopped = (f"stopped before round {index + 1} of {len(outcome.rounds)}: it needs about "
-                                   f"{needed:.0f} s and the budget has {seconds - (time.perf_counter() - started):.0f} s left")
+                                   f"{needed:.0f} s and the budget has {left:.0f} s left")
                 break
         run.on_progress({"kind": "round", "round": index + 1, "rounds": len(outcome.rounds), "models": list(alive),
                          "epochs": added * len(alive)})

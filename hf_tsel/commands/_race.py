@@ -77,8 +77,9 @@ class RaceProgress:
             return
         self._stop()
         if event["kind"] == "round":
-            self.console.print(f"race round {event['round']}/{event['rounds']}: {len(event['models'])} models "
-                               f"({', '.join(event['models'])}), {event['epochs']} epochs", highlight=False, markup=False)
+            models = event["models"]
+            self.console.print(f"race round {event['round']}/{event['rounds']}: {len(models)} models "
+                               f"({', '.join(models)}), {event['epochs']} epochs", highlight=False, markup=False)
             self._start(f"round {event['round']}", event["epochs"])
         elif event["kind"] == "failed":
             self.console.print(f"race: {event['model']} {event['why']}", highlight=False, markup=False)

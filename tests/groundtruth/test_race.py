@@ -139,7 +139,8 @@ def test_rank_confirm_prints_the_winner_and_writes_race_records(fake_torch_model
     df, run = read_results(out)
     rows = df[df["metric"] == "race"].set_index("model")
     winner = run["race"]["winner"]
-    assert line.startswith(f"race: {winner} wins with validation accuracy {rows.loc[winner, 'score']:.3f} after 3 epochs")
+    accuracy = rows.loc[winner, "score"]
+    assert line.startswith(f"race: {winner} wins with validation accuracy {accuracy:.3f} after 3 epochs")
     assert rows.loc[winner, "rank"] == 1 and rows.loc[winner, "race_round"] == 2 and rows.loc[winner, "race_epochs"] == 3
     assert sorted(rows["race_round"].tolist()) == [1, 2, 2]
     pick = df[df["metric"] == "consensus"].sort_values("rank")["model"].iloc[0]

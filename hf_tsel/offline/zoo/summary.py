@@ -63,7 +63,8 @@ def _ceiling_row(ceiling: pd.DataFrame, *, seed: int, samples: int) -> dict[str,
     values = ceiling["ceiling"].to_numpy(float)
     low, high = _interval(_bootstrap_means(values, np.random.default_rng(seed), samples))
     return {"metric": "ceiling", "tasks": len(values), "mean_tau": float(values.mean()), "ci_low": low,
-            "ci_high": high, "min_tau": float(values.min()), "mean_top1_regret": float(ceiling["ceiling_regret"].mean())}
+            "ci_high": high, "min_tau": float(values.min()),
+            "mean_top1_regret": float(ceiling["ceiling_regret"].mean())}
 
 
 def with_ceiling(table: pd.DataFrame, ceiling: pd.DataFrame | None, *, seed: int = 0,
@@ -165,9 +166,9 @@ def _ceiling_text(ceilings: dict[str, pd.DataFrame]) -> str:
         if ceiling.empty:
             lines.append(f"No noise ceiling for the {protocol} protocol: it is one deterministic run per model.\n")
             continue
+        seeds = f"{int(ceiling['seeds'].min())}-{int(ceiling['seeds'].max())}"
         lines.append(f"Noise ceiling of the {protocol} ground truth: per task, the mean weighted tau between the "
-                     f"model rankings of two training seeds ({int(ceiling['seeds'].min())}-{int(ceiling['seeds'].max())}"
-                     " seeds per task, every pair), and the mean top-1 regret of one seed's best model on another "
+                     f"model rankings of two training seeds ({seeds} seeds per task, every pair), and the mean top-1 regret of one seed's best model on another "
                      "seed. The ground truth itself is the mean over seeds, which is less noisy than one seed, so a "
                      "method can exceed the ceiling.\n")
         lines.append(_markdown(ceiling))
