@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ._args import positive_int
 
@@ -97,6 +98,7 @@ def _search(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..errors import EXIT_USER_ERROR
     from ..hub_zoo import HubQuery, search_hub, write_zoo
     from ._args import check_output_file
 
@@ -123,4 +125,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {write_zoo(found, args.output)} ({len(found.entries)} models, {len(found.skipped)} skipped "
               f"listed under gaps); rank it with: hf-tsel rank DATASET --zoo {args.output} --budget 30m")
-    return 0 if found.entries else 2
+    if not found.entries:
+        print("error: no model passed the filters; widen the search (another library, a larger --max-params, fewer "
+              "--tags or licences)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
