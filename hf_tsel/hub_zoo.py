@@ -231,8 +231,14 @@ def _cached_search(query: HubQuery, token: bool | str | None, has_token: bool, e
                         fix="unset HF_HUB_OFFLINE, or write the search result once with `hf-tsel zoo search -o ZOO.yaml` "
                             "and pass that file as --zoo.")
     require_hub(f"the model search {query}")
+    from huggingface_hub.errors import HfHubHTTPError
+
     found = HubSearch(query)
-    per_library = [_search_library(query, library, token, has_token, found) for library in query.library]
+    try:
+        per_library = [_search_library(query, library, token, has_token, found) for library in query.library]
+    except HfHubHTTPError as exc:  # a refused query or a Hub outage: say which search, not a client traceback
+        raise UserError(f"the Hub refused the model search {query} ({' '.join(str(exc).split())})",
+                        fix="check the filters (tags, author, pipeline tag) and retry later if the Hub is down.") from None
     merged = heapq.merge(*per_library, key=lambda pair: _sort_value(getattr(pair[0], query.sort, None)), reverse=True)
     found.entries = _unique_names([entry for _, entry in list(merged)[:query.limit]])
     return found

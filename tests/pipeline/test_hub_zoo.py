@@ -142,3 +142,21 @@ def test_wordnet_labels_map_to_imagenet_indices():
     with pytest.raises(ZooError, match="unknown source_reference label_space"):
         SourceReference.parse({"dataset": "x/y", "label_space": "imagenet-21k"})
     assert np.array_equal(reference.source_classes(["n01532829"])[np.array([0, 0])], [12, 12])
+
+
+def test_a_refused_search_is_one_user_error(monkeypatch):
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    import hf_tsel.hub_zoo as hub_zoo
+
+    def refuse(*args, **kwargs):
+        request = httpx2.Request("GET", "http://hub.invalid/api/models")
+        raise HfHubHTTPError("400 Bad Request: invalid filter", response=httpx2.Response(400, request=request))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_zoo, "_listing", refuse)
+    monkeypatch.setattr("hf_tsel.hub_access.require_hub", lambda what: None)
+    with pytest.raises(UserError, match="the Hub refused the model search library=timm&tags=x"):
+        hub_zoo.search_hub("tags=x&limit=3", token=False)
