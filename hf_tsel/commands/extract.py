@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._options import add_data_options, add_extraction_options, add_model_options, command_line, extraction_arguments
+from ._funnel import print_funnel
+from ._options import (add_budget_option, add_data_options, add_extraction_options, add_model_options, command_line,
+                       extraction_arguments)
 
 
 def shard_type(text: str) -> tuple[int, int]:
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "share I holds the models at zoo positions I, I+N, I+2N, ...). auto: I and N from a "
                              "Slurm job array (SLURM_ARRAY_TASK_ID/_MIN/_COUNT) or else from a torchrun / accelerate "
                              "launch (RANK+1 of WORLD_SIZE; each process then extracts its share on its own)")
+    add_budget_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,20 +62,30 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shard:
         _work_alone_on_launch_share(args.shard)
-    result = extract(args.dataset, shard=args.shard and tuple(args.shard[:2]), **extraction_arguments(args))
+    shard = args.shard and tuple(args.shard[:2])
+    funnel = None
+    if args.budget is not None and args.budget.is_time:  # the funnel: cheapest first, within the time (per share)
+        from ..funnel_extract import budgeted_extract
+
+        result, funnel = budgeted_extract(args.dataset, budget=args.budget, shard=shard, **extraction_arguments(args))
+    else:
+        result = extract(args.dataset, shard=shard, **extraction_arguments(args))
     if not result.is_main_process:
         return 0
     for name, outcome in result.items():
+        if outcome.status == "left_out":
+            continue  # listed by the funnel's report below
         if outcome.features is None:
             print(f"{name}: failed: {outcome.error}")
         else:
             features = outcome.features.features
             print(f"{name}: {outcome.status}, {features.shape[0]} samples x {features.shape[1]} features")
-    done = len(result.features)
+    done, tried = len(result.features), sum(o.status != "left_out" for o in result.values())
     print(f"{done} of {len(result)} model(s) have features in {result.cache_dir}")
+    print_funnel(funnel and funnel.report(args.budget))
     if result.cache_error:
         print(f"warning: the cache could not be written ({result.cache_error})", file=sys.stderr)
     if done:
         when = f"once all {args.shard[1]} shares are extracted, " if args.shard else ""
         print(f"{when}score them with: {command_line(args, 'rank', args.models)} --from-cache")
-    return 0 if done == len(result) else EXIT_PARTIAL_FAILURE if done else EXIT_USER_ERROR
+    return 0 if tried and done == tried else EXIT_PARTIAL_FAILURE if done else EXIT_USER_ERROR
