@@ -484,7 +484,11 @@ def load_image_dataset(source: Any, *, split: str = "train", config: str | None 
         image_column, label_column: override the auto-detected columns (first ``Image`` column;
             first ``ClassLabel`` column, else an integer/string column named like ``label``).
         samples_per_class, max_samples, seed: stratified, seeded sampling (see :func:`stratified_sample`).
+
+    An :class:`ImageDataset` (a sample already drawn) is returned as it is, whatever the other arguments.
     """
+    if isinstance(source, ImageDataset):
+        return source
     dataset, name, fingerprint, resolved = _open_split(source, config, split, revision)
     return _finish(dataset, name=name, fingerprint=fingerprint, split=split, config=config, revision=resolved,
                    image_column=image_column, label_column=label_column, samples_per_class=samples_per_class,
