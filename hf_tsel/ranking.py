@@ -18,11 +18,14 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .budget import Budget
 from .data import ImageDataset
 from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
 from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
+from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
+from .hub_zoo import zoo_or_search_metadata
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
 from .sampling import check_n_boot
 from .scoring import (check_metadata_priors, checked_metric_params, drop_non_finite_models, drop_thin_classes,
@@ -40,7 +43,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          allow_pickle: bool = False, trust_remote_code: bool = False, loader: str | None = None,
          chunk_size: int = 512, parallel: str = "auto", metric_params: dict[str, dict] | None = None,
          on_event: Callable[[ExtractionEvent], None] | None = None, missing_fix: str | None = None,
-         n_boot: int = DEFAULT_N_BOOT) -> pd.DataFrame:
+         n_boot: int = DEFAULT_N_BOOT, budget: Budget | str | None = None, race: bool = False) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names and parameters, the zoo and the cache folder are checked before any data is
@@ -61,21 +64,35 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
             ``df.attrs["run"]["recommendation"]`` (the recommendation line and warnings).
         from_cache: score only cached features (load no model); raises
             :class:`hf_tsel.extraction.MissingFeaturesError` naming the models without any.
+        budget: a time budget (``"30m"`` or a :class:`hf_tsel.budget.Budget`) for the whole run: the candidates
+            are extracted and scored cheapest first (cached ones first) while their estimated cost fits
+            (:mod:`hf_tsel.funnel`); ``df.attrs["run"]["funnel"]`` names the models left out and what finishing
+            them would cost. ``race``: a race follows (``--confirm``), so the funnel spends at most half of it.
+            An epoch budget, or ``from_cache``, leaves the ranking unbounded.
         All other arguments are those of :func:`hf_tsel.extract`.
     """
     started = time.perf_counter()
     check_n_boot(n_boot)
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
-    check_metadata_priors(specs, resolve_models(zoo, models, loader=loader))
-    extraction = extract(dataset, zoo=zoo, models=models, split=split, config=config, revision=revision,
-                         image_column=image_column, label_column=label_column, samples_per_class=samples_per_class,
-                         max_samples=max_samples, seed=seed, batch_size=batch_size, num_workers=num_workers,
-                         device=device, precision=precision, cache_dir=cache_dir, use_cache=use_cache,
-                         from_cache=from_cache, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                         loader=loader, chunk_size=chunk_size, parallel=parallel, on_event=on_event,
-                         missing_fix=missing_fix)
-    outcomes = list(extraction.values())
+    budget = _parsed_budget(budget)
+    options = dict(split=split, config=config, revision=revision, image_column=image_column, label_column=label_column,
+                   samples_per_class=samples_per_class, max_samples=max_samples, seed=seed, batch_size=batch_size,
+                   num_workers=num_workers, device=device, precision=precision, cache_dir=cache_dir,
+                   use_cache=use_cache, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, loader=loader,
+                   chunk_size=chunk_size, parallel=parallel, on_event=on_event, missing_fix=missing_fix)
+    funnel = None
+    if budget is not None and budget.is_time and not from_cache:
+        extraction, funnel = budgeted_extract(dataset, budget=budget, race=race, metrics=[s.name for s in specs],
+                                              n_boot=n_boot, started=started, zoo=zoo, models=models, **options)
+    else:
+        extraction = extract(dataset, zoo=zoo, models=models, from_cache=from_cache, **options)
+    outcomes = [o for o in extraction.values() if o.status != "left_out"]
+    if funnel is not None and not outcomes and extraction.is_main_process:
+        report = funnel.report(budget, race=race)
+        raise UserError(f"the budget {budget} covers none of the {len(report['left_out'])} candidates (the cheapest "
+                        f"needs about {min(m['estimated_seconds'] for m in report['left_out']):.0f} s here)",
+                        fix=f"pass --budget {report['budget_to_finish']} (covers all of them) or a smaller zoo.")
     if any(s.consumes == "reference_features" for s in specs):  # every process: the extraction is collective
         attach_source_references(outcomes, from_cache=from_cache, batch_size=batch_size, num_workers=num_workers,
                                  device=device, precision=precision, cache_dir=cache_dir, use_cache=use_cache,
@@ -103,7 +120,19 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     run["cache_error"] = extraction.cache_error
     run["parallel"], run["num_processes"] = extraction.parallel, extraction.num_processes
     run["recommendation"] = recommendation
+    run["zoo_query"] = zoo_or_search_metadata(zoo).get("query") if zoo else None
+    if funnel is not None:
+        run["funnel"] = funnel.report(budget, race=race)
     return df
+
+
+def _parsed_budget(budget: Budget | str | None) -> Budget | None:
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    try:
+        return Budget.parse(budget)
+    except ValueError as exc:
+        raise UserError(str(exc), fix="pass a duration such as '30m' or an epoch count such as '6ep'.") from None
 
 
 def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored: list[dict], specs: Sequence[Any], *,

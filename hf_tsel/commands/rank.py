@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._options import add_data_options, add_model_options, command_line, extraction_arguments
+from ._funnel import print_funnel
+from ._options import add_budget_option, add_data_options, add_model_options, command_line, extraction_arguments
 from ._ranking_output import add_run_options, check_outputs, exit_code, plain_warnings, print_leaderboard, write_outputs
 from ._race import add_race_options, check_race_request, run_race
 from .push import repo_id_type
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="after saving the results locally, merge them into this Hub dataset repo "
                              "(as `hf-tsel push`)")
     add_race_options(parser)
+    add_budget_option(parser)  # also the funnel's bound (registered once)
     parser.set_defaults(func=run)
 
 
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
-                  n_boot=args.n_boot, **extraction_arguments(args))
+                  n_boot=args.n_boot, budget=args.budget, race=args.confirm is not None,
+                  **extraction_arguments(args))
     except MissingFeaturesError as exc:
         raise MissingFeaturesError(exc.missing, exc.cache_root,
                                    f"extract them first with: {command_line(args, 'extract', exc.missing)}") from None
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     data = extraction_arguments(args)
     df = run_race(args, df, args.dataset, started, **{k: data[k] for k in _SAMPLE_OPTIONS})
     print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
+    print_funnel(df.attrs["run"].get("funnel"))
     write_outputs(df, args.output)
     if args.push_to:
         from ..publish import push_results
