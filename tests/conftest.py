@@ -55,3 +55,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def three_model_zoo():
+    """Features of three models whose class separation (hence every metric's ranking) is strong, weak and none:
+    ``({model: [120, 12] array}, labels)``, 3 classes of 40 samples."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    signal = np.eye(12)[labels]
+    features = {"strong": rng.normal(size=(len(labels), 12)) + 4 * signal,
+                "weak": rng.normal(size=(len(labels), 12)) + 1 * signal,
+                "none": rng.normal(size=(len(labels), 12))}
+    return features, labels
