@@ -45,6 +45,7 @@ from .metrics import MetricInputs, get_metric
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
 from .metrics.consensus import DEFAULT_GOAL, answer_config, combine, consensus_scores, standardise
+from .sampling import check_n_boot
 
 __all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATIONS", "PBestCalibration", "recommend", "bootstrap_indices",
            "consensus_records", "recommendation_line", "sample_size_advice"]
@@ -211,8 +212,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
     """
     from .errors import MetricInputError
 
-    if n_boot < 0:
-        raise MetricInputError("recommend", f"n_boot must be >= 0, got {n_boot}.", f"use e.g. n_boot={DEFAULT_N_BOOT}.")
+    n_boot = check_n_boot(n_boot)
     config = answer_config(goal)
     if calibration == FITTED:
         calibration = P_BEST_CALIBRATIONS[goal]
@@ -303,9 +303,10 @@ def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
     if gap["sd"] > 0 and gap["mean"] >= z * gap["sd"] or low_overlap:
         return None
     first, second = table["model"][:2]
-    if not gap["mean"] > 0 or not gap["sd"] > 0:
-        return (f"{first} and {second} are indistinguishable on this sample (same consensus score); "
-                "more images will not separate them: consider both, or fine-tune both briefly.")
+    if not _more_images_help(gap):
+        settle = _ACTIONS[table.attrs.get("goal", DEFAULT_GOAL)][1]
+        return (f"{first} and {second} are indistinguishable on this sample (same score); "
+                f"more images will not separate them: consider both, or {settle} both briefly.")
     needed = n * (z * gap["sd"] / gap["mean"]) ** 2
     more = math.ceil(max(0.0, needed - n) / classes)
     return (f"{first} and {second} are statistically indistinguishable on {n} samples (P(best) "
@@ -313,8 +314,9 @@ def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
             "would likely separate them.")
 
 
-_ACTIONS = {"finetune": ("Fine-tune {}", "fine-tune {} and {} briefly"),
-            "linear-probe": ("Train a linear probe on {}", "train linear probes on {} and {}")}
+# goal -> (the pick, how to settle a close call by training)
+_ACTIONS = {"finetune": ("Fine-tune {}", "fine-tune"), "linear-probe": ("Train a linear probe on {}", "train linear probes on")}
+_GOAL_NAMES = {"finetune": "fine-tuning", "linear-probe": "linear-probe"}
 
 
 def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disagreeing: Sequence[str] = (), *,
@@ -338,13 +340,15 @@ def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disag
     """
     best = table.iloc[0]
     members = table.attrs.get("members") or []
-    goal = table.attrs.get("goal", DEFAULT_GOAL)
-    act, settle = _ACTIONS[goal]
+    goal = table.attrs.get("goal")
+    act, settle = _ACTIONS[goal or DEFAULT_GOAL]
     line = act.format(best["model"]) + f": #1 of {len(table)} by "
     if len(members) == 1:
         line += members[0]
-    else:
-        line += "the consensus" + (f" (mean of {_names(members)}, each standardised over the models)" if members else "")
+    elif members:
+        line += f"the consensus (mean of {_names(members)}, each standardised over the models)"
+    else:  # results read back from a file: the goal (schema 1.3) but not the members
+        line += f"the {_GOAL_NAMES[goal]} answer" if goal else "the consensus"
     if not math.isnan(best["p_top1"]):
         line += f", P(best) {best['p_top1']:.2f}"
     if len(table) > 1:
@@ -358,10 +362,16 @@ def recommendation_line(table: pd.DataFrame, agreeing: Sequence[str] = (), disag
         line += f" {_names(disagreeing)} put{'s' if len(disagreeing) == 1 else ''} another model first."
     if len(table) > 1 and best["p_top1"] < unsettled_below:
         second = table.iloc[1]["model"]
-        more_data = "rank_high" in table and sample_size_advice(table) is not None
+        more_data = "rank_high" in table and sample_size_advice(table) is not None and _more_images_help(
+            table.attrs.get("score_gap", {}))
         line += (" Not settled: " + ("more images per class would help (see the warning), or " if more_data else "")
-                 + settle.format(best["model"], second) + " on your data and keep the better one.")
+                 + f"{settle} {best['model']} and {second} briefly on your data and keep the better one.")
     return line
+
+
+def _more_images_help(gap: Mapping[str, float]) -> bool:
+    """Whether the top two differ at all on this sample (a gap that more images can resolve)."""
+    return gap.get("mean", math.nan) > 0 and gap.get("sd", math.nan) > 0
 
 
 def _names(metrics: Sequence[str]) -> str:
@@ -403,7 +413,8 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
     records = [{"model": r.model, "metric": "consensus", "score": r.score, "note": None, "seconds": seconds,
                 "p_top1": None if math.isnan(r.p_top1) else r.p_top1,
                 "rank_low": None if math.isnan(r.rank_low) else int(r.rank_low),
-                "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high)} for r in table.itertuples()]
+                "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high), "goal": goal}
+               for r in table.itertuples()]
     agreeing, disagreeing = _agreement(table, scored)
     summary = {"line": recommendation_line(table, agreeing, disagreeing), "members": table.attrs["members"],
                "dropped": table.attrs["dropped"], "advice": sample_size_advice(table), "n_boot": n_boot,

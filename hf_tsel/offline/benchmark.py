@@ -364,13 +364,21 @@ def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol:
     return table.join(summary).sort_values("mean_tau", ascending=False)
 
 
+def _answer_text() -> str:
+    from ..metrics.consensus import ANSWERS
+
+    return "; ".join(f"{goal}: {' + '.join(config.members)}" for goal, config in ANSWERS.items())
+
+
 def markdown_summary(result: OfflineBenchmarkResult) -> str:
     """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
     parts = []
     for protocol in sorted(result.evaluation["protocol"].unique()):
-        parts.append(f"How sure is the answer? Consensus, its members, the priors and random against the "
-                     f"**{protocol}** ground truth (weighted tau per dataset; top-1 regret in accuracy; the "
-                     "calibration of P(best) is measured by benchmarks/consensus_calibration.py):\n")
+        parts.append(f"How sure is the answer? `consensus` (the default goal's answer; per goal: {_answer_text()}), "
+                     f"every goal's answer metric, the priors and random against the **{protocol}** ground truth (weighted "
+                     "tau per dataset; top-1 regret in accuracy; each goal's answer is evaluated against its own "
+                     "ground truth in benchmarks/consensus_selection.py, the calibration of P(best) in "
+                     "benchmarks/consensus_calibration.py):\n")
         parts.append(_markdown(answer_table(result.evaluation, result.ground_truth, protocol).reset_index()))
     for protocol in sorted(result.evaluation["protocol"].unique()):
         table = weighted_tau_table(result.evaluation, protocol)

@@ -192,17 +192,18 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
 
 
 def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The target's ``consensus`` records, best first; results without them (older files) get a consensus
-    recomputed from the member metrics they hold (no P(best): that needs the features)."""
-    from ..metrics.consensus import CONSENSUS_MEMBERS, CONSENSUS_RULE, CONSENSUS_WEIGHTS, combine
+    """The target's ``consensus`` records, best first; results without them (older files) get the default goal's
+    consensus recomputed from the member metrics they hold (no P(best): that needs the features)."""
+    from ..metrics.consensus import answer_config, combine
 
     stored = rows[rows["metric"] == "consensus"]
     if not len(stored):
-        members = rows[rows["metric"].isin(CONSENSUS_MEMBERS) & rows["score"].notna()]
+        config = answer_config()
+        members = rows[rows["metric"].isin(config.members) & rows["score"].notna()]
         table = members.pivot_table(index="model", columns="metric", values="score", aggfunc="first").dropna()
         if len(table) >= 2:
-            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), CONSENSUS_RULE,
-                             CONSENSUS_WEIGHTS)
+            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), config.rule,
+                             config.weights)
             stored = members.drop_duplicates("model").set_index("model").loc[list(scores)].reset_index()
             stored = stored.assign(metric="consensus", score=stored["model"].map(scores), p_top1=float("nan"),
                                    rank_low=pd.NA, rank_high=pd.NA)
@@ -225,6 +226,9 @@ def recommendation_html(df: pd.DataFrame, target: str | None, *, families=None, 
     if not len(table):
         return "<p>No consensus for this target: rank it with `hf-tsel rank` (version 0.1 or later) and push.</p>"
     table = table.reset_index(drop=True).assign(p_top1=lambda t: t["p_top1"].astype(float))
+    goals = table["goal"].dropna().unique() if "goal" in table else []
+    if len(goals) == 1:  # the answer line's wording follows the goal the run answered
+        table.attrs["goal"] = str(goals[0])
     bars = []
     for r in table.itertuples():
         share = 0.0 if pd.isna(r.p_top1) else float(r.p_top1)

@@ -67,6 +67,7 @@ def results_folder(tmp_path):
     flowers.loc[consensus, "p_top1"] = shares[flowers.loc[consensus, "rank"].to_numpy(int) - 1] / shares.sum()
     flowers.loc[consensus, "rank_low"] = (flowers.loc[consensus, "rank"] - 1).clip(lower=1)
     flowers.loc[consensus, "rank_high"] = flowers.loc[consensus, "rank"] + 1
+    flowers.loc[consensus, "goal"] = "finetune"
     write_results(flowers, folder / "flowers.parquet", {})
     pets = make_results("run-2", MODELS[:3], dataset="org/pets", seed=5)
     document = {"schema_version": "1.0", "run": {}, "records": json.loads(pets.to_json(orient="records"))}

@@ -173,3 +173,17 @@ def test_unreachable_results_repo_is_a_note_not_a_crash(fake_hub, hub_env, tmp_p
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("0 ['Could not download the results repo org/missing")
+
+
+def test_the_answer_line_follows_the_goal_the_rows_record(results_folder):
+    from hf_tsel.publish.leaderboard import recommendation_html
+
+    table = load_leaderboard_results(results_folder).table
+    target = "org/flowers / train"
+    assert "Fine-tune " in recommendation_html(table, target) and "by the fine-tuning answer, P(best)" in \
+        recommendation_html(table, target)
+    probe = table.assign(goal=table["goal"].where(table["goal"].isna(), "linear-probe"))
+    assert "Train a linear probe on " in recommendation_html(probe, target)
+    assert "by the linear-probe answer" in recommendation_html(probe, target)
+    old = table.assign(goal=None)  # files before schema 1.3 do not say which goal the consensus answered
+    assert "by the consensus, P(best)" in recommendation_html(old, target)

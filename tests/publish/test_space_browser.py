@@ -46,7 +46,7 @@ def test_leaderboard_renders_and_filters(results_folder, tmp_path):
         _wait_for_models(page, expected)
         assert leaderboard_models(page) == expected
         answer = page.locator("#recommendation")  # the default view is the answer, with confidence bars
-        assert f"Fine-tune {expected[0]}: #1 of {len(expected)} by the consensus, P(best)" in answer.inner_text()
+        assert f"Fine-tune {expected[0]}: #1 of {len(expected)} by the fine-tuning answer, P(best)" in answer.inner_text()
         assert answer.locator(".confidence-bar").count() == len(expected)
         assert "skipped" in page.inner_text("#load-notes")  # the malformed records are reported, not fatal
 
