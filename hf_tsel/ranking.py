@@ -27,6 +27,7 @@ from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
 from .hub_zoo import zoo_or_search_metadata
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
+from .run_info import RunInfo
 from .sampling import check_n_boot
 from .scoring import (check_metadata_priors, checked_metric_params, drop_non_finite_models, drop_thin_classes,
                       resolve_metrics, score_models)
@@ -53,8 +54,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     classifier head get NaN with a ``note`` for models without one. ``persistence_ratio`` (a model
     prior) scores each model's embeddings of the source reference images its zoo entry names
     (``source_reference``, :mod:`hf_tsel.source_reference`), extracted once per model and cached.
-    Run metadata is in ``df.attrs["run"]``. Under a multi-process launch only the main process
-    scores; the others return an empty table without ``attrs["run"]``.
+    Run metadata is in ``df.attrs["run"]`` (a frozen :class:`hf_tsel.run_info.RunInfo`). Under a multi-process
+    launch only the main process scores; the others return an empty table without ``attrs["run"]``.
 
     Args:
         metrics: registry names (default :data:`DEFAULT_METRICS`), e.g. ``["logme", "ped+logme", "etran"]``.
@@ -94,14 +95,14 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
                         f"needs about {min(m['estimated_seconds'] for m in report['left_out']):.0f} s here)",
                         fix=f"pass --budget {report['budget_to_finish']} (covers all of them) or a smaller zoo.")
     if any(s.consumes == "reference_features" for s in specs):  # every process: the extraction is collective
-        attach_source_references(outcomes, from_cache=from_cache, batch_size=batch_size, num_workers=num_workers,
-                                 device=device, precision=precision, cache_dir=cache_dir, use_cache=use_cache,
-                                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                                 chunk_size=chunk_size, parallel=parallel, on_event=on_event)
+        outcomes = attach_source_references(
+            outcomes, from_cache=from_cache, batch_size=batch_size, num_workers=num_workers, device=device,
+            precision=precision, cache_dir=cache_dir, use_cache=use_cache, allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code, chunk_size=chunk_size, parallel=parallel, on_event=on_event)
     if not extraction.is_main_process:
         return pd.DataFrame(columns=list(RESULT_FIELDS))  # only the main process scores and reports
-    drop_non_finite_models(outcomes)  # before the model-set metrics and the consensus, which compare all models
-    drop_thin_classes(outcomes, extraction.data)
+    # before the model-set metrics and the consensus, which compare all models
+    outcomes = drop_thin_classes(drop_non_finite_models(outcomes), extraction.data)
     timings = dict(extraction.seconds)
     from .recommendation import consensus_records
 
@@ -113,16 +114,13 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     scored += consensus
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
-    df = _results_table(extraction.data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
-                        hardware=describe_hardware(extraction.device, extraction.num_processes))
-    run = df.attrs["run"]
-    run["cache_dir"] = None if extraction.cache_dir is None else str(extraction.cache_dir)
-    run["cache_error"] = extraction.cache_error
-    run["parallel"], run["num_processes"] = extraction.parallel, extraction.num_processes
-    run["recommendation"] = recommendation
-    run["zoo_query"] = zoo_or_search_metadata(zoo).get("query") if zoo else None
-    if funnel is not None:
-        run["funnel"] = funnel.report(budget, race=race)
+    df, run = _results_table(extraction.data, outcomes, scored, specs, seed=seed, timings=timings, zoo=zoo,
+                             hardware=describe_hardware(extraction.device, extraction.num_processes))
+    df.attrs["run"] = RunInfo(**run, cache_dir=None if extraction.cache_dir is None else str(extraction.cache_dir),
+                              cache_error=extraction.cache_error, parallel=extraction.parallel,
+                              num_processes=extraction.num_processes, recommendation=recommendation,
+                              zoo_query=zoo_or_search_metadata(zoo).get("query") if zoo else None,
+                              funnel=None if funnel is None else funnel.report(budget, race=race))
     return df
 
 
@@ -136,7 +134,8 @@ def _parsed_budget(budget: Budget | str | None) -> Budget | None:
 
 
 def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored: list[dict], specs: Sequence[Any], *,
-                   seed: int, timings: dict[str, float], zoo: Any, hardware: str) -> pd.DataFrame:
+                   seed: int, timings: dict[str, float], zoo: Any, hardware: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results records, and the run's metadata that they share (the fields of :class:`RunInfo` known here)."""
     run_id = uuid.uuid4().hex[:12]
     timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     by_name = {o.entry.name: o for o in outcomes}
@@ -157,7 +156,7 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
                                   pretraining=o.entry.pretraining, metric=s.name, score=float("nan"),
                                   num_samples=data.num_samples, note=f"failed: {o.error}") for s in specs]
     df = validate_results(add_ranks(pd.DataFrame(rows, columns=list(RESULT_FIELDS))))
-    df.attrs["run"] = {
+    run = {
         "run_id": run_id, "tool_version": __version__, "timestamp": timestamp, "dataset": data.name,
         "config": data.config, "split": data.split, "dataset_revision": data.revision,
         "dataset_fingerprint": data.fingerprint, "image_column": data.image_column, "label_column": data.label_column,
@@ -166,4 +165,4 @@ def _results_table(data: ImageDataset, outcomes: Sequence[ModelOutcome], scored:
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "models": [o.as_dict() for o in outcomes],
     }
-    return df
+    return df, run

@@ -215,7 +215,7 @@ def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None 
     if suffix not in (".csv", ".json", ".parquet"):
         raise ResultsError(f"unsupported results file {path.name!r}; use a .csv, .json or .parquet suffix")
     df = validate_results(df)
-    run = run_metadata or {}
+    run = dict(run_metadata or {})  # a RunInfo (hf_tsel.run_info) or a plain mapping
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if suffix == ".csv":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -67,38 +68,38 @@ def checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] |
     return checked
 
 
-def drop_thin_classes(outcomes: Sequence[ModelOutcome], data: Any) -> None:
-    """Leave out classes that undecodable images left with fewer than 2 samples, and say so once.
+def drop_thin_classes(outcomes: Sequence[ModelOutcome], data: Any) -> list[ModelOutcome]:
+    """``outcomes`` without the classes that undecodable images left with fewer than 2 samples; says so once.
 
     Metrics need every class present twice; scoring the classes that remain (and recording how
-    many) beats both a crash and a silent score on fewer classes than the run reports.
+    many) beats both a crash and a silent score on fewer classes than the run reports. An outcome
+    that changes is returned as a new object; a model left with fewer than 2 classes is failed.
     """
     names, expected = data.class_names, np.bincount(data.labels, minlength=len(data.class_names))
-    notes = set()
+    notes, kept = set(), []
     for o in outcomes:
-        if o.features is None:
-            continue
-        labels = data.labels[o.features.positions]
-        counts = np.bincount(labels, minlength=len(names))
-        thin = np.flatnonzero((counts < 2) & (expected > 0))
+        labels = None if o.features is None else data.labels[o.features.positions]
+        counts = None if labels is None else np.bincount(labels, minlength=len(names))
+        thin = np.array([], int) if counts is None else np.flatnonzero((counts < 2) & (expected > 0))
         if not len(thin):
+            kept.append(o)
             continue
         keep = ~np.isin(labels, thin)
-        f = o.features
-        o.features = CachedFeatures(f.features[torch.from_numpy(keep)], f.positions[keep],
-                                    None if f.source_logits is None else f.source_logits[torch.from_numpy(keep)],
-                                    f.manifest)
-        o.labels = labels[keep]
         remaining = len(np.unique(labels[keep]))
         lost = "; ".join(f"class {names[c]!r} " + ("lost all its images" if counts[c] == 0 else
                                                     f"has {counts[c]} readable image") for c in thin)
         notes.add(f"{lost} (the others could not be decoded): left out, the ranking uses the {remaining} remaining "
                   "classes")
         if remaining < 2:
-            o.features, o.labels, o.status = None, None, "failed"
-            o.error = "fewer than 2 classes have 2 or more readable images"
+            kept.append(replace(o, features=None, labels=None, status="failed",
+                                error="fewer than 2 classes have 2 or more readable images"))
+            continue
+        f, rows = o.features, torch.from_numpy(keep)
+        kept.append(replace(o, labels=labels[keep], features=CachedFeatures(
+            f.features[rows], f.positions[keep], None if f.source_logits is None else f.source_logits[rows], f.manifest)))
     for note in sorted(notes):
         warnings.warn(note, stacklevel=3)
+    return kept
 
 
 def non_finite_reason(features: torch.Tensor) -> str | None:
@@ -110,22 +111,21 @@ def non_finite_reason(features: torch.Tensor) -> str | None:
             "overflowing weights, or a graph that emits NaN)")
 
 
-def drop_non_finite_models(outcomes: Sequence[ModelOutcome]) -> list[str]:
-    """Fail the models whose features hold NaN/inf (reason in ``error``); returns their names.
+def drop_non_finite_models(outcomes: Sequence[ModelOutcome]) -> list[ModelOutcome]:
+    """``outcomes`` with the models whose features hold NaN/inf failed (a new outcome, the reason in ``error``).
 
     Model-set metrics (ETran, NCTI) and the consensus compare all models at once, so one broken
     model would otherwise turn every model's score into NaN; per-model metrics refuse such features
     anyway. Dropping the model here, with its reason, lets the others be ranked (exit code 3).
     """
-    dropped = []
+    kept = []
     for o in outcomes:
         reason = None if o.features is None else non_finite_reason(o.features.features)
-        if reason:
-            o.features, o.labels, o.status = None, None, "failed"
-            o.error = (f"{reason}; left out of every metric and the consensus. Fix: check the model's weights or "
-                       "graph; if they are sound, try --precision fp32 (a half precision can overflow)")
-            dropped.append(o.entry.name)
-    return dropped
+        kept.append(o if not reason else replace(
+            o, features=None, labels=None, status="failed",
+            error=(f"{reason}; left out of every metric and the consensus. Fix: check the model's weights or "
+                   "graph; if they are sound, try --precision fp32 (a half precision can overflow)")))
+    return kept
 
 
 def missing_metadata(spec: Any, entries: Sequence[Any]) -> dict[str, str]:

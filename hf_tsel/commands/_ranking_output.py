@@ -7,6 +7,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from ..run_info import RunInfo
 from ._args import check_output_file, non_negative_int
 from ._race import print_race
 
@@ -71,9 +72,9 @@ def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     return cells
 
 
-def _samples_used(df: pd.DataFrame, run: dict) -> str:
+def _samples_used(df: pd.DataFrame, run: RunInfo) -> str:
     """``"10 samples"``, or ``"10 of 11 samples used"`` when undecodable images (or thin classes) were left out."""
-    sampled = run.get("num_samples")
+    sampled = run.num_samples
     scored = df.loc[df["score"].notna(), "num_samples"]
     used = int(scored.max()) if len(scored) else sampled
     if sampled is None or used is None or used == sampled:
@@ -90,14 +91,15 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    run = df.attrs.get("run", {})
-    metrics = [m for m in run.get("metrics") or list(dict.fromkeys(df["metric"])) if m != "consensus"]
-    models = run.get("models") or [{"name": m} for m in dict.fromkeys(df["model"])]
+    run = RunInfo.of(df.attrs.get("run")) or RunInfo()
+    metrics = [m for m in run.metrics or list(dict.fromkeys(df["metric"])) if m != "consensus"]
+    models = run.models or [{"name": m} for m in dict.fromkeys(df["model"])]
     has_consensus = bool((df["metric"] == "consensus").any())
     shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
     shown += ["race"] * bool((df["metric"] == "race").any())  # the --confirm race's validation accuracy, #rank
-    title = (f"{run.get('dataset', '')} [{run.get('split', '')}]: {_samples_used(df, run)}, "
-             f"{run.get('num_classes', '?')} classes (score and #rank, higher is better; sorted by consensus)")
+    classes = run.num_classes if run.num_classes is not None else "?"
+    title = (f"{run.dataset} [{run.split}]: {_samples_used(df, run)}, "
+             f"{classes} classes (score and #rank, higher is better; sorted by consensus)")
     console = Console()
     console.print(escape(title), highlight=False)
     table = Table()
@@ -129,10 +131,9 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
             print(f"  {model['name']}: {model['error']}")
     for who, metric, note in _note_lines(df, {m["name"] for m in models if m.get("status") == "failed"}):
         print(f"  {who} / {metric}: {note}")
-    seconds = run.get("stage_seconds")
-    if seconds:
-        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-    print_recommendation(run.get("recommendation") or {})
+    if run.stage_seconds:
+        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in run.stage_seconds.items()))
+    print_recommendation(run.recommendation or {})
     print_race(run)
 
 
@@ -185,7 +186,7 @@ def exit_code(df: pd.DataFrame) -> int:
 
     from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 
-    models = df.attrs.get("run", {}).get("models", [])
+    models = (RunInfo.of(df.attrs.get("run")) or RunInfo()).models
     failed = [m["name"] for m in models if m["status"] == "failed"]
     scores = df["score"].astype(float)
     if not np.isfinite(scores).any():

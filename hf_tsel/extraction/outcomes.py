@@ -18,9 +18,13 @@ from ..zoo import ZooEntry
 __all__ = ["Extraction", "ExtractionEvent", "MissingFeaturesError", "ModelOutcome", "failure_reason"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelOutcome:
-    """What happened to one model: its features (with the labels of their samples), or why there are none."""
+    """What happened to one model: its features (with the labels of their samples), or why there are none.
+
+    Frozen: a later stage that changes it (fewer classes, a source reference attached) returns a new one
+    (:func:`dataclasses.replace`), so what a stage received is never changed under it.
+    """
 
     entry: ZooEntry
     status: str  # "cached" | "extracted" | "resumed" | "failed" | "left_out" (not started: a time budget)

@@ -46,13 +46,13 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
     result = extract(dataset, zoo=zoo, split=split, config=config, revision=revision, image_column=image_column,
                      label_column=label_column, samples_per_class=samples_per_class, max_samples=max_samples,
                      seed=seed, **options)
+    outcomes = list(result.values())
     if source_references:
-        attach_source_references(list(result.values()), **options)
+        outcomes = attach_source_references(outcomes, **options)
     outcome = ZooFeatures(data=result.data, entries={name: o.entry for name, o in result.items()},
                           features=result.features, failures=result.failures,
-                          references={name: o.reference for name, o in result.items() if o.reference is not None},
-                          reference_failures={name: o.reference_error for name, o in result.items()
-                                              if o.reference_error})
+                          references={o.entry.name: o.reference for o in outcomes if o.reference is not None},
+                          reference_failures={o.entry.name: o.reference_error for o in outcomes if o.reference_error})
     if not outcome.features:
         raise UserError(f"no model of zoo {zoo!r} produced features: {outcome.failures}")
     return outcome

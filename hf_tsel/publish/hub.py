@@ -153,7 +153,7 @@ def push_results(results: pd.DataFrame | str | Path, repo_id: str, *, run_metada
         raise PushError(f"cannot push {source}: {err}. Nothing was pushed.") from err
     if not len(records):
         raise PushError(f"{source} hold no records; nothing to push.")
-    run = run_metadata if run_metadata is not None else file_run
+    run = dict(run_metadata) if run_metadata is not None else file_run
     if local_path is None:  # results are always saved locally before any upload
         local_path = write_results(records, f"hf-tsel-results-{_file_safe(records['run_id'].iloc[0])}.parquet", run)
     local_path = Path(local_path)
