@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ._args import positive_int
+from ._progress import ConsoleProgress
 
 
 def add_race_options(parser: argparse.ArgumentParser) -> None:
@@ -60,41 +61,20 @@ def print_race(run: dict) -> None:
     print(outcome["line"])
 
 
-class RaceProgress:
+class RaceProgress(ConsoleProgress):
     """One stderr line per round and a progress bar over the round's training epochs (rich)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.progress: Any = None
-        self.task: Any = None
 
     def __call__(self, event: dict) -> None:
         if event["kind"] in ("epoch", "resumed"):
             if self.progress is not None:
                 self.progress.advance(self.task, event.get("epochs", 1))
             return
-        self._stop()
+        self._stop_bar()
         if event["kind"] == "round":
             models = event["models"]
             self.console.print(f"race round {event['round']}/{event['rounds']}: {len(models)} models "
                                f"({', '.join(models)}), {event['epochs']} epochs", highlight=False, markup=False)
-            self._start(f"round {event['round']}", event["epochs"])
+            if self.console.is_terminal:  # on a log file each redraw would leave a line
+                self._start_bar(f"round {event['round']}", event["epochs"])
         elif event["kind"] == "failed":
             self.console.print(f"race: {event['model']} {event['why']}", highlight=False, markup=False)
-
-    def _start(self, description: str, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        if not self.console.is_terminal:  # on a log file each redraw would leave a line
-            return
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=self.console, transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task(description, total=total)
-
-    def _stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
