@@ -36,8 +36,7 @@ import pandas as pd
 import torch
 from scipy import optimize
 
-from consensus_selection import GOAL_OF_PROTOCOL
-
+from hf_tsel.groundtruth.table import GOAL_OF_PROTOCOL, read_ground_truth
 from hf_tsel.recommendation import PBestCalibration, recommend
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,7 +69,7 @@ def collect(n_boot: int) -> pd.DataFrame:
     shares, member agreement and accuracies of its models."""
     rows = []
     for benchmark in ("offline", "zoo"):
-        ground_truth = pd.read_csv(RESULTS / f"{benchmark}_ground_truth.csv")
+        ground_truth = read_ground_truth(RESULTS / f"{benchmark}_ground_truth.csv")
         for dataset, features, labels, metadata in benchmark_tasks(benchmark):
             answers = {}  # one recommend() per goal and model set: protocols of one goal with the same models share it
             for protocol, gt in ground_truth[ground_truth["dataset"] == dataset].groupby("protocol"):

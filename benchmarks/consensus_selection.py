@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
 from hf_tsel.defaults import GOALS
+from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
+from hf_tsel.groundtruth.table import GOAL_OF_PROTOCOL, read_ground_truth
 from hf_tsel.metrics.consensus import ANSWERS, RULES, standardise
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,10 +45,6 @@ LEARNED = "learned"
 COST_BUDGET = 2.0  # the whole answer may cost at most 2x the previous one (LogME + ETran, bootstrap)
 WEIGHT_FLOOR = 1e-6  # learned weights below this count as 0 (the member is not computed)
 _EXCLUDED = ("consensus",)  # the answer itself is what is being chosen
-# Which goal each benchmark protocol's ground truth measures: the offline benchmark's finetune-last (last stage and
-# a new head) and the zoo benchmark's full fine-tune are both fine-tuning.
-GOAL_OF_PROTOCOL = {"finetune-last": "finetune", "full": "finetune", "linear-probe": "linear-probe"}
-PROTOCOLS_OF_GOAL = {goal: [p for p, g in GOAL_OF_PROTOCOL.items() if g == goal] for goal in GOALS}
 
 
 @dataclass(frozen=True)
@@ -309,7 +306,8 @@ def report(tasks: Tasks, goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fixe
            costs: dict[str, float]) -> str:
     in_code = {goal: ANSWERS[goal] for goal in finals}
     chosen = "\n".join(
-        f"* **{goal}** (ground truths {', '.join(PROTOCOLS_OF_GOAL[goal])}): {config.label}"
+        f"* **{goal}** (ground truths {', '.join(sorted({t[2] for t in tasks.names if GOAL_OF_PROTOCOL[t[2]] == goal}))}): "
+        f"{config.label}"
         + ("" if weights is None else " with weights " + ", ".join(f"{m} {w:.3f}" for m, w in zip(config.members, weights)))
         + f"; shortlist {', '.join(shortlists[goal])}. In code (`hf_tsel.metrics.consensus.ANSWERS`): "
         + ("the same." if (in_code[goal].members, in_code[goal].rule) == (config.members, "zscore" if len(config.members) == 1 else config.rule)
@@ -360,7 +358,7 @@ def report(tasks: Tasks, goal_folds: pd.DataFrame, one_folds: pd.DataFrame, fixe
 
 
 def load(results: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    return {b: (pd.read_csv(results / f"{b}_scores.csv"), pd.read_csv(results / f"{b}_ground_truth.csv"))
+    return {b: (pd.read_csv(results / f"{b}_scores.csv"), read_ground_truth(results / f"{b}_ground_truth.csv"))
             for b in BENCHMARKS}
 
 

@@ -147,9 +147,11 @@ def test_per_sample_members_are_bootstrapped_by_resampling_their_hits(three_mode
 
 def test_each_goal_has_its_answer_and_calibration(three_model_zoo):
     from hf_tsel.defaults import GOALS
+    from hf_tsel.groundtruth.table import GOAL_OF_PROTOCOL, PROTOCOLS
     from hf_tsel.recommendation import P_BEST_CALIBRATIONS
 
     assert set(ANSWERS) == set(P_BEST_CALIBRATIONS) == set(GOALS)
+    assert set(GOAL_OF_PROTOCOL) == set(PROTOCOLS) and set(GOAL_OF_PROTOCOL.values()) == set(GOALS)
     features, labels = three_model_zoo
     for goal, config in ANSWERS.items():
         table = recommend(features, labels, goal=goal, n_boot=0)

@@ -22,6 +22,10 @@ from ..errors import UserError
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
 SEED = "seed"
 PROTOCOLS: tuple[str, ...] = ("linear-probe", "full", "finetune-last", "paper")
+# What each protocol trains, as the answer's goals name it (hf_tsel.defaults.GOALS): a linear head on frozen features,
+# or fine-tuning (every layer, the last stage, or the papers' published fine-tuning).
+GOAL_OF_PROTOCOL: dict[str, str] = {"linear-probe": "linear-probe", "full": "finetune", "finetune-last": "finetune",
+                                    "paper": "finetune"}
 
 
 def ground_truth_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
