@@ -36,7 +36,7 @@ from ..groundtruth.evaluate import evaluation_table
 from ..groundtruth.features import zoo_features
 from ..groundtruth.finetune import FinetuneConfig, FinetuneResult, Grid, finetune
 from ..groundtruth.linear_probe import linear_probe
-from ..groundtruth.table import ground_truth_frame
+from ..groundtruth.table import GOAL_OF_PROTOCOL, ground_truth_frame
 from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
 from ..metrics import get_metric, list_metrics
 from ..paths import tsel_home
@@ -342,8 +342,44 @@ def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return table.sort_values("mean", ascending=False)
 
 
+ANSWER = "answer"
+
+
+def answer_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Each goal's answer (:data:`hf_tsel.metrics.consensus.ANSWERS`) per dataset and model, combined from the
+    member rows of ``scores``, as score rows of metric ``answer:<goal>`` (models without every member are left out).
+    """
+    from ..metrics.consensus import ANSWERS, combine
+
+    rows = []
+    for dataset, group in scores.groupby("dataset"):
+        table = group.pivot_table(index="model", columns="metric", values="score", aggfunc="first")
+        for goal, config in ANSWERS.items():
+            if not set(config.members) <= set(table.columns):
+                continue
+            complete = table[list(config.members)].dropna()
+            if len(complete) >= 2:
+                combined = combine({m: complete[m].to_dict() for m in config.members}, list(complete.index),
+                                   config.rule, config.weights)
+                rows += [{"dataset": dataset, "model": model, "metric": f"{ANSWER}:{goal}", "score": value}
+                         for model, value in combined.items()]
+    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "score"])
+
+
+def answer_evaluation(scores: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """Evaluation rows of metric ``answer``: against each ground-truth protocol, the answer for that protocol's goal
+    (:data:`hf_tsel.groundtruth.table.GOAL_OF_PROTOCOL`), as a user who knows what they will train gets it."""
+    answers = answer_scores(scores)
+    if answers.empty:
+        return pd.DataFrame()
+    evaluation = evaluation_table(answers, ground_truth)
+    matching = evaluation["metric"] == ANSWER + ":" + evaluation["protocol"].map(GOAL_OF_PROTOCOL)
+    return evaluation[matching].assign(metric=ANSWER)
+
+
 def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """Consensus, its members, the priors and a random pick: weighted tau per task, mean and worst, top-1 regret.
+    """The answer for the protocol's goal (``answer`` rows, :func:`answer_evaluation`), every goal's answer metrics,
+    the priors and a random pick: weighted tau per task, mean and worst, top-1 regret.
 
     Random: expected tau 0 and expected regret ``best - mean accuracy``.
     """
@@ -352,7 +388,7 @@ def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol:
 
     members = [m for config in ANSWERS.values() for m in config.members]
     rows = evaluation[(evaluation["protocol"] == protocol)
-                      & evaluation["metric"].isin(["consensus", *members, *PRIOR_METRICS])]
+                      & evaluation["metric"].isin([ANSWER, *members, *PRIOR_METRICS])]
     gt = ground_truth[ground_truth["protocol"] == protocol].groupby("dataset")["accuracy"]
     random = pd.DataFrame({"dataset": gt.max().index, "metric": "random", "weighted_kendall_tau": 0.0,
                            "top1_regret": (gt.max() - gt.mean()).to_numpy()})
@@ -373,13 +409,15 @@ def _answer_text() -> str:
 def markdown_summary(result: OfflineBenchmarkResult) -> str:
     """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
     parts = []
+    answers = pd.concat([result.evaluation, answer_evaluation(result.scores, result.ground_truth)])
     for protocol in sorted(result.evaluation["protocol"].unique()):
-        parts.append(f"How sure is the answer? `consensus` (the default goal's answer; per goal: {_answer_text()}), "
-                     f"every goal's answer metric, the priors and random against the **{protocol}** ground truth (weighted "
-                     "tau per dataset; top-1 regret in accuracy; each goal's answer is evaluated against its own "
-                     "ground truth in benchmarks/consensus_selection.py, the calibration of P(best) in "
-                     "benchmarks/consensus_calibration.py):\n")
-        parts.append(_markdown(answer_table(result.evaluation, result.ground_truth, protocol).reset_index()))
+        parts.append(f"How sure is the answer? `answer` (the answer for the goal this ground truth measures, "
+                     f"{GOAL_OF_PROTOCOL[protocol]}; per goal: {_answer_text()}), every goal's answer metric, the "
+                     f"priors and random against the **{protocol}** ground truth (weighted tau per dataset; top-1 "
+                     "regret in accuracy; the held-out choice of each goal's answer is in "
+                     "benchmarks/results/consensus_selection.md, the calibration of P(best) in "
+                     "consensus_calibration.md):\n")
+        parts.append(_markdown(answer_table(answers, result.ground_truth, protocol).reset_index()))
     for protocol in sorted(result.evaluation["protocol"].unique()):
         table = weighted_tau_table(result.evaluation, protocol)
         parts.append(f"Weighted Kendall tau against the **{protocol}** ground truth "

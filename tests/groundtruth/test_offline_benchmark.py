@@ -173,3 +173,24 @@ def test_a_partial_run_updates_its_own_rows_of_the_tables_and_keeps_the_rest(tmp
     by_protocol = merged.ground_truth.set_index(["protocol", "model"])["accuracy"]
     assert by_protocol[("linear-probe", "b")] == 0.25 and by_protocol[("finetune-last", "a")] == 0.3
     assert set(merged.evaluation["metric"]) == {"logme", "knn"} and len(merged.evaluation) == 4
+
+
+def test_the_answer_row_is_each_protocols_goal_answer():
+    from hf_tsel.groundtruth.evaluate import evaluation_table
+    from hf_tsel.metrics.consensus import ANSWERS
+    from hf_tsel.offline.benchmark import answer_evaluation
+
+    models = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(0)
+    members = sorted({m for config in ANSWERS.values() for m in config.members})
+    scores = pd.DataFrame([{"dataset": "x", "model": model, "metric": metric, "score": float(rng.normal())}
+                           for model in models for metric in members])
+    truth = pd.DataFrame([{"dataset": "x", "model": model, "protocol": protocol, "accuracy": float(rng.uniform())}
+                          for model in models for protocol in ("finetune-last", "linear-probe")])
+    answers = answer_evaluation(scores, truth).set_index("protocol")
+    assert set(answers["metric"]) == {"answer"} and set(answers.index) == {"finetune-last", "linear-probe"}
+    every = evaluation_table(scores, truth)
+    for protocol, goal in (("finetune-last", "finetune"), ("linear-probe", "linear-probe")):
+        if len(ANSWERS[goal].members) == 1:  # a one-member answer ranks exactly as its member
+            member = every[(every["protocol"] == protocol) & (every["metric"] == ANSWERS[goal].members[0])]
+            assert answers.loc[protocol, "weighted_kendall_tau"] == pytest.approx(member["weighted_kendall_tau"].item())
