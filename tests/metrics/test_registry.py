@@ -31,7 +31,7 @@ def test_list_metrics_has_metadata_of_own_metrics():
         info = spec.as_dict()
         assert info["name"] == name and info["paper"] == spec.paper
     assert specs["nleep"].stochastic and not specs["logme"].stochastic
-    assert set(specs["nleep"].parameters) == {"component_ratio", "variance_kept", "log"}
+    assert set(specs["nleep"].parameters) == {"component_ratio", "variance_kept", "log", "em"}
     assert get_metric("h_score") is get_metric("hscore")  # alias of the tllib name
 
 
@@ -60,6 +60,7 @@ def test_unknown_parameter_is_named_with_the_accepted_ones():
 @pytest.mark.parametrize("name, params, problem", [
     ("logme", {"max_iter": 0}, "max_iter"), ("logme", {"gram_precision": "half"}, "gram_precision"),
     ("transrate", {"eps": 0.0}, "eps"), ("nleep", {"component_ratio": 0}, "component_ratio"),
+    ("nleep", {"em": "full"}, "em must be"),
 ])
 def test_bad_parameter_values_raise(name, params, problem):
     features, labels, _ = _data()
