@@ -91,6 +91,7 @@ class RaceOutcome:
     stopped: str | None = None  # why the race ended before its last round
     message: str | None = None  # why nothing was raced
     validation_images: int = 0
+    classes: int = 0
 
     @property
     def epochs_run(self) -> int:
@@ -205,7 +206,8 @@ def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_K, epochs: floa
     settings = _settings(rounds[-1].epochs, learning_rate, batch_size)
     root = Path(work_dir or tsel_home() / "race") / _signature(
         data.sample_key, validation_fraction, seed, settings.to_dict(), [entries[m].hub_id for m in racers])
-    outcome = RaceOutcome(candidates, rounds, skipped=skipped, validation_images=len(val_rows))
+    outcome = RaceOutcome(candidates, rounds, skipped=skipped, validation_images=len(val_rows),
+                          classes=len(np.unique(data.labels)))
     run = _Runner(data, fit_rows, val_rows, trainables, settings, root, device=device, precision=precision,
                   num_workers=num_workers, seed=seed, on_progress=on_progress or (lambda event: None))
     _run_rounds(outcome, racers, run, seconds)
@@ -342,15 +344,19 @@ def race_line(outcome: RaceOutcome, metric_pick: str | None) -> str:
 
 
 def _too_close(outcome: RaceOutcome, index: int) -> str:
-    """A warning when the last round's top two are within one binomial standard error of the validation accuracy."""
+    """A warning when the winner is within one binomial standard error of chance, or of the runner-up."""
     last = sorted(outcome.validation[index].values(), reverse=True)
     if len(last) < 2 or not outcome.validation_images:
         return ""
     error = math.sqrt(max(last[0] * (1 - last[0]), 1e-12) / outcome.validation_images)
+    where = f"({error:.3f} on {outcome.validation_images} validation images)"
+    if outcome.classes and last[0] - 1 / outcome.classes <= error:
+        return (f" The winner is within one standard error {where} of chance (1/{outcome.classes}): the race is not "
+                "informative yet; more epochs (--budget) or more images would make it so.")
     if last[0] - last[1] > error:
         return ""
-    return (f" The last round's top two are within one standard error ({error:.3f} on {outcome.validation_images} "
-            "validation images): too close to call; more epochs (--budget) or more images would separate them.")
+    return (f" The last round's top two are within one standard error {where}: too close to call; more epochs "
+            "(--budget) or more images would separate them.")
 
 
 def _records(ranked: pd.DataFrame, outcome: RaceOutcome, data: Any) -> pd.DataFrame:

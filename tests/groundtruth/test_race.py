@@ -177,6 +177,8 @@ def test_the_answer_line_names_the_winner_and_says_when_it_is_too_close_to_call(
     assert "too close to call" not in line  # 0.15 apart, standard error 0.022
     outcome.validation[-1]["b"] = 0.94
     assert "too close to call" in race_line(outcome, "c") and "the same as the metrics' pick" in race_line(outcome, "c")
+    outcome.classes, outcome.validation_images, outcome.validation[-1] = 10, 20, {"b": 0.1, "c": 0.15}
+    assert "within one standard error (0.080 on 20 validation images) of chance (1/10)" in race_line(outcome, "c")
 
 
 def test_race_rows_round_trip_through_a_results_file_and_show_in_the_space(ranked, colour_dataset, tmp_path):
