@@ -26,6 +26,7 @@ from .extraction import ExtractionEvent, ModelOutcome, attach_source_references,
 from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
 from .hub_zoo import zoo_or_search_metadata
+from .recommendation import consensus_records
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
 from .run_info import RunInfo
 from .sampling import check_n_boot
@@ -104,8 +105,6 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     # before the model-set metrics and the consensus, which compare all models
     outcomes = drop_thin_classes(drop_non_finite_models(outcomes), extraction.data)
     timings = dict(extraction.seconds)
-    from .recommendation import consensus_records
-
     tick = time.perf_counter()
     scored = score_models([s for s in specs if s.name != "consensus"], outcomes, extraction.data.labels, seed=seed,
                           device=extraction.device, metric_params=metric_params)

@@ -22,6 +22,8 @@ from .defaults import DEFAULT_METRICS
 from .errors import UserError
 from .extraction import ModelOutcome
 from .features import CachedFeatures
+from .metrics import MetricInputError, check_parameters, get_metric, score, score_zoo
+from .metrics.priors import prior_value
 
 __all__ = ["check_metadata_priors", "checked_metric_params", "drop_non_finite_models", "drop_thin_classes",
            "missing_metadata", "non_finite_reason", "resolve_metrics", "score_models"]
@@ -31,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
     """Registry specs of the requested metric names (default: :data:`DEFAULT_METRICS`); unknown names raise."""
-    from .metrics import MetricInputError, get_metric
-
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
         if not names:
@@ -54,8 +54,6 @@ def resolve_metrics(names: Iterable[str] | str | None) -> list[Any]:
 
 def checked_metric_params(specs: Sequence[Any], metric_params: dict[str, dict] | None) -> dict[str, dict]:
     """``metric_params`` keyed by registry name, checked before any work (a bad one must not become a NaN score)."""
-    from .metrics import MetricInputError, check_parameters, get_metric
-
     by_name = {spec.name: spec for spec in specs}
     checked = {}
     for name, params in (metric_params or {}).items():
@@ -132,9 +130,6 @@ def missing_metadata(spec: Any, entries: Sequence[Any]) -> dict[str, str]:
     """Entry name -> why a zoo-metadata prior (``prior:params``, ``prior:imagenet_top1``) cannot score it: its
     entry does not record the fact. Such a model is "not applicable", like a headless model for LEEP; it must
     not fail the prior for every other model."""
-    from .metrics import MetricInputError
-    from .metrics.priors import prior_value
-
     fact = spec.name.partition(":")[2]
     if not spec.name.startswith("prior:") or fact == "feature_dim":  # the feature width needs no metadata
         return {}
@@ -161,8 +156,6 @@ def check_metadata_priors(specs: Sequence[Any], entries: Sequence[Any]) -> None:
 
 def _metric_failure(metric: str, model: str, exc: Exception) -> str:
     """The note of a failed score; unexpected errors also warn (traceback with -v)."""
-    from .metrics import MetricInputError
-
     if not isinstance(exc, MetricInputError):
         logger.debug("metric %s failed on %s", metric, model, exc_info=exc)
         warnings.warn(f"metric {metric} failed on {model}: {type(exc).__name__}: {exc}", stacklevel=3)
@@ -197,8 +190,6 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
     Metrics that consume ``reference_features`` (the persistence ratio) read each outcome's
     ``reference`` (:func:`_model_inputs`), not the target features.
     """
-    from .metrics import score, score_zoo
-
     metric_params = metric_params or {}
     ready = [o for o in outcomes if o.features is not None]
     records = []

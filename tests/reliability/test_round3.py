@@ -440,14 +440,14 @@ def test_progress_on_a_pipe_leaves_no_blank_lines(nan_model, cli, tmp_path):
 
 
 def test_a_model_set_failure_is_not_pinned_on_one_model(nan_model, cli, tmp_path, monkeypatch):
-    import hf_tsel.metrics
+    import hf_tsel.scoring
     from hf_tsel.errors import MetricInputError
     from tests.pipeline.data_fixtures import write_zoo
 
     def fails(name, *args, **kwargs):
         raise MetricInputError(name, "the set cannot be scored.", "try another metric.")
 
-    monkeypatch.setattr(hf_tsel.metrics, "score_zoo", fails)
+    monkeypatch.setattr(hf_tsel.scoring, "score_zoo", fails)  # the model-set metrics' entry point, as scoring uses it
     dataset, _ = nan_model
     zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
     code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme,etran", "--n-boot", "0",
