@@ -98,6 +98,8 @@ def simulate(scores: pd.DataFrame, truth: pd.DataFrame, curves: pd.DataFrame, *,
         ranked = scores[(scores["dataset"] == task) & (scores["metric"] == metric)].dropna(subset=["score"])
         ranking = [m for m in ranked.sort_values("score", ascending=False, kind="stable")["model"]
                    if m in by_model and m in accuracy.index]
+        if len(ranking) < len(accuracy):
+            continue  # a seed still being trained: only complete (task, seed) pairs count
         full = full_cost_lrs * len(next(iter(by_model.values()))) * cost[ranking].sum()
 
         def row(method: str, k: int, first: int, pick: str, trained: dict[str, int]) -> dict:
