@@ -229,7 +229,9 @@ def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        plain = df.copy(deep=False)
+        plain.attrs = {**df.attrs, **({"run": dict(df.attrs["run"])} if "run" in df.attrs else {})}  # JSON-ready
+        table = pa.Table.from_pandas(plain, preserve_index=False)
         metadata = {**(table.schema.metadata or {}), b"hf_tsel.run": json.dumps(run, default=str).encode()}
         pq.write_table(table.replace_schema_metadata(metadata), tmp)
     tmp.replace(path)
