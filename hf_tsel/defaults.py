@@ -18,3 +18,5 @@ DEFAULT_N_BOOT = 200
 MAX_SEED = 2**32 - 1
 # Precisions of the forward pass (--precision): auto = bf16 (fp16 where unsupported) on CUDA, fp32 on the CPU.
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+# Sort keys of a Hub model search (hf-tsel zoo search --sort, hub:...&sort=), as huggingface_hub names them; descending.
+HUB_SORTS: tuple[str, ...] = ("downloads", "likes", "last_modified", "created_at", "trending_score")

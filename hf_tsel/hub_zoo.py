@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from .defaults import HUB_SORTS
 from .errors import UserError, ZooError
 from .hub_facts import SUPPORTED_LIBRARIES, entry_or_reason, license_of
 from .zoo import ZooEntry, load_zoo, zoo_metadata
@@ -40,7 +41,7 @@ __all__ = ["HUB_PREFIX", "HubQuery", "HubSearch", "SORTS", "load_zoo_or_search",
            "write_zoo", "zoo_or_search_metadata"]
 
 HUB_PREFIX = "hub:"
-SORTS = ("downloads", "likes", "last_modified", "created_at", "trending_score")
+SORTS = HUB_SORTS
 _EXPAND = ["sha", "library_name", "pipeline_tag", "tags", "gated", "downloads", "likes", "safetensors", "cardData",
            "config", "siblings", "createdAt", "lastModified", "trendingScore"]
 _COUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmbg]?)$", re.IGNORECASE)

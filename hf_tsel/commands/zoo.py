@@ -20,7 +20,7 @@ def count_type(text: str) -> int:
 
 
 def _add_search(actions: argparse._SubParsersAction) -> None:
-    from ..hub_zoo import SORTS
+    from ..defaults import HUB_SORTS  # not hub_zoo: `hf-tsel --help` must not load torch
 
     search = actions.add_parser(
         "search", help="build a zoo from a Hub search (pinned entries; skipped repos with reasons)",
@@ -36,7 +36,7 @@ def _add_search(actions: argparse._SubParsersAction) -> None:
     search.add_argument("--license", help="comma list of accepted licences (default: any)")
     search.add_argument("--max-params", type=count_type, metavar="N", help="at most N parameters (30M, 1.5B)")
     search.add_argument("--min-downloads", type=count_type, metavar="N", help="at least N downloads (last 30 days)")
-    search.add_argument("--sort", choices=SORTS, default="downloads", help="Hub sort key, descending (default downloads)")
+    search.add_argument("--sort", choices=HUB_SORTS, default="downloads", help="Hub sort key, descending (default downloads)")
     search.add_argument("--limit", type=positive_int, default=50, metavar="K", help="models in the zoo (default 50)")
     search.add_argument("--output", "-o", metavar="ZOO.yaml", help="write the zoo here (default: only print it)")
     search.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
