@@ -34,6 +34,9 @@ __all__ = ["mst_edge_lengths", "prim_edge_lengths", "ratio_of_deaths", "persiste
 PAPER = "Gutierrez & Lobel, Model Transferability Informed by Embedding's Topology, NeurReps workshop 2025"
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes for the cached float32 distance matrix (N = 10000 needs 400 MB)
+# mst="approximate": lists of the 16 nearest neighbours in the 128 leading principal components
+# (error measured in docs/methods.md)
+APPROXIMATE_DIMS, APPROXIMATE_NEIGHBOURS = 128, 16
 
 
 def _distance_block(points: torch.Tensor, norms: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
@@ -44,16 +47,21 @@ def _distance_block(points: torch.Tensor, norms: torch.Tensor, rows: slice, cols
 
 def mst_edge_lengths(points: torch.Tensor, *, method: str = "boruvka", memory_budget: int = DEFAULT_MEMORY_BUDGET
                      ) -> torch.Tensor:
-    """Edge lengths ``[N - 1]`` of a Euclidean minimum spanning tree, both methods exact.
+    """Edge lengths ``[N - 1]`` of a Euclidean minimum spanning tree.
 
-    ``"boruvka"`` (default): one float32 k-NN pass and a certified Borůvka (:mod:`._mst`), O(N·k)
-    memory; ``"prim"``: :func:`prim_edge_lengths`, the dense reference (kept as the test oracle).
+    ``"boruvka"`` (default, exact): one float32 k-NN pass and a certified Borůvka (:mod:`._mst`),
+    O(N·k) memory; ``"prim"`` (exact): :func:`prim_edge_lengths`, the dense reference (kept as the
+    test oracle); ``"approximate"`` (opt-in): neighbour lists from the ``APPROXIMATE_DIMS`` leading
+    principal components, a spanning tree at least as long as the MST (``mst_edges(screen_dims=…)``).
     """
     if method == "boruvka":
         return mst_edges(points)[2]
+    if method == "approximate":
+        return mst_edges(points, neighbours=APPROXIMATE_NEIGHBOURS, screen_dims=APPROXIMATE_DIMS)[2]
     if method == "prim":
         return prim_edge_lengths(points, memory_budget=memory_budget)
-    raise MetricInputError("persistence_ratio", f"unknown MST method {method!r}.", "use 'boruvka' or 'prim'.")
+    raise MetricInputError("persistence_ratio", f"unknown MST method {method!r}.",
+                           "use 'boruvka' (exact, default), 'approximate' or 'prim'.")
 
 
 def prim_edge_lengths(points: torch.Tensor, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -125,10 +133,12 @@ def persistence_ratio_target(inputs: MetricInputs, *, mst: str = "boruvka",
     """Persistence ratio of the target embeddings, k = number of target classes (the poster's PR_target).
 
     The poster reports this variant as unreliable (mean tau 0.32, negative on DTD); the headline
-    score is :func:`persistence_ratio`. ``mst``: ``"boruvka"`` (default; one k-NN pass, O(N·k)
-    memory) or ``"prim"`` (the dense reference; ``memory_budget``: bytes allowed for its cached
-    float32 distance matrix, default 1 GiB, enough for N = 16384; larger inputs compute distance
-    rows on the fly, much slower). Both are exact (:func:`mst_edge_lengths`).
+    score is :func:`persistence_ratio`. ``mst``: ``"boruvka"`` (default, exact; one k-NN pass,
+    O(N·k) memory), ``"prim"`` (exact, the dense reference; ``memory_budget``: bytes allowed for
+    its cached float32 distance matrix, default 1 GiB, enough for N = 16384; larger inputs compute
+    distance rows on the fly, much slower) or ``"approximate"`` (opt-in, several times faster for
+    D > 128: neighbour lists from 128 principal components; measured error in docs/methods.md), as
+    for every persistence-ratio variant (:func:`mst_edge_lengths`).
 
     Example:
         >>> import numpy as np
