@@ -20,7 +20,7 @@ import pandas as pd
 from ._version import __version__
 from .budget import Budget
 from .data import ImageDataset
-from .defaults import DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO
+from .defaults import DEFAULT_GOAL, DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO, GOALS
 from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
 from .funnel_extract import budgeted_extract
@@ -45,7 +45,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
          allow_pickle: bool = False, trust_remote_code: bool = False, loader: str | None = None,
          chunk_size: int = 512, parallel: str = "auto", metric_params: dict[str, dict] | None = None,
          on_event: Callable[[ExtractionEvent], None] | None = None, missing_fix: str | None = None,
-         n_boot: int = DEFAULT_N_BOOT, budget: Budget | str | None = None, race: bool = False) -> pd.DataFrame:
+         n_boot: int = DEFAULT_N_BOOT, goal: str = DEFAULT_GOAL, budget: Budget | str | None = None,
+         race: bool = False) -> pd.DataFrame:
     """Rank backbones by transferability to ``dataset``; returns long-format results (``hf_tsel.results``).
 
     Metric names and parameters, the zoo and the cache folder are checked before any data is
@@ -64,6 +65,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         n_boot: bootstrap resamples behind the consensus's ``p_top1``/rank interval (0: none). Every run
             adds ``consensus`` rows (:func:`hf_tsel.recommendation.consensus_records`) and
             ``df.attrs["run"]["recommendation"]`` (the recommendation line and warnings).
+        goal: what you will train on the chosen backbone, ``"finetune"`` (default) or ``"linear-probe"``;
+            it picks the answer's consensus and calibration (:data:`hf_tsel.metrics.consensus.ANSWERS`).
         from_cache: score only cached features (load no model); raises
             :class:`hf_tsel.extraction.MissingFeaturesError` naming the models without any.
         budget: a time budget (``"30m"`` or a :class:`hf_tsel.budget.Budget`) for the whole run: the candidates
@@ -75,8 +78,11 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     """
     started = time.perf_counter()
     check_n_boot(n_boot)
+    if goal not in GOALS:
+        raise UserError(f"unknown goal {goal!r}", fix=f"use one of {', '.join(GOALS)}: what you will train on the chosen backbone.")
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
+    check_metadata_priors(specs, resolve_models(zoo, models, loader=loader))
     budget = _parsed_budget(budget)
     options = dict(split=split, config=config, revision=revision, image_column=image_column, label_column=label_column,
                    samples_per_class=samples_per_class, max_samples=max_samples, seed=seed, batch_size=batch_size,
@@ -108,7 +114,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     tick = time.perf_counter()
     scored = score_models([s for s in specs if s.name != "consensus"], outcomes, extraction.data.labels, seed=seed,
                           device=extraction.device, metric_params=metric_params)
-    consensus, recommendation = consensus_records(outcomes, extraction.data.labels, scored, seed=seed,
+    consensus, recommendation = consensus_records(outcomes, extraction.data.labels, scored, goal=goal, seed=seed,
                                                   device=extraction.device, n_boot=n_boot)
     scored += consensus
     timings["metrics"] = time.perf_counter() - tick

@@ -27,10 +27,11 @@ __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_rec
            "rank_interval_text", "validate_results", "write_results", "read_results", "RESULT_SCHEMA", "ResultField",
            "schema_markdown"]
 
-RESULTS_SCHEMA_VERSION = "1.2"
+RESULTS_SCHEMA_VERSION = "1.3"
 # 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
 # 1.2 added race_round, race_epochs (rows of the fine-tuning race, metric "race"); older files load with them empty.
-_READABLE_VERSIONS = {"1.0", "1.1", RESULTS_SCHEMA_VERSION}
+# 1.3 added goal (what the consensus rows answer: finetune or linear-probe); older files load with it empty.
+_READABLE_VERSIONS = {"1.0", "1.1", "1.2", RESULTS_SCHEMA_VERSION}
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ RESULT_SCHEMA: tuple[ResultField, ...] = (
                 "of the run's models after training (hf_tsel.recommendation)"),
     ResultField("rank_low", "int", True, "consensus rows: lower end of the 90 % bootstrap interval of the rank"),
     ResultField("rank_high", "int", True, "consensus rows: upper end of the 90 % bootstrap interval of the rank"),
+    ResultField("goal", "str", True, 'consensus rows: what the answer was chosen for, "finetune" or "linear-probe" '
+                "(--goal; the answer's metric and P(best) calibration depend on it)"),
     ResultField("race_round", "int", True, 'race rows (metric "race", score = validation accuracy): the last round '
                 "the model ran in (1 = first; the winner ran in the last)"),
     ResultField("race_epochs", "int", True, "race rows: epochs the model was fine-tuned for in the race"),

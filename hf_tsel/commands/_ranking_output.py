@@ -17,13 +17,18 @@ if TYPE_CHECKING:
 
 def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: str) -> None:
     """Metric, extraction, cache and output options common to ``rank`` and ``demo``."""
+    from ..defaults import DEFAULT_GOAL, DEFAULT_N_BOOT, GOALS
     from ._options import add_extraction_options
 
     parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
     parser.add_argument("--show-metrics", action="store_true",
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
-    parser.add_argument("--n-boot", type=non_negative_int, default=200, metavar="B",
-                        help="bootstrap resamples behind P(best) and the rank interval (default 200; 0: none)")
+    parser.add_argument("--n-boot", type=non_negative_int, default=DEFAULT_N_BOOT, metavar="B",
+                        help=f"bootstrap resamples behind P(best) and the rank interval (default {DEFAULT_N_BOOT}; "
+                             "0: none)")
+    parser.add_argument("--goal", choices=GOALS, default=DEFAULT_GOAL,
+                        help=f"what you will train on the chosen backbone; it picks the answer's metric and its "
+                             f"P(best) calibration (default {DEFAULT_GOAL})")
     add_extraction_options(parser, seed_help="seed of the sampling and of stochastic metrics (default 0)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     parser.add_argument("--output", "-o", action="append", default=[],
@@ -157,7 +162,8 @@ def print_recommendation(recommendation: dict) -> None:
         return
     members = ", ".join(recommendation["members"])
     dropped = "; ".join(f"{m} dropped: {why}" for m, why in recommendation.get("dropped", {}).items())
-    print(f"  consensus of {members} (by {recommendation['rule']}, {recommendation['n_boot']} bootstrap resamples)"
+    print(f"  answer for goal {recommendation['goal']}: consensus of {members} "
+          f"(by {recommendation['rule']}, {recommendation['n_boot']} bootstrap resamples)"
           + (f"; {dropped}" if dropped else ""))
     print(recommendation["line"])
     if recommendation.get("advice"):

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     df = rank(dataset, zoo=args.zoo, metrics=metrics, split=split if args.dataset != "digits" else "train",
               seed=args.seed, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
               precision=args.precision, cache_dir=args.cache_dir, use_cache=not args.no_cache, parallel=args.parallel,
-              on_event=None if args.quiet else ConsoleProgress(), n_boot=args.n_boot)
+              on_event=None if args.quiet else ConsoleProgress(), n_boot=args.n_boot,
+              goal=args.goal)
     if "run" not in df.attrs:
         return 0
     df = run_race(args, df, dataset, started, split=df.attrs["run"]["split"])

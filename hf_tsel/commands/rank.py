@@ -11,6 +11,7 @@ from ._ranking_output import add_run_options, check_outputs, exit_code, plain_wa
 from ._race import add_race_options, check_race_request, run_race
 from .push import repo_id_type
 
+
 _SAMPLE_OPTIONS = ("split", "config", "revision", "image_column", "label_column", "samples_per_class", "max_samples")
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
-                  n_boot=args.n_boot, budget=args.budget, race=args.confirm is not None,
+                  n_boot=args.n_boot, goal=args.goal, budget=args.budget, race=args.confirm is not None,
                   **extraction_arguments(args))
     except MissingFeaturesError as exc:
         raise MissingFeaturesError(exc.missing, exc.cache_root,

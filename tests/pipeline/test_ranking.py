@@ -113,3 +113,22 @@ def test_results_validation_names_the_problem():
         validate_results(pd.DataFrame([{**good, "colour": "red"}]))
     with pytest.raises(ResultsError, match="'num_samples' must hold int"):
         validate_results(pd.DataFrame([{**good, "num_samples": "many"}]))
+
+
+def test_goal_picks_the_answer_and_reaches_the_rows_and_the_space(tmp_path, noisy_zoo):
+    from hf_tsel.metrics.consensus import ANSWERS
+    from hf_tsel.publish.leaderboard import recommendation_html, target_label
+
+    zoo, _ = noisy_zoo
+    df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path,
+                      goal="linear-probe", n_boot=5)
+    answer = df[df.metric == "consensus"]
+    assert set(answer["goal"]) == {"linear-probe"} and answer["p_top1"].notna().all()
+    recommendation = df.attrs["run"]["recommendation"]
+    assert recommendation["goal"] == "linear-probe" and recommendation["members"] == list(ANSWERS["linear-probe"].members)
+    assert recommendation["line"].startswith("Train a linear probe on alpha")
+    target = target_label(*df[["dataset", "config", "split"]].iloc[0])
+    assert "Train a linear probe on alpha" in recommendation_html(df, target)
+    assert df[df.metric != "consensus"]["goal"].isna().all()
+    with pytest.raises(UserError, match="unknown goal 'probe'.*finetune, linear-probe"):
+        hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path, goal="probe")
