@@ -32,13 +32,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .defaults import DEFAULT_RACE_K
 from .errors import UserError
 
 __all__ = ["Round", "RaceOutcome", "halving_schedule", "race_cost", "first_epochs_for", "race", "race_candidates",
            "race_line", "check_training_split", "by_validation"]
 
 RACE_METRIC = "race"
-DEFAULT_K = 3
 STATE_FILE = "race.json"
 
 
@@ -152,7 +152,7 @@ class _State:
         staging.replace(self.path)
 
 
-def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_K, epochs: float | None = None,
+def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_RACE_K, epochs: float | None = None,
          seconds: float | None = None, zoo: str | Path | None = None, models: Sequence[str] | None = None,
          validation_fraction: float = 0.2, learning_rate: float = 0.01, batch_size: int = 16, seed: int = 0,
          device: str | None = None, precision: str = "auto", num_workers: int = 0, allow_pickle: bool = False,
@@ -162,7 +162,7 @@ def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_K, epochs: floa
 
     Args:
         dataset: the ranked dataset: an :class:`hf_tsel.data.ImageDataset` sample, or any source of
-            :func:`hf_tsel.load_image_dataset` sampled with ``data_options`` (split, samples_per_class, ...)
+            :func:`hf_tsel.data.load_image_dataset` sampled with ``data_options`` (split, samples_per_class, ...)
             exactly as it was ranked. A split named ``test`` is refused.
         ranked: results of :func:`hf_tsel.rank` (the consensus rows order the candidates).
         epochs: training epochs of the whole race (sets the first round's length); default 1 per model in
@@ -263,7 +263,7 @@ class _Runner:
         images = PreprocessedImages(self.data, trainable.preprocessor)
         check_run_dir(self.point_dir(model).parent, self.settings)
         point = train_grid_point(
-            trainable.build, trainable.feature_dim, int(np.max(self.data.labels)) + 1,
+            trainable.build, trainable.feature_dim, len(self.data.class_names),
             torch.utils.data.Subset(images, self.fit_rows), torch.utils.data.Subset(images, self.val_rows),
             self.settings, self.settings.grid.learning_rates[0], 0.0, self.seed, self.point_dir(model),
             accelerator=self.accelerator, num_workers=self.num_workers, stop_after=until,

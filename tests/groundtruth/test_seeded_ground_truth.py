@@ -84,3 +84,9 @@ def test_a_recorded_curve_changes_nothing_but_the_record(tmp_path):
     assert plain["validation_history"][:2] == [None, None] and None not in curve["validation_history"]
     assert curve["validation_history"][-1] == plain["validation_history"][-1]
     assert curve["accuracy"] == plain["accuracy"] and curve["history"] == plain["history"]
+
+
+def test_a_seed_still_running_is_left_out_of_the_ceiling():
+    truth = pd.DataFrame(_seeded({0: [0.1, 0.2, 0.3], 1: [0.1, 0.3, 0.2]}) + _seeded({2: [0.9]}))
+    ceiling = noise_ceiling(truth).set_index("dataset")
+    assert ceiling.loc["t", "seeds"] == 2 and ceiling.loc["t", "models"] == 3

@@ -47,7 +47,9 @@ def noise_ceiling(ground_truth: pd.DataFrame, protocol: str = "full") -> pd.Data
     rows = rows[rows["protocol"] == protocol]
     out = []
     for task, group in rows.groupby("dataset"):
-        table = group.pivot_table(index="model", columns="seed", values="accuracy", aggfunc="first").dropna()
+        counts = group.groupby("seed")["model"].nunique()
+        complete = group[group["seed"].isin(counts[counts == counts.max()].index)]  # a seed still running is left out
+        table = complete.pivot_table(index="model", columns="seed", values="accuracy", aggfunc="first").dropna()
         seeds = list(table.columns)
         if len(seeds) < 2:
             continue
