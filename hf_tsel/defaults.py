@@ -20,3 +20,5 @@ MAX_SEED = 2**32 - 1
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 # Sort keys of a Hub model search (hf-tsel zoo search --sort, hub:...&sort=), as huggingface_hub names them; descending.
 HUB_SORTS: tuple[str, ...] = ("downloads", "likes", "last_modified", "created_at", "trending_score")
+# Models a --confirm race fine-tunes when K is not given (hf_tsel.racing).
+DEFAULT_RACE_K = 3

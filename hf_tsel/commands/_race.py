@@ -11,22 +11,30 @@ from ._progress import ConsoleProgress
 
 def add_race_options(parser: argparse.ArgumentParser) -> None:
     """``--confirm [K]`` and ``--budget``."""
-    from ..racing import DEFAULT_K
+    from ..defaults import DEFAULT_RACE_K
     from ._options import add_budget_option
 
-    parser.add_argument("--confirm", type=positive_int, nargs="?", const=DEFAULT_K, metavar="K",
+    parser.add_argument("--confirm", type=positive_int, nargs="?", const=DEFAULT_RACE_K, metavar="K",
                         help=f"after ranking, fine-tune the top K models on the ranked split (a stratified 20 %% of "
                              f"it held out for validation) by successive halving and name the winner (K default "
-                             f"{DEFAULT_K}; default: no race)")
+                             f"{DEFAULT_RACE_K}; default: no race)")
     add_budget_option(parser)
 
 
 def check_race_request(args: argparse.Namespace, split: str) -> None:
-    """Before any work: ``--confirm`` on a test split is refused (the race trains on the ranked split)."""
+    """Before any work: ``--confirm`` on a test split is refused (the race trains on the ranked split), and so is
+    ``--confirm`` with ``--goal linear-probe`` (the race fine-tunes)."""
+    from ..errors import UserError
     from ..racing import check_training_split
 
-    if args.confirm is not None:
-        check_training_split(split)
+    if args.confirm is None:
+        return
+    if getattr(args, "goal", None) == "linear-probe":
+        raise UserError("--confirm races the top models by fine-tuning them, but --goal linear-probe asks which "
+                        "frozen features suit a linear head",
+                        fix="drop --confirm (the linear-probe answer, linear_probe_cv, already trains and "
+                            "cross-validates a linear probe on your images), or use --goal finetune.")
+    check_training_split(split)
 
 
 def run_race(args: argparse.Namespace, ranked: Any, dataset: Any, started: float, **data_options: Any) -> Any:

@@ -200,3 +200,11 @@ def test_race_rows_round_trip_through_a_results_file_and_show_in_the_space(ranke
     assert view["race_round"].tolist() == sorted(view["race_round"], reverse=True)
     mean_rank = leaderboard_view(table, target, MEAN_RANK)
     assert set(mean_rank["metrics"]) == {2}  # logme and consensus: the race is not averaged in
+
+
+def test_a_race_for_a_linear_probe_is_refused_before_any_work(fake_torch_models, colour_dataset, capsys):
+    zoo, loads = fake_torch_models
+    code = main(["rank", str(colour_dataset), "--zoo", str(zoo), "--metrics", "logme", "--goal", "linear-probe",
+                 "--confirm", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--goal linear-probe" in err and "drop --confirm" in err and loads == []
