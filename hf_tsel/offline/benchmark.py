@@ -294,7 +294,7 @@ def run_offline_benchmark(config: OfflineBenchmarkConfig | None = None, *,
             ground_truth += _finetune_dataset(name, train, test, config, log)
     scores_df = pd.DataFrame(scores)
     gt_df = ground_truth_frame(ground_truth)
-    evaluation = evaluation_table(scores_df, gt_df)
+    evaluation = evaluation_with_answer(scores_df, gt_df)
     return OfflineBenchmarkResult(scores_df, gt_df, evaluation, failures, time.perf_counter() - started)
 
 
@@ -331,7 +331,7 @@ def merged_with_tables(result: OfflineBenchmarkResult, out_dir: str | Path) -> O
         fresh = pd.MultiIndex.from_frame(truth[["dataset", "protocol"]])
         truth = pd.concat([kept[~pd.MultiIndex.from_frame(kept[["dataset", "protocol"]]).isin(fresh)], truth],
                           ignore_index=True)
-    return replace(result, scores=scores, ground_truth=truth, evaluation=evaluation_table(scores, truth))
+    return replace(result, scores=scores, ground_truth=truth, evaluation=evaluation_with_answer(scores, truth))
 
 
 def weighted_tau_table(evaluation: pd.DataFrame, protocol: str) -> pd.DataFrame:
@@ -364,6 +364,13 @@ def answer_scores(scores: pd.DataFrame) -> pd.DataFrame:
                 rows += [{"dataset": dataset, "model": model, "metric": f"{ANSWER}:{goal}", "score": value}
                          for model, value in combined.items()]
     return pd.DataFrame(rows, columns=["dataset", "model", "metric", "score"])
+
+
+def evaluation_with_answer(scores: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~hf_tsel.groundtruth.evaluate.evaluation_table` of every metric plus the ``answer`` rows
+    (:func:`answer_evaluation`)."""
+    return pd.concat([evaluation_table(scores, ground_truth), answer_evaluation(scores, ground_truth)],
+                     ignore_index=True)
 
 
 def answer_evaluation(scores: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
@@ -409,7 +416,6 @@ def _answer_text() -> str:
 def markdown_summary(result: OfflineBenchmarkResult) -> str:
     """Weighted-tau tables (one per GT protocol) and the ground-truth accuracies, as Markdown."""
     parts = []
-    answers = pd.concat([result.evaluation, answer_evaluation(result.scores, result.ground_truth)])
     for protocol in sorted(result.evaluation["protocol"].unique()):
         parts.append(f"How sure is the answer? `answer` (the answer for the goal this ground truth measures, "
                      f"{GOAL_OF_PROTOCOL[protocol]}; per goal: {_answer_text()}), every goal's answer metric, the "
@@ -417,7 +423,7 @@ def markdown_summary(result: OfflineBenchmarkResult) -> str:
                      "regret in accuracy; the held-out choice of each goal's answer is in "
                      "benchmarks/results/consensus_selection.md, the calibration of P(best) in "
                      "consensus_calibration.md):\n")
-        parts.append(_markdown(answer_table(answers, result.ground_truth, protocol).reset_index()))
+        parts.append(_markdown(answer_table(result.evaluation, result.ground_truth, protocol).reset_index()))
     for protocol in sorted(result.evaluation["protocol"].unique()):
         table = weighted_tau_table(result.evaluation, protocol)
         parts.append(f"Weighted Kendall tau against the **{protocol}** ground truth "

@@ -32,9 +32,9 @@ import yaml
 
 from ...data import from_arrays
 from ...errors import UserError
-from ...groundtruth.evaluate import evaluation_table
-from ..benchmark import JsonStore, _finetune_models, _probe_dataset, _score_dataset, finetune_settings
 from ...groundtruth.table import ground_truth_frame, ground_truth_rows
+from ..benchmark import (JsonStore, _finetune_models, _probe_dataset, _score_dataset, evaluation_with_answer,
+                         finetune_settings)
 from ...zoo import HOME_PLACEHOLDER
 from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
 from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, Split, source_reference_split
@@ -305,7 +305,7 @@ def _run(config: ZooBenchmarkConfig, metrics: list[str], log: Callable[[str], No
     scores_df = pd.DataFrame(scores)
     seeded = [row for row in ground_truth if "seed" in row]
     gt_df = ground_truth_frame([*ground_truth, *seed_mean_rows(seeded)])
-    evaluation = evaluation_table(scores_df, ground_truth_rows(gt_df))
+    evaluation = evaluation_with_answer(scores_df, ground_truth_rows(gt_df))
     timings["total"] = time.perf_counter() - started
     return ZooBenchmarkResult(models, scores_df, gt_df, evaluation, timings, zoo_path)
 
