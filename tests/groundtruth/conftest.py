@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.pipeline.data_fixtures import route_model_loading
+from tests.helpers.models import route_model_loading
 
 COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230)]
 

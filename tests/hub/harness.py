@@ -37,3 +37,11 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subpr
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([*_CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO_ROOT)
+
+
+def assert_no_token_anywhere(folder: Path, *outputs: str) -> None:
+    """The test token is in none of ``outputs`` and in no file under ``folder``."""
+    for output in outputs:
+        assert TEST_TOKEN not in output
+    holders = [p for p in folder.rglob("*") if p.is_file() and TEST_TOKEN.encode() in p.read_bytes()]
+    assert not holders, holders

@@ -19,7 +19,7 @@ from hf_tsel.results import read_results, validate_results
 
 from . import repos
 from .conftest import DATASET
-from .harness import REPO_ROOT, TEST_TOKEN, client_env, run_cli
+from .harness import REPO_ROOT, TEST_TOKEN, assert_no_token_anywhere, client_env, run_cli
 
 GOOD = ["tiny-resnet", "tiny-vit", "tiny-hf-vit"]
 NO_SHA = "0" * 40
@@ -42,13 +42,6 @@ def model_statuses(run: dict) -> dict[str, str]:
 
 def logme_scores(table) -> dict[str, float]:
     return table[table["metric"] == "logme"].set_index("model")["score"].to_dict()
-
-
-def assert_no_token_anywhere(folder: Path, *outputs: str) -> None:
-    for output in outputs:
-        assert TEST_TOKEN not in output
-    holders = [p for p in folder.rglob("*") if p.is_file() and TEST_TOKEN.encode() in p.read_bytes()]
-    assert not holders, holders
 
 
 def test_rank_downloads_then_reuses_and_skips_bad_repos(seeded_hub, tmp_path):
@@ -175,7 +168,7 @@ print(loaded.notes, loaded.targets)
 """
 
 
-@pytest.mark.slow  # end-to-end CLI runs in subprocesses, like tests/pipeline/test_cli.py
+@pytest.mark.slow  # end-to-end CLI runs in subprocesses, like tests/e2e/test_cli_runs.py
 def test_rank_push_then_the_space_reads_the_results_repo(seeded_hub, tmp_path):
     hub = seeded_hub.server
     env = client_env(hub.url, tmp_path)

@@ -20,10 +20,9 @@ from hf_tsel.errors import EXIT_PARTIAL_FAILURE
 from hf_tsel.results import read_results
 from hf_tsel.zoo import load_zoo, zoo_metadata
 
-from .harness import client_env, run_cli
+from .harness import assert_no_token_anywhere, client_env, run_cli
 from .search_repos import DATASET, MINI_IMAGENET_WNIDS, seed_scale_hub, seed_search_hub
 from .server import HubServer
-from .test_rank_over_http import assert_no_token_anywhere
 
 LOADABLE = {"tiny-resnet.tv_in1k", "tiny-vit.dino", "tiny-effnet", "gated-vit"}  # timm, <= 30M params, with a token
 HUGE = 3_000_000_000  # a hand-added candidate: loading 12 GB alone is estimated at 240 s, more than the budget

@@ -1,13 +1,14 @@
-"""Fixtures of the reliability suite: the pipeline suite's tiny offline models, plus helpers.
+"""Fixtures of the reliability suite: the tiny offline models of ``tests/conftest.py`` with a dataset repo, and
+``cli`` (the CLI in-process).
 
 Every test here feeds one bad input or fault to the CLI (in-process, ``hf_tsel.cli.main``) and
 checks the exit code, that the one-line message names the problem, that no traceback was
 printed, and that nothing else was lost.
 
-The fault-injection tests that need a real process stay with the CLI tests and belong to this
-suite too: ``tests/pipeline/test_cli.py::test_kill_then_resume_does_not_recompute_finished_models``
+The fault-injection tests that need a real process stay with the end-to-end CLI runs and belong to this
+suite too: ``tests/e2e/test_cli_runs.py::test_kill_then_resume_does_not_recompute_finished_models``
 (kill -9 during extraction, re-run: finished models are not recomputed) and
-``::test_ctrl_c_keeps_the_cache_and_exits_130``; in-process, ``tests/pipeline/test_features_cache.py::
+``::test_ctrl_c_keeps_the_cache_and_exits_130``; in-process, ``tests/extraction/test_extract_models.py::
 test_resume_after_interrupt_reuses_finished_chunks`` (stopped after a chunk, resumed: same scores)
 and ``::test_full_disk_warns_and_loses_nothing``.
 """
@@ -16,10 +17,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipeline.conftest import hub_cache, hub_env, offline_hub  # noqa: F401 (fixtures)
-from tests.pipeline.data_fixtures import fake_models  # noqa: F401 (fixture)
-# ``hub``: the offline Hub cache with the tiny DATASET repo, every cache inside the test folder
-from tests.pipeline.test_bad_inputs import DATASET, hub  # noqa: F401 (fixture)
+from tests.helpers.data import image_dataset, write_hub_dataset
+
+DATASET = "hf-tsel-test/bad-input-images"
+
+
+@pytest.fixture
+def hub(offline_hub, tmp_path, monkeypatch):
+    """Offline Hub cache with a tiny dataset repo; caches inside the test folder."""
+    import datasets
+
+    if not (offline_hub.hub_dir / f"datasets--{DATASET.replace('/', '--')}").exists():
+        write_hub_dataset(offline_hub.hub_dir, DATASET, {"train": image_dataset(per_class=4)})
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "home"))
+    return offline_hub
 
 
 @pytest.fixture

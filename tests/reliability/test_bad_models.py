@@ -73,7 +73,8 @@ def test_broken_onnx_file_is_skipped(hub, cli, tmp_path):
 
 
 def test_model_that_fails_while_running_or_on_the_network(fake_models, cli, tmp_path, monkeypatch):
-    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, route_model_loading, write_zoo
+    from tests.helpers.data import image_dataset
+    from tests.helpers.models import FakeBackbone, route_model_loading, write_zoo
 
     def load(entry, *, device="cpu", **options):
         if entry.name == "offline":

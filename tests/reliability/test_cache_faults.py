@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.data_fixtures import image_dataset
+from tests.helpers.data import image_dataset
 
 pytestmark = pytest.mark.usefixtures("fake_models")
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
-from tests.pipeline.data_fixtures import image_dataset
+from tests.helpers.data import image_dataset
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """kill -9 at a random chunk of an extraction, then the same run again: same scores, nothing finished recomputed.
 
 The end-to-end variant with real tiny models (killed after the first finished model) is
-``tests/pipeline/test_cli.py::test_kill_then_resume_does_not_recompute_finished_models``.
+``tests/e2e/test_cli_runs.py::test_kill_then_resume_does_not_recompute_finished_models``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import hf_tsel
-from tests.pipeline.data_fixtures import image_dataset, write_zoo
+from tests.helpers.data import image_dataset
+from tests.helpers.models import write_zoo
 
 CHUNK, PER_CLASS, MODELS = 4, 8, ["alpha", "beta", "gamma"]
 CHUNKS_PER_MODEL = 3 * PER_CLASS // CHUNK
@@ -28,7 +29,7 @@ CHUNKS_PER_MODEL = 3 * PER_CLASS // CHUNK
 RUN = textwrap.dedent("""
     import sys, time
     from hf_tsel import backbones
-    from tests.pipeline.data_fixtures import FakeBackbone
+    from tests.helpers.models import FakeBackbone
 
     class Slow(FakeBackbone):
         def embed(self, batch):

@@ -8,7 +8,7 @@ import pytest
 import hf_tsel
 from hf_tsel.errors import MetricInputError
 from hf_tsel.metrics import score
-from tests.pipeline.data_fixtures import image_dataset
+from tests.helpers.data import image_dataset
 
 
 @pytest.mark.parametrize("params, message", [

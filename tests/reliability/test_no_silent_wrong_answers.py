@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from hf_tsel.errors import EXIT_USER_ERROR
-from tests.pipeline.data_fixtures import image_dataset
+from tests.helpers.data import image_dataset
 
 pytestmark = pytest.mark.usefixtures("fake_models")
 

@@ -19,8 +19,9 @@ from .conftest import DATASET
 
 @pytest.fixture
 def nan_model(monkeypatch, tmp_path):
-    """Fake backbones (tests/pipeline/data_fixtures.py); the model named ``broken`` emits NaN features."""
-    from tests.pipeline.data_fixtures import FakeBackbone, image_dataset, route_model_loading, write_zoo
+    """Fake backbones (tests/helpers/models.py); the model named ``broken`` emits NaN features."""
+    from tests.helpers.data import image_dataset
+    from tests.helpers.models import FakeBackbone, route_model_loading, write_zoo
 
     def load(entry, *, device="cpu", **options):
         backbone = FakeBackbone(entry, device)
@@ -83,7 +84,7 @@ def test_full_disk_in_safetensors_finishes_from_memory(nan_model, cli, tmp_path,
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
     dataset, _ = nan_model
-    from tests.pipeline.data_fixtures import write_zoo
+    from tests.helpers.models import write_zoo
 
     zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
     code, out, err = cli(["rank", dataset, "--zoo", zoo, "--metrics", "logme", "--n-boot", "0",
@@ -120,7 +121,7 @@ def test_local_model_rewritten_in_place_is_extracted_again(hub, cli, tmp_path):
 
 
 def test_changing_precision_extracts_again_and_is_recorded(nan_model, cli, tmp_path):
-    from tests.pipeline.data_fixtures import write_zoo
+    from tests.helpers.models import write_zoo
 
     dataset, _ = nan_model
     zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
@@ -224,7 +225,7 @@ def test_negative_integer_label_is_a_class_and_only_minus_one_is_skipped():
     import datasets
 
     from hf_tsel.data import load_image_dataset
-    from tests.pipeline.data_fixtures import class_images
+    from tests.helpers.data import class_images
 
     images, _ = class_images(num_classes=3, per_class=4)
     labels = [0] * 4 + [1] * 4 + [-5] * 4
@@ -251,7 +252,7 @@ def test_negative_std_in_a_zoo_entry_is_refused(hub, cli, tmp_path):
 def test_one_sample_per_class_says_so():
     from hf_tsel.data import load_image_dataset
     from hf_tsel.errors import DataError
-    from tests.pipeline.data_fixtures import image_dataset
+    from tests.helpers.data import image_dataset
 
     with pytest.raises(DataError, match="a single sample in each of its 3 class"), pytest.warns(UserWarning):
         load_image_dataset(image_dataset(per_class=4), samples_per_class=1)
@@ -300,7 +301,8 @@ def test_evaluate_nan_accuracy_is_a_plain_message(cli, tmp_path):
 
 # item 7: messages name the culprit and say the right thing
 def test_undecodable_image_is_named_and_not_counted(nan_model, cli, tmp_path):
-    from tests.pipeline.data_fixtures import write_imagefolder, write_zoo
+    from tests.helpers.data import write_imagefolder
+    from tests.helpers.models import write_zoo
 
     root = write_imagefolder(tmp_path / "imgs", per_class=4)
     (root / "train" / "c1" / "5.png").write_bytes(b"not a png at all")
@@ -357,78 +359,13 @@ def test_huge_features_give_the_package_error_not_linalg():
             score(metric, x * 1e200, y)
 
 
-# item 9: one option vocabulary across subcommands
-def _options_by_command():
-    import argparse
-
-    from hf_tsel.cli import build_parser
-
-    def walk(parser, path):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield from walk(sub, [*path, name])
-            elif action.option_strings:
-                yield " ".join(path), parser, action
-
-    return list(walk(build_parser(), []))
-
-
-SHARED = ("--batch-size", "--num-workers", "--device", "--precision", "--seed", "--samples-per-class",
-          "--test-samples-per-class", "--metrics", "--cache-dir", "--quiet", "--overwrite")
-
-
-def test_shared_options_have_one_name_type_and_meaning():
-    import argparse
-
-    seen: dict[str, dict[str, tuple]] = {}
-    for command, _, action in _options_by_command():
-        if action.help == argparse.SUPPRESS:
-            continue
-        for option in set(action.option_strings) & set(SHARED):
-            kind = getattr(action.type, "__name__", action.type)
-            seen.setdefault(option, {})[command] = (kind, tuple(action.choices or ()), type(action).__name__)
-    for option, by_command in seen.items():
-        assert len(set(by_command.values())) == 1, (option, by_command)
-    assert {"finetune", "rank", "extract", "demo", "benchmark paper"} <= set(seen["--device"])
-    assert {"finetune", "rank"} <= set(seen["--precision"]) & set(seen["--num-workers"]) & set(seen["--quiet"])
-    assert {"finetune", "rank", "demo"} <= set(seen["--overwrite"])
-    assert {"rank", "evaluate", "benchmark offline"} <= set(seen["--metrics"])
-    assert "benchmark offline" in seen["--samples-per-class"] and "benchmark offline" in seen["--test-samples-per-class"]
-
-
-def test_every_default_is_in_the_help_and_every_command_is_described():
-    import argparse
-
-    for command, parser, action in _options_by_command():
-        if action.help == argparse.SUPPRESS or action.default in (None, False, [], argparse.SUPPRESS):
-            continue
-        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
-            continue
-        assert "default" in parser.formatter_class("x")._get_help_string(action), (command, action.option_strings)
-    described = {command.split()[0] for command, parser, _ in _options_by_command() if command and parser.description}
-    assert {"zoo", "metrics", "cache", "rank", "evaluate", "finetune"} <= described
-
-
-def test_old_spellings_still_work_and_warn(capsys):
-    from hf_tsel.cli import build_parser
-
-    parser = build_parser()
-    args = parser.parse_args(["evaluate", "s.csv", "--metric", "logme", "--metric", "gbc"])
-    assert args.metrics == "logme,gbc"
-    args = parser.parse_args(["benchmark", "offline", "--train-per-class", "5", "--test-per-class", "3"])
-    assert (args.samples_per_class, args.test_samples_per_class) == (5, 3)
-    err = capsys.readouterr().err
-    assert "--metric is now spelled --metrics" in err and "--train-per-class is now spelled --samples-per-class" in err
-
-
 def test_demo_split_is_refused_for_digits(cli):
     code, _, err = cli(["demo", "--split", "train"])
     assert code == EXIT_USER_ERROR and "--split" in err and "digits" in err and "fashion-mnist" in err
 
 
 def test_progress_on_a_pipe_leaves_no_blank_lines(nan_model, cli, tmp_path):
-    from tests.pipeline.data_fixtures import write_zoo
+    from tests.helpers.models import write_zoo
 
     dataset, _ = nan_model
     zoo = write_zoo(tmp_path / "healthy.yaml", ["alpha", "beta"])
@@ -442,7 +379,7 @@ def test_progress_on_a_pipe_leaves_no_blank_lines(nan_model, cli, tmp_path):
 def test_a_model_set_failure_is_not_pinned_on_one_model(nan_model, cli, tmp_path, monkeypatch):
     import hf_tsel.scoring
     from hf_tsel.errors import MetricInputError
-    from tests.pipeline.data_fixtures import write_zoo
+    from tests.helpers.models import write_zoo
 
     def fails(name, *args, **kwargs):
         raise MetricInputError(name, "the set cannot be scored.", "try another metric.")

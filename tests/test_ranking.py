@@ -1,4 +1,4 @@
-"""hf_tsel.rank: scores in the results schema, not-applicable metrics, failed models, model-set metrics, files."""
+"""hf_tsel.rank: scores in the results schema, not-applicable metrics, failed models, model-set metrics, the goal."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 import torch
 
 import hf_tsel
-from hf_tsel.errors import ResultsError, UserError
+from hf_tsel.errors import UserError
 from hf_tsel.metrics import get_metric, list_metrics
 from hf_tsel.defaults import DEFAULT_METRICS
 from hf_tsel.scoring import resolve_metrics
-from hf_tsel.results import RESULT_FIELDS, read_results, validate_results, write_results
+from hf_tsel.results import RESULT_FIELDS, validate_results
 
-from .data_fixtures import FakeBackbone, fake_models, image_dataset, route_model_loading, write_zoo  # noqa: F401 (fixture)
+from tests.helpers.data import image_dataset
+from tests.helpers.models import FakeBackbone, route_model_loading, write_zoo
 
 
 @pytest.fixture
@@ -82,18 +83,6 @@ def test_default_metrics_are_registered():
         assert {get_metric(name).name for name in config.members} <= set(DEFAULT_METRICS)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
-def test_results_files_roundtrip_with_run_metadata(tmp_path, fake_models, suffix):
-    zoo, _ = fake_models
-    df = hf_tsel.rank(image_dataset(per_class=4), zoo=str(zoo), metrics=["logme", "leep"], cache_dir=tmp_path)
-    path = write_results(df, tmp_path / f"results{suffix}", df.attrs["run"])
-    back, run = read_results(path)
-    assert run["run_id"] == df.attrs["run"]["run_id"] and run["models"][0]["name"] == "alpha"
-    pd.testing.assert_frame_equal(back[["model", "metric", "rank"]], df[["model", "metric", "rank"]])
-    np.testing.assert_allclose(back["score"], df["score"])
-    assert back["note"].isna().sum() == df["note"].isna().sum()
-
-
 def test_backbone_details_reach_the_run_metadata_and_the_cache_manifest(tmp_path, fake_models):
     zoo, _ = fake_models
     for expected_status in ("extracted", "cached"):
@@ -103,16 +92,6 @@ def test_backbone_details_reach_the_run_metadata_and_the_cache_manifest(tmp_path
         assert models["alpha"]["details"] == {"features": "colour statistics"}
     manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")]
     assert manifests and all(m["details"] == {"features": "colour statistics"} for m in manifests)
-
-
-def test_results_validation_names_the_problem():
-    with pytest.raises(ResultsError, match=r"required column\(s\) \[.*'metric'"):
-        validate_results(pd.DataFrame({"model": ["m"]}))
-    good = hf_tsel.results.empty_record(dataset="d", split="s", model="m", metric="x", score=1.0)
-    with pytest.raises(ResultsError, match="unknown column"):
-        validate_results(pd.DataFrame([{**good, "colour": "red"}]))
-    with pytest.raises(ResultsError, match="'num_samples' must hold int"):
-        validate_results(pd.DataFrame([{**good, "num_samples": "many"}]))
 
 
 def test_goal_picks_the_answer_and_reaches_the_rows_and_the_space(tmp_path, noisy_zoo):

@@ -1,7 +1,7 @@
 """The ``hf-tsel`` CLI end to end in subprocesses, offline, with tiny models in a real HF cache.
 
 Covers: a full ``rank`` run with result files, a cached re-run that loads no model, kill -9 and
-resume, Ctrl-C (SIGINT) with exit code 130, ``zoo``/``cache`` commands, and the offline ``demo``.
+resume, Ctrl-C (SIGINT) with exit code 130, ``cache`` commands, the offline ``demo`` and 2-process launches.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from hf_tsel.errors import EXIT_PARTIAL_FAILURE
 from hf_tsel.metrics.consensus import ANSWERS
 from hf_tsel.results import read_results
 
-from .data_fixtures import cli_setup, image_dataset, launch_two_cpu_processes, run_cli, write_hub_dataset  # noqa: F401
+from tests.helpers.cli import launch_two_cpu_processes, run_cli
+from tests.helpers.data import image_dataset, write_hub_dataset
 
 
 def _manifests(env: dict) -> dict[str, dict]:
@@ -114,16 +115,6 @@ def test_ctrl_c_keeps_the_cache_and_exits_130(cli_setup, slow_dataset):
     assert interrupted.returncode == 130, interrupted.stderr
     assert "run the same command again to resume" in interrupted.stderr and "Traceback" not in interrupted.stderr
     assert "timm-cnn" in _manifests(env)
-
-
-def test_zoo_commands(cli_setup, capsys):
-    _, zoo, _ = cli_setup
-    assert [e["name"] for e in json.loads(_main(["zoo", "show", str(zoo), "--json"], capsys))][0] == "timm-cnn"
-    assert "default" in json.loads(_main(["zoo", "list", "--json"], capsys))
-    from hf_tsel.cli import main
-
-    assert main(["zoo", "show", "no-such-zoo"]) == 2
-    assert "unknown zoo 'no-such-zoo'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 
 from hf_tsel.data import CorruptImageError, DataError, load_image_dataset, stratified_sample
 
-from .data_fixtures import DATASET_SHA, image_dataset, png_bytes, write_hub_dataset, write_imagefolder
+from tests.helpers.data import DATASET_SHA, image_dataset, png_bytes, write_hub_dataset, write_imagefolder
 
 
 @pytest.fixture(autouse=True)

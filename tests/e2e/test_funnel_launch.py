@@ -10,7 +10,7 @@ import yaml
 
 from hf_tsel.results import read_results
 
-from .data_fixtures import cli_setup, launch_two_cpu_processes, run_cli  # noqa: F401
+from tests.helpers.cli import launch_two_cpu_processes, run_cli
 
 HUGE = {"name": "huge", "hub_id": "hf-tsel-test/no-such-huge-model", "loader": "timm",
         "metadata": {"params": 30_000_000_000}}  # downloading 120 GB alone is estimated at 40 min: never started

@@ -1,11 +1,11 @@
-"""Shared pipeline fixtures: tiny models in a real Hugging Face cache layout, used offline.
+"""Tiny models in a real Hugging Face cache layout, for tests that load models offline (plain helpers).
 
-``hub_cache`` (session) builds ``<tmp>/hf_home/hub/models--org--name/{refs/main,snapshots/<sha>/...}``
-with random-init tiny models, the same layout ``hf_hub_download`` writes. ``offline_hub``
-(per test) points huggingface_hub at that cache and turns offline mode on in-process, by
-patching ``huggingface_hub.constants`` (read at call time by huggingface_hub, timm and
-transformers) and the environment (inherited by subprocesses). ``hub_env`` is an
-environment dict for subprocess CLI runs.
+:func:`build_hub_cache` builds ``<tmp>/hf_home/hub/models--org--name/{refs/main,snapshots/<sha>/...}``
+with random-init tiny models, the same layout ``hf_hub_download`` writes. The fixtures built on it are in
+``tests/conftest.py``: ``hub_cache`` (once per session), ``offline_hub`` (per test: points huggingface_hub at
+that cache and turns offline mode on in-process, by patching ``huggingface_hub.constants``, read at call time
+by huggingface_hub, timm and transformers, and the environment, inherited by subprocesses) and ``hub_env``
+(an environment dict for subprocess CLI runs).
 
 Repos (ids in ``HubCache.ids``):
     timm_cnn        hf-tsel-test/tiny-resnet      timm ``test_resnet``, safetensors, 10-class head
@@ -23,8 +23,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 TINY_TIMM_IMAGE = 32  # fast forward passes; the tiny timm models accept any size
 
@@ -92,16 +90,14 @@ def _tiny_onnx_bytes() -> bytes:
     return model.SerializeToString()
 
 
-@pytest.fixture(scope="session")
-def hub_cache(tmp_path_factory) -> HubCache:
-    """Tiny random-init models in a real HF cache layout (built once per test session)."""
+def build_hub_cache(hf_home: Path) -> HubCache:
+    """Tiny random-init models in a real HF cache layout under ``hf_home``."""
     import safetensors.torch
     import timm
     import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
     torch.manual_seed(0)
-    hf_home = tmp_path_factory.mktemp("hf_home")
     hub_dir = hf_home / "hub"
     ids = {
         "timm_cnn": "hf-tsel-test/tiny-resnet",
@@ -145,25 +141,4 @@ def hub_cache(tmp_path_factory) -> HubCache:
     cache.revisions["onnx"] = _snapshot(hub_dir, ids["onnx"])[1]
     cache.facts["onnx"] = {"feature_dim": 4, "num_classes": 3, "image_size": 16}
     return cache
-
-
-@pytest.fixture
-def offline_hub(hub_cache: HubCache, monkeypatch) -> HubCache:
-    """Offline mode + the tiny cache for this test, in-process and for subprocesses."""
-    from huggingface_hub import constants
-
-    for key, value in hub_cache.env().items():
-        if key.startswith("HF_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HOME", str(hub_cache.hf_home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache.hub_dir))
-    return hub_cache
-
-
-@pytest.fixture
-def hub_env(hub_cache: HubCache) -> dict[str, str]:
-    """Environment dict for ``subprocess.run(..., env=hub_env)`` CLI tests."""
-    return hub_cache.env()
 

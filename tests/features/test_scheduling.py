@@ -1,11 +1,13 @@
-"""``--shard auto``: the share comes from the scheduler that launched the process (issue 21)."""
+"""Scheduling a zoo across processes and machines: ``--shard i/n`` shares, ``--shard auto`` from the scheduler that
+launched the process (issue 21), and size-balanced splits between the processes of one launch."""
 
 from __future__ import annotations
 
 import pytest
 
 from hf_tsel.errors import UserError
-from hf_tsel.features.scheduling import detach_from_launch, shard_entries, shard_from_scheduler
+from hf_tsel.features.scheduling import (balanced_order, detach_from_launch, parse_shard, shard_entries,
+                                        shard_from_scheduler)
 
 
 def _slurm(task: int, first: int, count: int, **extra: str) -> dict[str, str]:
@@ -74,3 +76,47 @@ def test_the_cli_parses_auto_and_refuses_a_bad_environment(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["extract", "some/dataset", "--shard", "auto"])
     assert exit_info.value.code == 2 and "do not describe task 12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "1-2", "2", "-1/2"])
+def test_bad_shards_are_refused(text):
+    with pytest.raises(UserError, match="shard"):
+        parse_shard(text)
+
+
+def test_shards_cover_the_zoo_once_whatever_the_count():
+    zoo = [f"m{i}" for i in range(7)]
+    for count in range(1, 9):
+        shares = [shard_entries(zoo, parse_shard(f"{i}/{count}")[0], count) for i in range(1, count + 1)]
+        assert sorted(m for share in shares for m in share) == sorted(zoo)
+    assert shard_entries(zoo, 2, 3) == ["m1", "m4"]  # 1-based: share 2 starts at the second model
+
+
+def _accelerate_split(items: list, process: int, count: int) -> list:
+    """What accelerate's own ``split_between_processes`` hands process ``process`` of ``count``."""
+    from types import SimpleNamespace
+
+    from accelerate import PartialState
+
+    with PartialState.split_between_processes(SimpleNamespace(num_processes=count, process_index=process), items) as part:
+        return part
+
+
+def test_balanced_order_gives_each_process_a_fair_share_largest_first():
+    sizes = dict(zip("abcdefg", [100, 90, 10, 10, 10, 10, 80]))
+    order = balanced_order(list(sizes), list(sizes.values()), 2)
+    parts = [_accelerate_split(order, p, 2) for p in range(2)]
+    assert sorted(order) == sorted(sizes) and [len(p) for p in parts] == [4, 3]
+    loads = [sum(sizes[m] for m in part) for part in parts]
+    # zoo order would give 210 vs 100; 130 vs 180 is the best split with 4 and 3 models
+    assert sorted(loads) == [130, 180], parts
+    assert all([sizes[m] for m in part] == sorted((sizes[m] for m in part), reverse=True) for part in parts)
+    assert balanced_order(list("abc"), [0, 0, 0], 2) == list("abc")  # unknown sizes keep the zoo order
+
+
+def test_shard_is_checked_when_the_command_line_is_parsed(capsys):
+    from hf_tsel.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", "some/dataset", "--shard", "3/2"])
+    assert exit_info.value.code == 2 and "shares are numbered 1 to n" in capsys.readouterr().err

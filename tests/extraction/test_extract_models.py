@@ -1,8 +1,11 @@
-"""Feature extraction (order, corrupt images, OOM fallback) and the feature cache (reuse, resume, atomicity)."""
+"""``hf_tsel.extract``: the public extraction step, its progress events and its users (rank, ground truth); the
+feature cache across runs (reuse, resume after an interrupt, a moved revision, a full disk, ``--from-cache``)."""
 
 from __future__ import annotations
 
 import errno
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,92 +13,54 @@ import torch
 
 import hf_tsel
 from hf_tsel.data import load_image_dataset
-from hf_tsel.features import CachedFeatures, FeatureCache, extract_features
+from hf_tsel.extraction import MissingFeaturesError
+from hf_tsel.features import CachedFeatures, FeatureCache
 from hf_tsel.zoo import ZooEntry
 
-from .data_fixtures import FakeBackbone, fake_models, image_dataset, png_bytes  # noqa: F401 (fixture)
+from tests.helpers.data import image_dataset, write_imagefolder
 
 
-def _entry(name: str = "alpha") -> ZooEntry:
-    return ZooEntry(name=name, hub_id=f"fake/{name}", loader="timm")
+def test_extract_returns_features_labels_and_status(tmp_path, fake_models):
+    zoo, loads = fake_models
+    events = []
+    result = hf_tsel.extract(image_dataset(per_class=5), zoo=str(zoo), cache_dir=tmp_path, on_event=events.append)
+    assert list(result) == ["alpha", "beta", "headless"] and result.parallel == "images"
+    alpha = result["alpha"]
+    assert alpha.status == "extracted" and alpha.features.features.shape == (15, 6)
+    np.testing.assert_array_equal(alpha.labels, result.data.labels[alpha.features.positions])
+    assert alpha.features.source_logits is not None and result["headless"].features.source_logits is None
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "dataset" and kinds.count("extracting") == 3 and kinds.count("extracted") == 3
+    assert sum(e.advance for e in events if e.model == "alpha") == 15
+    again = hf_tsel.extract(image_dataset(per_class=5), zoo=str(zoo), cache_dir=tmp_path, from_cache=True)
+    assert {o.status for o in again.values()} == {"cached"} and len(loads) == 3
 
 
-def _reference_features(data, backbone) -> torch.Tensor:
-    batch = torch.stack([backbone.transform(data.load_image(i)) for i in range(data.num_samples)])
-    return backbone.embed(batch)[0]
+def test_ground_truth_features_come_from_extract_reading_the_dataset_once(tmp_path, fake_models, monkeypatch):
+    import hf_tsel.extraction.extract_models as extraction
+    from hf_tsel.groundtruth.features import zoo_features
+
+    zoo, _ = fake_models
+    reads = []
+    load = extraction.load_image_dataset
+    monkeypatch.setattr(extraction, "load_image_dataset", lambda *a, **k: reads.append(a) or load(*a, **k))
+    result = zoo_features(image_dataset(per_class=4), str(zoo), cache_dir=tmp_path)
+    assert len(reads) == 1 and set(result.features) == {"alpha", "beta", "headless"} and not result.failures
+    keys = result.feature_keys()
+    assert all(keys.values()) and len(set(keys.values())) == 3  # fresh extractions carry their cache key
 
 
-def test_extraction_keeps_dataset_order_across_chunks_and_batches():
-    data = load_image_dataset(image_dataset(per_class=7))
-    backbone = FakeBackbone(_entry())
-    result = extract_features(backbone, data, batch_size=4, chunk_size=10)
-    assert result.positions.tolist() == list(range(data.num_samples))
-    torch.testing.assert_close(result.features, _reference_features(data, backbone))
-    assert result.source_logits.shape == (data.num_samples, 5) and result.num_corrupt == 0
-
-
-def test_accelerator_settings_can_change_between_runs():
-    from hf_tsel.features import make_accelerator
-
-    assert make_accelerator("cpu", "bf16").mixed_precision == "bf16"
-    accelerator = make_accelerator("cpu")
-    assert accelerator.mixed_precision == "no" and accelerator.device.type == "cpu"
-
-
-def test_dataloader_workers_give_the_same_features():
-    data = load_image_dataset(image_dataset(per_class=3))
-    backbone = FakeBackbone(_entry())
-    result = extract_features(backbone, data, batch_size=4, num_workers=2)
-    torch.testing.assert_close(result.features, _reference_features(data, backbone))
-
-
-def test_corrupt_images_are_counted_and_skipped():
-    import datasets
-
-    ds = image_dataset(per_class=4)
-    images = [{"bytes": png_bytes(ds[i]["image"]), "path": None} for i in range(len(ds))]
-    images[5] = {"bytes": b"\x89PNG broken", "path": None}
-    ds = datasets.Dataset.from_dict({"image": images, "label": ds["label"][:]},
-                                    features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
-    result = extract_features(FakeBackbone(_entry()), load_image_dataset(ds), batch_size=3, chunk_size=5)
-    assert result.num_corrupt == 1 and 5 not in result.positions and len(result.features) == 11
-
-
-def test_cuda_oom_halves_the_batch_and_continues():
-    data = load_image_dataset(image_dataset(per_class=4))
-    backbone = FakeBackbone(_entry())
-    embed = backbone.embed
-    sizes = []
-
-    def embed_with_small_memory(batch):
-        sizes.append(len(batch))
-        if len(batch) > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return embed(batch)
-
-    backbone.embed = embed_with_small_memory
-    result = extract_features(backbone, data, batch_size=8)
-    torch.testing.assert_close(result.features, _reference_features(data, FakeBackbone(_entry())))
-    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2  # the smaller size sticks
-
-
-def test_cache_roundtrip_is_atomic_and_listable(tmp_path):
-    cache = FeatureCache(tmp_path)
-    k1, k2 = "1" * 32, "2" * 32  # clear() deletes only folders named like cache keys
-    features = CachedFeatures(torch.randn(5, 3), np.arange(5), torch.randn(5, 2), {"model": "m", "dataset": "d"})
-    cache.save(k1, features)
-    loaded = cache.load(k1)
-    torch.testing.assert_close(loaded.features, features.features)
-    torch.testing.assert_close(loaded.source_logits, features.source_logits)
-    assert loaded.manifest["feature_dim"] == 3 and not list(tmp_path.rglob("*.tmp"))
-    cache.save_chunk(k2, 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
-    assert cache.partial_entries() == [k2] and cache.load(k2) is None
-    assert list(cache.load_chunks(k2, revision="r1")) == [0] and cache.load_chunks(k2, revision="r2") == {}
-    assert [e["model"] for e in cache.entries()] == ["m"]
-    # a kill between an entry's manifest and the removal of its chunks leaves them behind: loading cleans up
-    cache.save_chunk(k1, 0, torch.ones(2, 3), np.arange(2), None, revision="r1")
-    assert cache.load(k1) is not None and not (tmp_path / k1 / "chunks").exists()
-    assert cache.clear(model="other") == 0 and cache.clear(model="m") == 1 and cache.load(k1) is None
+def test_the_library_prints_nothing():
+    """Terminal output (rich, tqdm, print) belongs to the CLI layer, hf_tsel/cli.py and hf_tsel/commands/."""
+    package = Path(hf_tsel.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "cli.py" or "commands" in path.relative_to(package).parts:
+            continue
+        code = path.read_text(encoding="utf-8")
+        for needle in ("import rich", "from rich", "tqdm", "print(", "sys.stdout", "sys.stderr"):
+            offending = [line for line in code.splitlines() if needle in line and not line.strip().startswith(("#", '"', "``"))
+                         and "print(list_metrics())" not in line]
+            assert not offending, f"{path.relative_to(package)}: {offending}"
 
 
 def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
@@ -177,7 +142,7 @@ def test_only_the_deciding_process_asks_the_hub_for_the_revision(tmp_path, monke
     from hf_tsel.extraction.cache_writes import CacheWrites
 
     data = load_image_dataset(image_dataset(per_class=2))
-    entry, cache = _entry(), FeatureCache(tmp_path)
+    entry, cache = ZooEntry(name="alpha", hub_id="fake/alpha", loader="timm"), FeatureCache(tmp_path)
     accelerator = SimpleNamespace(num_processes=2, is_main_process=is_main_process, process_index=int(not is_main_process))
     run = coordination.Run(data, cache, CacheWrites(cache), accelerator, {}, 4, 0, 8, None, split_images=True)
     cache.save(run.key(entry), CachedFeatures(torch.randn(data.num_samples, 3), np.arange(data.num_samples), None,
@@ -192,3 +157,22 @@ def test_only_the_deciding_process_asks_the_hub_for_the_revision(tmp_path, monke
     outcome = extract_models._features_for(entry, run)
     assert outcome.status == "cached"
     assert asked == ([entry.hub_id] if is_main_process else [])
+
+
+def test_from_cache_names_the_missing_models_and_how_to_extract_them(tmp_path, fake_models, capsys):
+    from hf_tsel.cli import main
+
+    zoo, loads = fake_models
+    data = write_imagefolder(tmp_path / "images")
+    hf_tsel.extract(str(data), zoo=str(zoo), models=["alpha"], cache_dir=tmp_path / "c", samples_per_class=4)
+    with pytest.raises(MissingFeaturesError, match="2 model.*beta, headless") as error:
+        hf_tsel.rank(str(data), zoo=str(zoo), cache_dir=tmp_path / "c", samples_per_class=4, from_cache=True)
+    assert error.value.missing == ["beta", "headless"] and loads == ["alpha"]
+    args = ["rank", str(data), "--zoo", str(zoo), "--samples-per-class", "4", "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--from-cache", "-q"]) == 2
+    message = capsys.readouterr().err
+    assert "beta, headless" in message and "Traceback" not in message
+    command = re.search(r"extract them first with: (.*)$", message.strip()).group(1)
+    assert command.startswith("hf-tsel extract ") and "--model beta --model headless" in command
+    assert main(command.split()[1:] + ["-q"]) == 0  # the advice works as printed
+    assert main([*args, "--from-cache", "-q"]) == 0 and sorted(loads) == ["alpha", "beta", "headless"]

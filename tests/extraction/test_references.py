@@ -10,7 +10,7 @@ import pytest
 import hf_tsel
 from hf_tsel.metrics import MetricInputError, get_metric, score
 
-from .data_fixtures import class_images, fake_models, image_dataset  # noqa: F401 (fixture)
+from tests.helpers.data import class_images, image_dataset
 
 
 def _dataset(num_classes: int, per_class: int, seed: int) -> datasets.Dataset:
@@ -104,7 +104,7 @@ def test_hub_model_with_a_hub_reference_dataset_offline(tmp_path, offline_hub):
     """The real Hub code paths (timm hf-hub:, datasets.load_dataset) from a Hugging Face cache, offline."""
     from hf_tsel.zoo import parse_entry
 
-    from .data_fixtures import write_hub_dataset
+    from tests.helpers.data import write_hub_dataset
 
     write_hub_dataset(offline_hub.hub_dir, "hf-tsel-test/source-sample", {"validation": _dataset(4, 6, seed=5)})
     entry = parse_entry({"name": "tiny-resnet", "hub_id": offline_hub.ids["timm_cnn"],

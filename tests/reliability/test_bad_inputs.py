@@ -1,8 +1,8 @@
 """Every bad input gives a clear message (no traceback) and loses nothing.
 
 The CLI runs in-process here (``hf_tsel.cli.main``), offline, against tiny models and datasets in a
-real HF cache layout; the subprocess paths (kill, Ctrl-C) are in ``test_cli.py`` and the full disk
-in ``test_features_cache.py``.
+real HF cache layout; the subprocess paths (kill, Ctrl-C) are in ``tests/e2e/test_cli_runs.py`` and the
+full disk in ``tests/extraction/test_extract_models.py``.
 """
 
 from __future__ import annotations
@@ -12,22 +12,10 @@ import json
 import pytest
 
 from hf_tsel.cli import main
+from tests.helpers.data import image_dataset
+from tests.helpers.models import write_tiny_zoo
 
-from .data_fixtures import image_dataset, write_hub_dataset, write_tiny_zoo
-
-DATASET = "hf-tsel-test/bad-input-images"
-
-
-@pytest.fixture
-def hub(offline_hub, tmp_path, monkeypatch):
-    """Offline Hub cache with a tiny dataset repo; caches inside the test folder."""
-    import datasets
-
-    if not (offline_hub.hub_dir / f"datasets--{DATASET.replace('/', '--')}").exists():
-        write_hub_dataset(offline_hub.hub_dir, DATASET, {"train": image_dataset(per_class=4)})
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
-    monkeypatch.setenv("HF_TSEL_HOME", str(tmp_path / "home"))
-    return offline_hub
+from .conftest import DATASET
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:

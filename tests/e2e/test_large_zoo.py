@@ -1,6 +1,8 @@
-"""A large zoo across processes and machines: shares of a zoo, size-balanced splits, ``extract`` then ``rank --from-cache``.
+"""A large zoo across processes and machines, end to end: ``extract --shard`` runs sharing one cache, then
+``rank --from-cache``, and zoo-parallel launches (the unit tests of shares and splits are in
+``tests/features/test_scheduling.py``).
 
-The subprocess tests use the tiny random-weight models of ``conftest.hub_cache`` (offline HF cache
+The subprocess tests use the tiny random-weight models of the ``hub_cache`` fixture (offline HF cache
 layout): two concurrent ``hf-tsel extract --shard i/2`` runs on one cache folder, and a 2-process
 zoo-parallel launch of 2 CPU processes (torchrun), each compared with a single-process ranking.
 """
@@ -16,86 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import hf_tsel
-from hf_tsel.extraction import MissingFeaturesError, choose_parallel
-from hf_tsel.errors import UserError
-from hf_tsel.features.scheduling import balanced_order, parse_shard, shard_entries
 from hf_tsel.results import read_results
 
-from .data_fixtures import cli_setup, fake_models, launch_two_cpu_processes, run_cli, write_imagefolder  # noqa: F401
-
-
-@pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "1-2", "2", "-1/2"])
-def test_bad_shards_are_refused(text):
-    with pytest.raises(UserError, match="shard"):
-        parse_shard(text)
-
-
-def test_shards_cover_the_zoo_once_whatever_the_count():
-    zoo = [f"m{i}" for i in range(7)]
-    for count in range(1, 9):
-        shares = [shard_entries(zoo, parse_shard(f"{i}/{count}")[0], count) for i in range(1, count + 1)]
-        assert sorted(m for share in shares for m in share) == sorted(zoo)
-    assert shard_entries(zoo, 2, 3) == ["m1", "m4"]  # 1-based: share 2 starts at the second model
-
-
-def _accelerate_split(items: list, process: int, count: int) -> list:
-    """What accelerate's own ``split_between_processes`` hands process ``process`` of ``count``."""
-    from types import SimpleNamespace
-
-    from accelerate import PartialState
-
-    with PartialState.split_between_processes(SimpleNamespace(num_processes=count, process_index=process), items) as part:
-        return part
-
-
-def test_balanced_order_gives_each_process_a_fair_share_largest_first():
-    sizes = dict(zip("abcdefg", [100, 90, 10, 10, 10, 10, 80]))
-    order = balanced_order(list(sizes), list(sizes.values()), 2)
-    parts = [_accelerate_split(order, p, 2) for p in range(2)]
-    assert sorted(order) == sorted(sizes) and [len(p) for p in parts] == [4, 3]
-    loads = [sum(sizes[m] for m in part) for part in parts]
-    # zoo order would give 210 vs 100; 130 vs 180 is the best split with 4 and 3 models
-    assert sorted(loads) == [130, 180], parts
-    assert all([sizes[m] for m in part] == sorted((sizes[m] for m in part), reverse=True) for part in parts)
-    assert balanced_order(list("abc"), [0, 0, 0], 2) == list("abc")  # unknown sizes keep the zoo order
-
-
-def test_auto_parallel_mode():
-    assert choose_parallel("auto", 10, 2, True) == "zoo"
-    assert choose_parallel("auto", 2, 2, True) == "images"  # no more models than processes
-    assert choose_parallel("auto", 10, 1, True) == "images"
-    assert choose_parallel("auto", 10, 2, False) == "images"  # zoo mode hands features over in the cache
-    assert choose_parallel("images", 10, 2, True) == "images"
-    with pytest.raises(UserError, match="--no-cache"):
-        choose_parallel("zoo", 10, 2, False)
-
-
-def test_from_cache_names_the_missing_models_and_how_to_extract_them(tmp_path, fake_models, capsys):
-    from hf_tsel.cli import main
-
-    zoo, loads = fake_models
-    data = write_imagefolder(tmp_path / "images")
-    hf_tsel.extract(str(data), zoo=str(zoo), models=["alpha"], cache_dir=tmp_path / "c", samples_per_class=4)
-    with pytest.raises(MissingFeaturesError, match="2 model.*beta, headless") as error:
-        hf_tsel.rank(str(data), zoo=str(zoo), cache_dir=tmp_path / "c", samples_per_class=4, from_cache=True)
-    assert error.value.missing == ["beta", "headless"] and loads == ["alpha"]
-    args = ["rank", str(data), "--zoo", str(zoo), "--samples-per-class", "4", "--cache-dir", str(tmp_path / "c")]
-    assert main([*args, "--from-cache", "-q"]) == 2
-    message = capsys.readouterr().err
-    assert "beta, headless" in message and "Traceback" not in message
-    command = re.search(r"extract them first with: (.*)$", message.strip()).group(1)
-    assert command.startswith("hf-tsel extract ") and "--model beta --model headless" in command
-    assert main(command.split()[1:] + ["-q"]) == 0  # the advice works as printed
-    assert main([*args, "--from-cache", "-q"]) == 0 and sorted(loads) == ["alpha", "beta", "headless"]
-
-
-def test_shard_is_checked_when_the_command_line_is_parsed(capsys):
-    from hf_tsel.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["extract", "some/dataset", "--shard", "3/2"])
-    assert exit_info.value.code == 2 and "shares are numbered 1 to n" in capsys.readouterr().err
+from tests.helpers.cli import launch_two_cpu_processes, run_cli
 
 
 def _scores(path: Path) -> dict[tuple[str, str], float]:
