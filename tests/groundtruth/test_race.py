@@ -208,3 +208,12 @@ def test_a_race_for_a_linear_probe_is_refused_before_any_work(fake_torch_models,
                  "--confirm", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "--goal linear-probe" in err and "drop --confirm" in err and loads == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_race_on_cuda_matches_its_own_resume(ranked, colour_dataset, tmp_path):
+    raced = _race(colour_dataset, ranked, tmp_path, k=3, device="cuda")
+    assert raced.attrs["race"]["winner"] in {"alpha", "beta", "gamma"}
+    again = _race(colour_dataset, ranked, tmp_path, k=3, device="cuda")  # served from race.json
+    assert again.attrs["race"]["validation"] == raced.attrs["race"]["validation"]
