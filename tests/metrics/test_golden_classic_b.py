@@ -239,9 +239,10 @@ def test_etran_combines_minmax_parts(golden_expected):
                                rtol=1e-12, atol=1e-15)
 
 
-def _sklearn_ncti(features: np.ndarray, labels: np.ndarray, shrinkage: float | None) -> tuple[float, float, float]:
+def _sklearn_ncti(features: np.ndarray, labels: np.ndarray, shrinkage: float | None,
+                  n_components: int = 64) -> tuple[float, float, float]:
     """NCTI's three terms with an exact sklearn PCA and sklearn's LDA (the reference's code path)."""
-    reduced = PCA(n_components=64, svd_solver="full").fit_transform(features)
+    reduced = PCA(n_components=n_components, svd_solver="full").fit_transform(features)
     lda = (LinearDiscriminantAnalysis(solver="svd") if shrinkage is None
            else LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage))
     projection = lda.fit_transform(reduced, labels)
@@ -264,7 +265,14 @@ def test_ncti_matches_sklearn_with_exact_pca(golden_case, scale):
 
 
 def test_ncti_low_dimensional_fallback():
-    features, labels = _blobs(50, 16, 4, 2.0)  # D = 16 < 64: the reference PCA would raise
+    """D = 16 < 64: the reference's PCA(64) raises, so there is no golden value to compare with. The documented
+    fallback keeps min(64, N, D) = 16 components; its terms must be the reference code path's with PCA(16)."""
+    features, labels = _blobs(50, 16, 4, 2.0)
+    ours = ncti_components(prepare_inputs("ncti", features, labels, needs_features=True, needs_source_probs=False))
+    variances = PCA(n_components=16, svd_solver="full").fit(features).explained_variance_
+    shrinkage = max(np.exp(-variances[:32].sum()), 1e-10)
+    expected = _sklearn_ncti(features, labels, None if shrinkage == 1e-10 else float(shrinkage), n_components=16)
+    np.testing.assert_allclose(ours, expected, rtol=1e-7)
     scores = score_zoo("ncti", {"a": features, "b": features + np.random.default_rng(1).normal(size=features.shape)}, labels)
     assert all(np.isfinite(list(scores.values())))
 

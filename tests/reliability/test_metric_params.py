@@ -27,10 +27,26 @@ def test_bad_metric_params_fail_before_any_work(fake_models, tmp_path, params, m
 
 
 def test_good_metric_params_are_used(fake_models, tmp_path):
+    """Each parameter given to rank reaches the metric: the score is the metric's own on the same features with that
+    parameter, and differs from the default score (6-dimensional features: fewer PCA dimensions, or one variance per
+    dimension instead of their mean, change every model's GBC)."""
     zoo, _ = fake_models
-    df = hf_tsel.rank(image_dataset(per_class=3), zoo=str(zoo), metrics=["gbc"],
-                      metric_params={"gbc": {"pca_dims": 4, "gaussian_type": "diagonal"}}, use_cache=False)
-    assert df["score"].notna().all()
+    data = image_dataset(per_class=3)
+    features = hf_tsel.extract(data, zoo=str(zoo), cache_dir=tmp_path / "c")
+
+    def gbc_scores(**params):
+        ranked = hf_tsel.rank(data, zoo=str(zoo), metrics=["gbc"], metric_params={"gbc": params},
+                              cache_dir=tmp_path / "c")
+        return ranked[ranked.metric == "gbc"].set_index("model")["score"]
+
+    default = gbc_scores()
+    for params in ({"pca_dims": 2}, {"gaussian_type": "diagonal"}, {"pca_dims": 3, "gaussian_type": "diagonal"}):
+        scores = gbc_scores(**params)
+        for model, outcome in features.items():
+            assert outcome.features.features.shape[1] == 6
+            expected = score("gbc", outcome.features.features, outcome.labels, **params)
+            assert scores[model] == pytest.approx(expected, rel=1e-6), (params, model)
+            assert abs(scores[model] - default[model]) > 1e-3 * abs(default[model]), (params, model)
 
 
 def test_messages_show_labels_as_plain_values():
