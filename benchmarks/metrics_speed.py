@@ -44,6 +44,8 @@ CONFIGS = {"small": (10_000, 2048, 100), "large": (50_000, 768, 100)}
 # ITM (issue 3) is specified at a smaller size: the small config times it there; large times it at full size.
 ITM_SMALL_CONFIG = (5000, 768, 100)
 PED_COMPOSITIONS = ("ped+logme", "ped+sfda", "ped+nleep")
+# Opt-in variants timed besides the defaults, written ``metric[parameter=value]``.
+VARIANTS = ("persistence_ratio[mst=approximate]", "persistence_ratio_target[mst=approximate]")
 BASELINE = "logme"
 # Not timed: they read published model metadata, not features.
 METADATA_PREFIX = "prior:"
@@ -77,18 +79,26 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def parse_variant(metric: str) -> tuple[str, dict[str, str]]:
+    """``"name[key=value,...]"`` -> ``("name", {"key": "value"})``; a plain name has no parameters."""
+    name, _, rest = metric.partition("[")
+    pairs = [item.split("=", 1) for item in rest.rstrip("]").split(",") if item]
+    return name, {key: value for key, value in pairs}
+
+
 def run_one(metric: str, n_samples: int, dim: int, n_classes: int, zoo_size: int) -> dict:
-    """Time ``metric`` once in this process (call it in a fresh subprocess)."""
+    """Time ``metric`` (a registry name, optionally ``name[key=value]``) once in this process (a fresh subprocess)."""
     from hf_tsel.metrics import get_metric, score, score_zoo
 
-    spec = get_metric(metric)
+    name, params = parse_variant(metric)
+    spec = get_metric(name)
     if spec.consumes == "model_set":
         zoo = {f"m{i}": synthetic_features(n_samples, dim, n_classes, separation=0.5 * (i + 1), seed=i)[0]
                for i in range(zoo_size)}
         labels = synthetic_features(n_samples, dim, n_classes, seed=0)[1]
         baseline = _peak_rss_mib()
         start, cpu_start = time.perf_counter(), time.process_time()
-        values = score_zoo(metric, zoo, labels)
+        values = score_zoo(name, zoo, labels, **params)
         seconds = (time.perf_counter() - start) / zoo_size
         cpu_seconds = (time.process_time() - cpu_start) / zoo_size
         value = values["m0"]
@@ -97,7 +107,7 @@ def run_one(metric: str, n_samples: int, dim: int, n_classes: int, zoo_size: int
         probs = synthetic_source_probs(features) if "source_probs" in spec.consumes else None
         baseline = _peak_rss_mib()
         start, cpu_start = time.perf_counter(), time.process_time()
-        value = score(metric, features, labels, source_probs=probs)
+        value = score(name, features, labels, source_probs=probs, **params)
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu_start
     peak = _peak_rss_mib()
@@ -121,7 +131,7 @@ def _subprocess(metric: str, config: tuple[int, int, int], zoo_size: int, thread
 
 
 def default_metrics() -> list[str]:
-    """Every registered metric plus a few PED compositions (to show PED's overhead)."""
+    """Every registered metric, a few PED compositions (to show PED's overhead) and the opt-in ``VARIANTS``."""
     from hf_tsel.metrics import get_metric, list_metrics
 
     names = [spec.name for spec in list_metrics(include_transforms=False) if not spec.name.startswith(METADATA_PREFIX)]
@@ -131,7 +141,7 @@ def default_metrics() -> list[str]:
             names.append(name)
         except ValueError:
             pass
-    return names
+    return names + list(VARIANTS)
 
 
 def machine_line() -> str:
