@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hf_tsel.funnel import Candidate, Funnel, order_candidates
+from hf_tsel.groundtruth.table import read_ground_truth
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRACTIONS = (0.10, 0.25, 0.50)
@@ -46,7 +47,7 @@ def _outcome(chosen: list[str], accuracy: pd.Series, consensus: pd.Series) -> tu
 
 def replay(benchmark: str) -> pd.DataFrame:
     scores = pd.read_csv(RESULTS / f"{benchmark}_scores.csv")
-    truth = pd.read_csv(RESULTS / f"{benchmark}_ground_truth.csv")
+    truth = read_ground_truth(RESULTS / f"{benchmark}_ground_truth.csv")
     params = scores[scores.metric == "prior:params"].groupby("model").score.first()
     width = scores[scores.metric == "prior:feature_dim"].groupby("model").score.first()
     consensus = scores[scores.metric == "consensus"].set_index(["dataset", "model"]).score

@@ -21,6 +21,7 @@ import torch
 from seed_methods import offline_pairs, zoo_pairs
 
 from hf_tsel.evaluation import top1_regret, weighted_kendall_tau
+from hf_tsel.groundtruth.table import read_ground_truth
 from hf_tsel.metrics import score
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,7 +50,7 @@ def score_all(zoo_tasks: list[str] | None) -> pd.DataFrame:
 def evaluate(scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for benchmark, group in scores.groupby("benchmark"):
-        truth = pd.read_csv(RESULTS / f"{benchmark}_ground_truth.csv")
+        truth = read_ground_truth(RESULTS / f"{benchmark}_ground_truth.csv")
         for (dataset, protocol), gt in truth.groupby(["dataset", "protocol"]):
             accuracy = gt.set_index("model")["accuracy"].dropna()
             for variant, values in group[group["dataset"] == dataset].groupby("variant"):

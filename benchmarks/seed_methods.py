@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from hf_tsel.groundtruth.evaluate import evaluation_table
+from hf_tsel.groundtruth.table import read_ground_truth
 from hf_tsel.metrics import score
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     stem = args.out / f"seed_methods_{name}"
     done = pd.read_csv(f"{stem}_scores.csv") if args.resume and Path(f"{stem}_scores.csv").is_file() else None
     scores = score_variants(pairs, seeds, done)
-    ground_truth = pd.read_csv(RESULTS / f"{args.benchmark}_ground_truth.csv")
+    ground_truth = read_ground_truth(RESULTS / f"{args.benchmark}_ground_truth.csv")
     evaluations = []
     for seed, per_seed in scores.groupby("seed"):
         table = evaluation_table(per_seed, ground_truth)

@@ -100,7 +100,9 @@ def main() -> None:
         "seeds' full fine-tunes; P(best): how often the pick is that best model; compute: race model-epochs weighted "
         "by each model's median seconds per epoch, as a fraction of fine-tuning every model with the full protocol "
         "(2 learning rates x 3 epochs) once. `random race`: K random models, same schedule (mean of 200 draws); "
-        "`halving`: successive halving over every model with no metric.\n",
+        "`halving`: successive halving over every model with no metric. `regret_ci_low`/`_high`: 95 % percentile "
+        "bootstrap of the mean regret over the runs (tasks x curve seeds); configurations whose intervals overlap "
+        "are not told apart by this benchmark.\n",
         _markdown(table), _targets(table),
         "## Does 3 epochs converge? (validation accuracy per epoch, 12-epoch runs)\n",
         _convergence(replace(config, work_dir=args.work_dir), read_ground_truth(args.results / "zoo_ground_truth.csv"))]

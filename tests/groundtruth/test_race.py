@@ -7,7 +7,7 @@ import pytest
 from hf_tsel.cli import main
 from hf_tsel.errors import UserError
 from hf_tsel.racing import Round, first_epochs_for, halving_schedule, race, race_cost
-from tests.groundtruth.conftest import write_zoo
+from tests.helpers.models import write_zoo
 
 
 @pytest.mark.parametrize("k, rounds, cost", [

@@ -71,15 +71,27 @@ def test_every_table_has_the_ceiling_row_and_each_tau_as_a_fraction_of_it():
 def test_a_recorded_curve_changes_nothing_but_the_record(tmp_path):
     """``record_curve`` evaluates the validation set after every epoch of a ``last-epoch`` run; training, the
     selected epoch and the test accuracy stay those of the run without it."""
+    import torch
+
     from hf_tsel.groundtruth.finetune import FinetuneConfig, Grid, train_grid_point
-    from tests.groundtruth.test_linear_probe_and_finetune import _TinyImages, _tiny_backbone
+
+    def images(n: int, seed: int) -> torch.utils.data.TensorDataset:  # the class is the brightest channel
+        labels = torch.arange(n) % 3
+        pixels = torch.rand(n, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+        return torch.utils.data.TensorDataset(pixels + 0.5 * torch.nn.functional.one_hot(labels, 3)[:, :, None, None],
+                                              labels)
+
+    def backbone() -> torch.nn.Module:
+        torch.manual_seed(7)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten())
 
     config = FinetuneConfig(grid=Grid("sgd", (0.05,), (0.0,)), epochs=3, batch_size=8, selection="last-epoch",
                             augment=False)
-    train, test, validation = _TinyImages(48, 0), _TinyImages(24, 1), _TinyImages(15, 2)
-    plain = train_grid_point(_tiny_backbone, 8, 3, train, test, config, 0.05, 0.0, 0, tmp_path / "plain",
+    train, test, validation = images(48, 0), images(24, 1), images(15, 2)
+    plain = train_grid_point(backbone, 4, 3, train, test, config, 0.05, 0.0, 0, tmp_path / "plain",
                              validation_set=validation)
-    curve = train_grid_point(_tiny_backbone, 8, 3, train, test, config, 0.05, 0.0, 0, tmp_path / "curve",
+    curve = train_grid_point(backbone, 4, 3, train, test, config, 0.05, 0.0, 0, tmp_path / "curve",
                              validation_set=validation, record_curve=True)
     assert plain["validation_history"][:2] == [None, None] and None not in curve["validation_history"]
     assert curve["validation_history"][-1] == plain["validation_history"][-1]

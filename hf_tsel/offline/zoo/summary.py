@@ -168,7 +168,8 @@ def _ceiling_text(ceilings: dict[str, pd.DataFrame]) -> str:
         if ceiling.empty:
             lines.append(f"No noise ceiling for the {protocol} protocol: it is one deterministic run per model.\n")
             continue
-        seeds = f"{int(ceiling['seeds'].min())}-{int(ceiling['seeds'].max())}"
+        low, high = int(ceiling["seeds"].min()), int(ceiling["seeds"].max())
+        seeds = str(low) if low == high else f"{low}-{high}"
         lines.append(f"Noise ceiling of the {protocol} ground truth: per task, the mean weighted tau between the "
                      f"model rankings of two training seeds ({seeds} seeds per task, every pair), and the mean top-1 regret of one seed's best model on another "
                      "seed. The ground truth itself is the mean over seeds, which is less noisy than one seed, so a "
