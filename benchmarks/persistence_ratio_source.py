@@ -35,6 +35,7 @@ from scipy.spatial.distance import pdist
 from scipy.stats import kendalltau
 
 from hf_tsel.evaluation import weighted_kendall_tau
+from hf_tsel.groundtruth.table import read_ground_truth
 from hf_tsel.extraction import ModelOutcome, attach_source_references
 from hf_tsel.features import CachedFeatures
 from hf_tsel.metrics import score
@@ -103,7 +104,7 @@ def main() -> None:
     started = time.perf_counter()
     entries = [e for e in load_zoo(args.work_dir / "zoo.yaml")
                if e.source_reference and Path(e.source_reference["dataset"]).name.startswith("fmnist")]
-    ground_truth = pd.read_csv(args.ground_truth)
+    ground_truth = read_ground_truth(args.ground_truth)
     rows, diagnostics = [], None
     for per_class in SIZES:
         embeddings = reference_features(entries, args.work_dir, per_class)
