@@ -86,7 +86,7 @@ class PBestCalibration:
 # the log share and member agreement), the one with the lowest worst-benchmark Brier score, fitted on one benchmark
 # and scored on the other (benchmarks/results/consensus_calibration.md, docs/metrics.md).
 P_BEST_CALIBRATIONS: dict[str, PBestCalibration] = {
-    "finetune": PBestCalibration(score_weight=1.6758),
+    "finetune": PBestCalibration(score_weight=1.6842),
     "linear-probe": PBestCalibration(score_weight=2.2021),
 }
 FITTED = "fitted"  # calibration= default: the calibration fitted for the goal
