@@ -66,7 +66,7 @@ def reference_features(entries: list, work_dir: Path, per_class: int) -> dict[st
         reference = {**entry.source_reference, "dataset": str(reference_folder(work_dir, source, per_class))}
         placeholder = CachedFeatures(torch.zeros(1, 1), np.zeros(1, dtype=np.int64))  # target features: not needed
         outcomes.append(ModelOutcome(dataclasses.replace(entry, source_reference=reference), "cached", features=placeholder))
-    attach_source_references(outcomes, cache_dir=work_dir / "features")
+    outcomes = attach_source_references(outcomes, cache_dir=work_dir / "features")
     return {o.entry.name: (o.reference.features.double(), o.reference.labels) for o in outcomes if o.reference}
 
 
