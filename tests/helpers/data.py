@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# The dataset repo the reliability suite writes into its offline Hub cache (tests/reliability/conftest.py).
+RELIABILITY_DATASET = "hf-tsel-test/bad-input-images"
+
 DATASET_SHA = "d" * 40
 CLASS_COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230), (230, 220, 40)]
 

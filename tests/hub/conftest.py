@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from . import repos
+from .repos import CLASSES, DATASET
 from .server import HubServer
 
-DATASET = "test-org/tiny-images"
-CLASSES = ["circle", "square", "star", "cross"]
 
 
 @dataclass

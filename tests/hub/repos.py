@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The dataset repo the session's Hub stand-in serves (tests/hub/conftest.py seeds it) and its classes.
+DATASET = "test-org/tiny-images"
+CLASSES = ["circle", "square", "star", "cross"]
+
 IMAGE_SIZE = 32  # small inputs keep the forward passes fast; the tiny models accept any size
 
 

@@ -18,7 +18,7 @@ from hf_tsel.publish.schema import same_records
 from hf_tsel.results import read_results, validate_results
 
 from . import repos
-from .conftest import DATASET
+from .repos import DATASET
 from .harness import REPO_ROOT, TEST_TOKEN, assert_no_token_anywhere, client_env, run_cli
 
 GOOD = ["tiny-resnet", "tiny-vit", "tiny-hf-vit"]

@@ -7,7 +7,7 @@ from huggingface_hub import HfFileSystem, constants, hf_hub_download
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
-from .conftest import DATASET
+from .repos import DATASET
 from .harness import TEST_TOKEN
 
 

@@ -1,21 +1,13 @@
-"""Access to the golden reference values in ``tests/data/golden`` (see its README for the protocol).
-
-``HF_TSEL_GOLDEN_DIR`` points the tests at another copy of the same data; without it the copy in
-the repository is used, so a bare clone tests itself.
-"""
+"""Fixtures that load the golden reference values (``tests/helpers/golden.py`` says where they are)."""
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-GOLDEN_DIR = Path(os.environ.get("HF_TSEL_GOLDEN_DIR") or Path(__file__).resolve().parents[1] / "data" / "golden")
-CASES = ["separated", "overlapping", "rank_deficient", "imbalanced", "zoo_m0", "zoo_m1", "zoo_m2", "zoo_m3", "zoo_m4"]
-ZOO_MODELS = ["zoo_m0", "zoo_m1", "zoo_m2", "zoo_m3", "zoo_m4"]
+from tests.helpers.golden import GOLDEN_DIR
 
 
 def _require_golden() -> None:
@@ -43,9 +35,3 @@ def golden_case():
         return cache[name]
 
     return load
-
-
-def assert_close(ours: float, entry: dict) -> None:
-    """The README's comparison rule: ``|ours - value| <= rtol*|value| + atol``."""
-    value, rtol, atol = entry["value"], entry["rtol"], entry.get("atol", 0.0)
-    assert abs(ours - value) <= rtol * abs(value) + atol, f"ours={ours!r} reference={value!r} rtol={rtol} atol={atol}"

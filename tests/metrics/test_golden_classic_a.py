@@ -10,7 +10,7 @@ from scipy import stats
 from hf_tsel.metrics import score
 from hf_tsel.metrics.logme import log_maximum_evidence
 
-from .conftest import CASES, ZOO_MODELS, assert_close
+from tests.helpers.golden import CASES, ZOO_MODELS, assert_close
 
 # our registry name -> key in expected.json
 DETERMINISTIC = {"logme": "logme", "leep": "leep", "nce": "nce", "hscore": "h_score",

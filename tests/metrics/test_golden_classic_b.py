@@ -19,7 +19,7 @@ from hf_tsel.metrics._validation import prepare_inputs
 from hf_tsel.metrics.ncti import ncti_components
 from hf_tsel.metrics.parc import _spearman_with_binary, stratified_subsample
 
-from .conftest import CASES, ZOO_MODELS, assert_close
+from tests.helpers.golden import CASES, ZOO_MODELS, assert_close
 
 
 def _inputs(golden_case, case: str):

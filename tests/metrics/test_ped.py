@@ -9,7 +9,7 @@ import torch
 from hf_tsel.metrics import MetricInputError, get_metric, list_metrics, score
 from hf_tsel.metrics.ped import refine
 
-from .conftest import CASES, assert_close
+from tests.helpers.golden import CASES, assert_close
 
 PED_BASES = ["logme", "sfda", "gbc", "nleep", "hscore", "transrate"]
 

@@ -14,7 +14,9 @@ from hf_tsel.publish.card import RESULTS_PATH_IN_REPO, render_card
 from hf_tsel.publish.schema import FIELD_DOCS, merge_results, same_records
 from hf_tsel.results import RESULT_FIELDS, ResultsError, add_ranks, read_results, schema_markdown, write_results
 
-from .conftest import FAKE_TOKEN, REPO_ROOT, make_results, run_cli, start_cli
+from tests.helpers.results import make_results
+from tests.hub.harness import REPO_ROOT, run_cli, start_cli
+from tests.hub.harness import TEST_TOKEN as FAKE_TOKEN
 from ..hub.server import HubServer
 
 REPO = "hf-tsel-test/results"

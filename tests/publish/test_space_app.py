@@ -17,7 +17,8 @@ from hf_tsel.publish.leaderboard import (MEAN_RANK, leaderboard_view, load_leade
                                          model_view, prediction_vs_truth)
 from hf_tsel.results import write_results
 
-from .conftest import MODELS, REPO_ROOT, make_results, run_cli
+from tests.helpers.results import MODELS, make_results
+from tests.hub.harness import REPO_ROOT, run_cli
 
 
 def test_loading_skips_bad_records_with_notes(results_folder):

@@ -10,7 +10,7 @@ import torch
 
 from hf_tsel.publish.leaderboard import RECOMMENDATION, leaderboard_view, load_leaderboard_results
 
-from .conftest import REPO_ROOT
+from tests.hub.harness import REPO_ROOT
 from .space_screenshot import CHROMIUM, MODELS_JS, ROW_SELECTOR, chromium_page, leaderboard_models, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.data import RELIABILITY_DATASET as DATASET
 from tests.helpers.data import image_dataset, write_hub_dataset
-
-DATASET = "hf-tsel-test/bad-input-images"
 
 
 @pytest.fixture

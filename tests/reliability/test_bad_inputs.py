@@ -15,7 +15,7 @@ from hf_tsel.cli import main
 from tests.helpers.data import image_dataset
 from tests.helpers.models import write_tiny_zoo
 
-from .conftest import DATASET
+from tests.helpers.data import RELIABILITY_DATASET as DATASET
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:

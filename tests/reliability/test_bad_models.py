@@ -10,7 +10,7 @@ import pytest
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 
-from .conftest import DATASET
+from tests.helpers.data import RELIABILITY_DATASET as DATASET
 
 
 def _snapshot(hub_cache, key: str) -> Path:

@@ -14,7 +14,7 @@ import torch
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 
-from .conftest import DATASET
+from tests.helpers.data import RELIABILITY_DATASET as DATASET
 
 
 @pytest.fixture
