@@ -4,6 +4,8 @@
 # (hf_tsel.metrics.consensus.ANSWERS), because the fine-tune and linear-probe ground truths rank models differently.
 GOALS: tuple[str, ...] = ("finetune", "linear-probe")
 DEFAULT_GOAL = "finetune"
+# Name of the answer's metric (hf_tsel.metrics.consensus); its rows of a results table carry P(best) and the rank range.
+ANSWER_METRIC = "consensus"
 # Both goals' answer members (every run adds the `consensus` rows, which reuse these scores; chosen over both project
 # benchmarks, benchmarks/results/consensus_selection.md), LogME and its PED wrapper (the best single metrics against
 # the linear-probe and fine-tune ground truths before the training-based proxies) and k-NN, a cheap second

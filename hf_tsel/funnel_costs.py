@@ -94,9 +94,9 @@ def calibrate_scoring(metric_names: Sequence[str], labels: np.ndarray, *, n_boot
     (between 1 and 2: k-NN is quadratic, LogME linear). Metrics that read no features (priors, source
     heads, reference sets) cost little and are not timed.
     """
-    from .metrics import get_metric, score
+    from .metrics import InputKind, get_metric, score
 
-    names = [n for n in metric_names if get_metric(n).consumes == "features"]
+    names = [n for n in metric_names if get_metric(n).consumes is InputKind.FEATURES]
     if not names or len(labels) < 4:
         return 0.0
     rng = np.random.default_rng(seed)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .defaults import DEFAULT_RACE_K
+from .defaults import ANSWER_METRIC, DEFAULT_RACE_K
 from .errors import UserError
 
 __all__ = ["Round", "RaceOutcome", "halving_schedule", "race_cost", "first_epochs_for", "race", "race_candidates",
@@ -106,7 +106,7 @@ class RaceOutcome:
 def race_candidates(ranked: pd.DataFrame) -> list[str]:
     """Models of a ranking in answer order: by consensus score (else the run's first metric), unscored left out."""
     metrics = list(dict.fromkeys(ranked["metric"]))
-    key = "consensus" if "consensus" in metrics else next((m for m in metrics if m != RACE_METRIC), None)
+    key = ANSWER_METRIC if ANSWER_METRIC in metrics else next((m for m in metrics if m != RACE_METRIC), None)
     rows = ranked[(ranked["metric"] == key) & ranked["score"].notna()]
     return rows.sort_values("score", ascending=False, kind="stable")["model"].tolist()
 

@@ -20,12 +20,13 @@ import pandas as pd
 from ._version import __version__
 from .budget import Budget
 from .data import ImageDataset
-from .defaults import DEFAULT_GOAL, DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO, GOALS
+from .defaults import ANSWER_METRIC, DEFAULT_GOAL, DEFAULT_METRICS, DEFAULT_N_BOOT, DEFAULT_ZOO, GOALS
 from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
 from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
 from .hub_zoo import zoo_or_search_metadata
+from .metrics import InputKind
 from .recommendation import consensus_records
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
 from .run_info import RunInfo
@@ -101,7 +102,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         raise UserError(f"the budget {budget} covers none of the {len(report['left_out'])} candidates (the cheapest "
                         f"needs about {min(m['estimated_seconds'] for m in report['left_out']):.0f} s here)",
                         fix=f"pass --budget {report['budget_to_finish']} (covers all of them) or a smaller zoo.")
-    if any(s.consumes == "reference_features" for s in specs):  # every process: the extraction is collective
+    if any(s.consumes is InputKind.REFERENCE_FEATURES for s in specs):  # every process: the extraction is collective
         outcomes = attach_source_references(
             outcomes, from_cache=from_cache, batch_size=batch_size, num_workers=num_workers, device=device,
             precision=precision, cache_dir=cache_dir, use_cache=use_cache, allow_pickle=allow_pickle,
@@ -112,7 +113,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     outcomes = drop_thin_classes(drop_non_finite_models(outcomes), extraction.data)
     timings = dict(extraction.seconds)
     tick = time.perf_counter()
-    scored = score_models([s for s in specs if s.name != "consensus"], outcomes, extraction.data.labels, seed=seed,
+    scored = score_models([s for s in specs if s.name != ANSWER_METRIC], outcomes, extraction.data.labels, seed=seed,
                           device=extraction.device, metric_params=metric_params)
     consensus, recommendation = consensus_records(outcomes, extraction.data.labels, scored, goal=goal, seed=seed,
                                                   device=extraction.device, n_boot=n_boot)

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .defaults import DEFAULT_N_BOOT
-from .metrics import MetricInputs, get_metric
+from .defaults import ANSWER_METRIC, DEFAULT_N_BOOT
+from .metrics import InputKind, MetricInputs, MetricSpec, get_metric, metric_inputs
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
 from .metrics.consensus import DEFAULT_GOAL, answer_config, combine, consensus_scores, standardise
@@ -108,14 +108,18 @@ def _projection(features: torch.Tensor, dim: int, generator: torch.Generator) ->
     return features @ (basis / math.sqrt(dim))  # Johnson-Lindenstrauss: distances kept up to a small distortion
 
 
-def _member_on(member: str, inputs: dict[str, MetricInputs], seed: int) -> dict[str, float]:
+def _member_on(spec: MetricSpec, features: dict[str, torch.Tensor], labels: torch.Tensor, num_classes: int,
+               source_probs: Mapping[str, torch.Tensor], seed: int) -> dict[str, float]:
     """A member's higher-is-better scores on already validated inputs, without re-validation."""
-    spec = get_metric(member)
     kwargs = {"seed": seed} if "seed" in inspect.signature(spec.fn).parameters else {}
     sign = -1.0 if spec.negated else 1.0
-    if spec.consumes == "model_set":
-        return {m: sign * float(v) for m, v in spec.fn(inputs, **kwargs).items()}
-    return {m: sign * float(spec.fn(i, **kwargs)) for m, i in inputs.items()}
+    if spec.consumes is InputKind.MODEL_SET:
+        (features, labels), params = metric_inputs(spec, features, labels)
+        inputs = {m: MetricInputs(f, labels, num_classes) for m, f in features.items()}
+        return {m: sign * float(v) for m, v in spec.fn(inputs, **kwargs, **params).items()}
+    calls = {m: metric_inputs(spec, f, labels, source_probs=source_probs.get(m)) for m, f in features.items()}
+    return {m: sign * float(spec.fn(MetricInputs(*args, num_classes, **params), **kwargs))
+            for m, (args, params) in calls.items()}
 
 
 def _per_sample_on(member: str, inputs: MetricInputs, seed: int) -> np.ndarray:
@@ -144,29 +148,26 @@ class _Resampler:
 
     def _projected_member(self, member: str, rows: torch.Tensor) -> dict[str, float]:
         spec = get_metric(member)
-        labels = self.labels[rows]
-        if spec.name.startswith("prior:"):
+        if spec.is_prior:
             return self.full[member]
-        if spec.consumes == "source_probs":
-            inputs = {m: MetricInputs(None, labels, self.num_classes, source_probs=p[rows])
-                      for m, p in self.source_probs.items()}
-        else:
-            inputs = {m: MetricInputs(f[rows], labels, self.num_classes) for m, f in self.projected.items()}
-        return _member_on(member, inputs, self.seed)
+        kind = spec.consumes  # gather only what the member reads (a source head can have 1000s of classes)
+        features = {m: f[rows] if kind.needs_features else None for m, f in self.projected.items()}
+        probs = {m: p[rows] for m, p in self.source_probs.items()} if kind.needs_source_probs else {}
+        return _member_on(spec, features, self.labels[rows], self.num_classes, probs, self.seed)
 
     def resample(self, rows: np.ndarray, centre: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         index = torch.from_numpy(rows).to(self.labels.device)
         scores = {}
         for member, full in self.full.items():
             spec = get_metric(member)
-            if spec.name.startswith("prior:"):
+            if spec.is_prior:
                 scores[member] = full
                 continue
             if member in self.per_sample:
                 scores[member] = {m: float(np.nanmean(values[rows])) for m, values in self.per_sample[member].items()}
                 continue
             moved = self._projected_member(member, index)
-            exact = spec.consumes == "source_probs"
+            exact = not spec.consumes.needs_features  # no projection involved
             scores[member] = {m: moved[m] if exact else full[m] + moved[m] - centre[member][m] for m in full}
         return scores
 
@@ -408,9 +409,10 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
                           goal=goal, n_boot=n_boot, seed=seed, device=device, known=known)
     except Exception as exc:  # noqa: BLE001 (the per-metric scores must survive a consensus failure)
         note = f"failed: {exc}"
-        return [{"model": m, "metric": "consensus", "score": math.nan, "note": note, "seconds": 0.0} for m in features], {}
+        return [{"model": m, "metric": ANSWER_METRIC, "score": math.nan, "note": note, "seconds": 0.0}
+                for m in features], {}
     seconds = (time.perf_counter() - start) / len(table)
-    records = [{"model": r.model, "metric": "consensus", "score": r.score, "note": None, "seconds": seconds,
+    records = [{"model": r.model, "metric": ANSWER_METRIC, "score": r.score, "note": None, "seconds": seconds,
                 "p_top1": None if math.isnan(r.p_top1) else r.p_top1,
                 "rank_low": None if math.isnan(r.rank_low) else int(r.rank_low),
                 "rank_high": None if math.isnan(r.rank_high) else int(r.rank_high), "goal": goal}
@@ -429,6 +431,6 @@ def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tupl
         by_metric.setdefault(record["metric"], {})[record["model"]] = record["score"]
     models, best, members = set(table["model"]), table["model"].iloc[0], set(table.attrs.get("members") or ())
     voting = {metric: max(v, key=v.get) == best for metric, v in by_metric.items()
-              if not metric.startswith("prior:") and metric not in members
+              if not get_metric(metric).is_prior and metric not in members
               and set(v) >= models and not any(math.isnan(v[m]) for m in models)}
     return [m for m, agrees in voting.items() if agrees], [m for m, agrees in voting.items() if not agrees]

@@ -22,7 +22,8 @@ from .defaults import DEFAULT_METRICS
 from .errors import UserError
 from .extraction import ModelOutcome
 from .features import CachedFeatures
-from .metrics import MetricInputError, check_parameters, get_metric, score, score_zoo
+from .metrics import (InputKind, MetricInputError, NotApplicable, check_parameters, get_metric, metric_inputs, score,
+                      score_zoo)
 from .metrics.priors import prior_value
 
 __all__ = ["check_metadata_priors", "checked_metric_params", "drop_non_finite_models", "drop_thin_classes",
@@ -130,8 +131,8 @@ def missing_metadata(spec: Any, entries: Sequence[Any]) -> dict[str, str]:
     """Entry name -> why a zoo-metadata prior (``prior:params``, ``prior:imagenet_top1``) cannot score it: its
     entry does not record the fact. Such a model is "not applicable", like a headless model for LEEP; it must
     not fail the prior for every other model."""
-    fact = spec.name.partition(":")[2]
-    if not spec.name.startswith("prior:") or fact == "feature_dim":  # the feature width needs no metadata
+    fact = spec.metadata_fact
+    if fact is None:  # not a prior, or one that needs no metadata (the feature width)
         return {}
     gaps = {}
     for entry in entries:
@@ -147,7 +148,7 @@ def check_metadata_priors(specs: Sequence[Any], entries: Sequence[Any]) -> None:
     for spec in specs:
         gaps = missing_metadata(spec, entries)
         if entries and len(gaps) == len(entries):
-            fact = spec.name.partition(":")[2]
+            fact = spec.metadata_fact
             raise UserError(f"--metrics {spec.name} reads each model's published {fact} from its zoo entry's metadata, "
                             f"and none of the {len(entries)} model(s) records it",
                             fix=f"add `metadata: {{{fact}: ...}}` to the zoo entries (docs/zoos.md), or leave "
@@ -164,23 +165,20 @@ def _metric_failure(metric: str, model: str, exc: Exception) -> str:
 
 
 def _model_inputs(spec: Any, outcome: ModelOutcome, labels: np.ndarray) -> tuple[tuple, dict] | str:
-    """The positional and keyword inputs of :func:`hf_tsel.metrics.score` for one model, or why the metric does
-    not apply to it. ``reference_features`` metrics (the persistence ratio) read the model's source reference
-    embeddings (:func:`hf_tsel.extraction.attach_source_references`), not the target features."""
-    feats = outcome.features
-    if spec.consumes == "reference_features":
-        reference = outcome.reference
-        if reference is None:
-            return (f"failed: {outcome.reference_error}" if outcome.reference_error else
-                    "not applicable: the zoo entry names no source_reference (images of the model's pre-training "
-                    "task); add one (docs/zoos.md), or use persistence_ratio_head, its offline stand-in")
-        return (reference.features, reference.labels), {}
-    if "source_probs" not in spec.consumes:
-        return (feats.features, labels[feats.positions]), {}
-    if feats.source_logits is None:
-        return "not applicable: the model has no source classifier head"
-    probs = torch.softmax(feats.source_logits.double(), dim=1)
-    return (feats.features if "features" in spec.consumes else None, labels[feats.positions]), {"source_probs": probs}
+    """The positional and keyword inputs of :func:`hf_tsel.metrics.score` for one model
+    (:func:`hf_tsel.metrics.metric_inputs`), or why the metric does not apply to it. ``reference_features``
+    metrics (the persistence ratio) read the model's source reference embeddings
+    (:func:`hf_tsel.extraction.attach_source_references`), not the target features."""
+    feats, reference = outcome.features, outcome.reference
+    if reference is None and outcome.reference_error and spec.consumes is InputKind.REFERENCE_FEATURES:
+        return f"failed: {outcome.reference_error}"
+    head = feats.source_logits  # softmax only for the metrics that read it
+    probs = torch.softmax(head.double(), dim=1) if head is not None and spec.consumes.needs_source_probs else None
+    try:
+        return metric_inputs(spec, feats.features, labels[feats.positions], source_probs=probs,
+                             reference=None if reference is None else (reference.features, reference.labels))
+    except NotApplicable as exc:
+        return exc.note
 
 
 def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels: np.ndarray, *, seed: int = 0,
@@ -200,7 +198,7 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
 
     for spec in specs:
         params = metric_params.get(spec.name, {})
-        if spec.consumes == "model_set":
+        if spec.consumes is InputKind.MODEL_SET:
             # one model's NaN features must not take the set's score down for every model
             broken = {o.entry.name: f"left out: {why}" for o in ready
                       if (why := non_finite_reason(o.features.features))}
@@ -209,16 +207,18 @@ def score_models(specs: Sequence[Any], outcomes: Sequence[ModelOutcome], labels:
             common = members[0].features.positions if members else np.array([], dtype=np.int64)
             for o in members[1:]:
                 common = np.intersect1d(common, o.features.positions)
-            inputs = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)] for o in members}
+            features = {o.entry.name: o.features.features[np.searchsorted(o.features.positions, common)]
+                        for o in members}
+            (inputs, set_labels), extra = metric_inputs(spec, features, labels[common],
+                                                        priors={o.entry.name: o.entry.metadata for o in members})
             start = time.perf_counter()
             note, values = None, {}
-            if "priors" in spec.parameters:
-                params = {"priors": {o.entry.name: o.entry.metadata for o in members}, **params}
+            params = {**extra, **params}
             if len(members) < 2:
                 note = "not applicable: this metric compares at least 2 models with finite features"
             else:
                 try:
-                    values = score_zoo(spec.name, inputs, labels[common], seed=seed, device=device, **params)
+                    values = score_zoo(spec.name, inputs, set_labels, seed=seed, device=device, **params)
                 except Exception as exc:  # noqa: BLE001 (one metric's failure must not lose the other scores)
                     note = _metric_failure(spec.name, f"the {len(members)} models", exc)
             seconds = (time.perf_counter() - start) / max(1, len(members))

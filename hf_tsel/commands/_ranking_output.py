@@ -7,6 +7,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from ..defaults import ANSWER_METRIC
 from ..run_info import RunInfo
 from ._args import check_output_file, non_negative_int
 from ._race import print_race
@@ -59,7 +60,7 @@ def _leaderboard_order(df: pd.DataFrame, models: list[dict], metrics: list[str])
     without a row of it last."""
     from ..results import best_first
 
-    key_metric = "consensus" if (df["metric"] == "consensus").any() else (metrics[0] if metrics else None)
+    key_metric = ANSWER_METRIC if (df["metric"] == ANSWER_METRIC).any() else (metrics[0] if metrics else None)
     order = dict.fromkeys(best_first(df[df["metric"] == key_metric])["model"]) if key_metric else {}
     position = {name: i for i, name in enumerate(order)}
     return sorted(models, key=lambda model: position.get(model["name"], len(position)))
@@ -71,7 +72,7 @@ def _confidence_cells(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     from ..results import rank_interval_text
 
     cells = {}
-    for r in df[df["metric"] == "consensus"].itertuples():
+    for r in df[df["metric"] == ANSWER_METRIC].itertuples():
         p = "n/a" if pd.isna(r.p_top1) else f"{r.p_top1:.2f}"
         cells[r.model] = (p, rank_interval_text(r.rank_low, r.rank_high, missing="n/a"))
     return cells
@@ -97,10 +98,10 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
     from rich.table import Table
 
     run = RunInfo.of(df.attrs.get("run")) or RunInfo()
-    metrics = [m for m in run.metrics or list(dict.fromkeys(df["metric"])) if m != "consensus"]
+    metrics = [m for m in run.metrics or list(dict.fromkeys(df["metric"])) if m != ANSWER_METRIC]
     models = run.models or [{"name": m} for m in dict.fromkeys(df["model"])]
-    has_consensus = bool((df["metric"] == "consensus").any())
-    shown = ["consensus"] * has_consensus + (metrics if show_metrics or not has_consensus else [])
+    has_consensus = bool((df["metric"] == ANSWER_METRIC).any())
+    shown = [ANSWER_METRIC] * has_consensus + (metrics if show_metrics or not has_consensus else [])
     shown += ["race"] * bool((df["metric"] == "race").any())  # the --confirm race's validation accuracy, #rank
     classes = run.num_classes if run.num_classes is not None else "?"
     title = (f"{run.dataset} [{run.split}]: {_samples_used(df, run)}, "
@@ -115,7 +116,7 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
         # never wrap or cut a number: a metric column is as wide as its widest value
         width = max([len(line) for m in models for line in cells.get((m["name"], metric), "n/a").split("\n")] + [4])
         table.add_column(metric, justify="right", no_wrap=True, min_width=width)
-        if metric == "consensus":
+        if metric == ANSWER_METRIC:
             table.add_column("P(best)", justify="right", no_wrap=True)
             table.add_column("rank 90%", justify="right", no_wrap=True)
     table.add_column("features", overflow="fold")
@@ -127,7 +128,7 @@ def print_leaderboard(df: pd.DataFrame, *, show_metrics: bool = False) -> None:
         row = []
         for metric in shown:
             row.append(cells.get((name, metric), "n/a"))
-            if metric == "consensus":
+            if metric == ANSWER_METRIC:
                 row += list(confidence.get(name, ("n/a", "n/a")))
         table.add_row(escape(name), *row, status)
     console.print(table)

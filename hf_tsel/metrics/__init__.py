@@ -16,7 +16,8 @@ Example:
 import importlib
 import pkgutil
 
-from ._registry import (MetricSpec, MetricTable, check_parameters, get_metric, list_metrics, register,
+from ._inputs import NotApplicable, metric_inputs
+from ._registry import (InputKind, MetricSpec, MetricTable, check_parameters, get_metric, list_metrics, register,
                         register_transform, score, score_zoo)
 from ._validation import MetricInputError, MetricInputs
 
@@ -25,5 +26,6 @@ for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["MetricSpec", "MetricTable", "MetricInputError", "MetricInputs", "get_metric", "list_metrics", "register",
-           "register_transform", "score", "score_zoo", "check_parameters"]
+__all__ = ["InputKind", "MetricSpec", "MetricTable", "MetricInputError", "MetricInputs", "NotApplicable",
+           "metric_inputs", "get_metric", "list_metrics", "register", "register_transform", "score", "score_zoo",
+           "check_parameters"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import inspect
 import math
 import numbers
@@ -17,13 +18,42 @@ import torch
 from ._validation import MetricInputError, MetricInputs, prepare_inputs, prepare_model_inputs
 
 __all__ = [
-    "MetricSpec", "MetricTable", "register", "register_transform", "get_metric", "list_metrics", "score", "score_zoo",
+    "InputKind", "MetricSpec", "MetricTable", "register", "register_transform", "get_metric", "list_metrics", "score",
+    "score_zoo",
     "check_parameters",
 ]
 
-# "reference_features": the model's features of its *source reference set* with their source labels
-# (not the target's); the pipeline feeds them from the zoo entry's ``source_reference`` dataset.
-Consumes = Literal["features", "source_probs", "features+source_probs", "model_set", "reference_features"]
+class InputKind(enum.StrEnum):
+    """What a metric consumes; the value is the text shown by ``hf-tsel metrics``.
+
+    ``REFERENCE_FEATURES``: the model's features of its *source reference set* with their source labels
+    (not the target's); the pipeline feeds them from the zoo entry's ``source_reference`` dataset.
+    ``MODEL_SET``: every model's features at once (the metric scales its parts over the models).
+    """
+
+    FEATURES = "features"
+    SOURCE_PROBS = "source_probs"
+    FEATURES_AND_SOURCE_PROBS = "features+source_probs"
+    REFERENCE_FEATURES = "reference_features"
+    MODEL_SET = "model_set"
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the metric reads features (the target's, or for ``REFERENCE_FEATURES`` the reference set's)."""
+        return self is not InputKind.SOURCE_PROBS
+
+    @property
+    def needs_source_probs(self) -> bool:
+        """Whether the metric reads the source classifier head's probabilities."""
+        return self in (InputKind.SOURCE_PROBS, InputKind.FEATURES_AND_SOURCE_PROBS)
+
+
+def _input_kind(name: str, consumes: InputKind | str) -> InputKind:
+    try:
+        return InputKind(consumes)
+    except ValueError:
+        raise ValueError(f"metric {name!r}: consumes={consumes!r} is not an input kind; use one of "
+                         f"{', '.join(repr(k.value) for k in InputKind)} (hf_tsel.metrics.InputKind).") from None
 
 
 @dataclass(frozen=True)
@@ -31,13 +61,15 @@ class MetricSpec:
     """Metadata of one registered metric.
 
     ``fn`` receives validated :class:`MetricInputs` (a ``dict`` of them, keyed by model name, for
-    ``consumes="model_set"``) plus keyword parameters, and returns the score in the reference's own
+    ``consumes=InputKind.MODEL_SET``) plus keyword parameters, and returns the score in the reference's own
     direction; :func:`score` negates it when ``negated`` so every exposed score is higher-is-better.
+    ``prior``: for a baseline that ranks by a fact about the model, not the target data (``prior:params``), that
+    fact; ``metadata_fact``: the fact it reads from each zoo entry's ``metadata`` (passed as ``priors=``).
     """
 
     name: str
     fn: Callable[..., Any] = field(repr=False)
-    consumes: Consumes
+    consumes: InputKind
     paper: str
     reference: str = ""
     stochastic: bool = False
@@ -49,6 +81,13 @@ class MetricSpec:
     # For a score that is the mean of per-sample values (a cross-validated accuracy): those values, ``[N]``
     # (NaN where not computed), so a bootstrap can resample them exactly instead of recomputing the metric.
     per_sample: Callable[..., torch.Tensor] | None = field(default=None, repr=False)
+    prior: str | None = None
+    metadata_fact: str | None = None
+
+    @property
+    def is_prior(self) -> bool:
+        """Whether this is a model prior (a fact about the model, constant over the target samples)."""
+        return self.prior is not None
 
     @property
     def higher_is_better(self) -> bool:
@@ -62,7 +101,7 @@ class MetricSpec:
                      if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "seed")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "consumes": self.consumes, "higher_is_better": True,
+        return {"name": self.name, "consumes": self.consumes.value, "higher_is_better": True,
                 "reference_lower_is_better": self.negated, "stochastic": self.stochastic, "paper": self.paper,
                 "reference": self.reference, "aliases": list(self.aliases), "parameters": list(self.parameters),
                 "summary": self.summary}
@@ -88,24 +127,28 @@ _ALIASES: dict[str, str] = {}
 _TRANSFORMS: dict[str, _Transform] = {}
 
 
-def register(name: str, *, consumes: Consumes, paper: str, reference: str = "", stochastic: bool = False,
+def register(name: str, *, consumes: InputKind | str, paper: str, reference: str = "", stochastic: bool = False,
              negated: bool = False, aliases: tuple[str, ...] = (), min_samples_per_class: int = 2,
-             dtype: torch.dtype = torch.float64,
-             per_sample: Callable[..., torch.Tensor] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             dtype: torch.dtype = torch.float64, per_sample: Callable[..., torch.Tensor] | None = None,
+             prior: str | None = None,
+             metadata_fact: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator adding a metric implementation to the registry (the docstring's first line is its summary).
 
-    ``per_sample``: for a metric whose score is the mean of per-sample values, the function returning
-    them (same inputs and parameters as the metric), used by the bootstrap of :func:`hf_tsel.recommend`.
+    ``consumes``: an :class:`InputKind` (or its text value). ``per_sample``: for a metric whose score is the
+    mean of per-sample values, the function returning them (same inputs and parameters as the metric), used by
+    the bootstrap of :func:`hf_tsel.recommend`. ``prior``, ``metadata_fact``: see :class:`MetricSpec`.
     """
+    kind = _input_kind(name, consumes)
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         for key in (name, *aliases):
             if key in _METRICS or key in _ALIASES:
                 raise ValueError(f"metric name {key!r} is registered twice")
         summary = (inspect.getdoc(fn) or "").split("\n")[0]
-        _METRICS[name] = MetricSpec(name=name, fn=fn, consumes=consumes, paper=paper, reference=reference,
+        _METRICS[name] = MetricSpec(name=name, fn=fn, consumes=kind, paper=paper, reference=reference,
                                     stochastic=stochastic, negated=negated, aliases=aliases, summary=summary,
-                                    min_samples_per_class=min_samples_per_class, dtype=dtype, per_sample=per_sample)
+                                    min_samples_per_class=min_samples_per_class, dtype=dtype, per_sample=per_sample,
+                                    prior=prior, metadata_fact=metadata_fact)
         _ALIASES.update({alias: name for alias in aliases})
         return fn
 
@@ -157,7 +200,7 @@ def get_metric(name: str) -> MetricSpec:
 
     Example:
         >>> get_metric("logme").consumes
-        'features'
+        <InputKind.FEATURES: 'features'>
     """
     key = name.strip().lower()
     if "+" in key:
@@ -165,7 +208,7 @@ def get_metric(name: str) -> MetricSpec:
         if prefix not in _TRANSFORMS:
             raise _unknown_metric(name)
         base = get_metric(base_name)
-        if base.consumes != "features":
+        if base.consumes is not InputKind.FEATURES:
             raise MetricInputError(name, f"{prefix} transforms features, but {base.name!r} consumes {base.consumes}.",
                                    f"combine {prefix} with a feature-based metric such as {prefix}+logme.")
         return _composed(_TRANSFORMS[prefix], base)
@@ -194,7 +237,7 @@ def list_metrics(*, include_transforms: bool = True) -> MetricTable:
     specs = sorted(_METRICS.values(), key=lambda m: m.name)
     if include_transforms:
         specs += [_composed(t, m) for t in sorted(_TRANSFORMS.values(), key=lambda t: t.prefix)
-                  for m in specs if m.consumes == "features"]
+                  for m in specs if m.consumes is InputKind.FEATURES]
     return MetricTable(specs)
 
 
@@ -301,13 +344,14 @@ def score(name: str, features: Any, labels: Any, *, source_probs: Any = None, se
         True
     """
     spec = get_metric(name)
-    if spec.consumes == "model_set":
+    if spec.consumes is InputKind.MODEL_SET:
         raise MetricInputError(spec.name, "this metric is only defined relative to a set of models.",
                                f"call score_zoo({spec.name!r}, {{model_name: features, ...}}, labels).")
     kwargs = _call_kwargs(spec, seed, params)
     # a reference-set metric may take the source classes as probabilities (a source head's softmax, one-hot labels)
-    uses_probs = "source_probs" in spec.consumes or (spec.consumes == "reference_features" and source_probs is not None)
-    inputs = prepare_inputs(spec.name, features, labels, needs_features="features" in spec.consumes,
+    kind = spec.consumes
+    uses_probs = kind.needs_source_probs or (kind is InputKind.REFERENCE_FEATURES and source_probs is not None)
+    inputs = prepare_inputs(spec.name, features, labels, needs_features=kind.needs_features,
                             needs_source_probs=uses_probs, source_probs=source_probs,
                             device=device, dtype=spec.dtype, min_per_class=spec.min_samples_per_class)
     with _linear_algebra_errors(spec.name):
@@ -346,7 +390,7 @@ def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
     if not features_by_model:
         raise MetricInputError(spec.name, "no models were given.", "pass {model_name: features} for at least one model.")
     probs = source_probs_by_model or {}
-    if spec.consumes != "model_set":
+    if spec.consumes is not InputKind.MODEL_SET:
         return {model: score(spec.name, feats, labels, source_probs=probs.get(model), seed=seed, device=device, **params)
                 for model, feats in features_by_model.items()}
     if len(features_by_model) < 2:

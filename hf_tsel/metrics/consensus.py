@@ -23,8 +23,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from ..defaults import DEFAULT_GOAL, GOALS
-from ._registry import get_metric, register, score, score_zoo
+from ..defaults import ANSWER_METRIC, DEFAULT_GOAL, GOALS
+from ._inputs import metric_inputs
+from ._registry import InputKind, get_metric, register, score, score_zoo
 from ._validation import MetricInputError, MetricInputs
 
 __all__ = ["ANSWERS", "DEFAULT_GOAL", "GOALS", "RULES", "ConsensusConfig", "ConsensusResult", "answer_config",
@@ -61,7 +62,7 @@ def answer_config(goal: str = DEFAULT_GOAL) -> ConsensusConfig:
         ('linear_probe_cv',)
     """
     if goal not in ANSWERS:
-        raise MetricInputError("consensus", f"unknown goal {goal!r}.",
+        raise MetricInputError(ANSWER_METRIC, f"unknown goal {goal!r}.",
                                f"use one of {list(GOALS)}: what you will train on the chosen backbone.")
     return ANSWERS[goal]
 
@@ -76,7 +77,7 @@ def standardise(values: np.ndarray, rule: str) -> np.ndarray:
     if rule == "zscore":
         spread = values.std()
         return np.zeros_like(values) if spread == 0 else (values - values.mean()) / spread
-    raise MetricInputError("consensus", f"unknown combination rule {rule!r}.", f"use one of {list(RULES)}.")
+    raise MetricInputError(ANSWER_METRIC, f"unknown combination rule {rule!r}.", f"use one of {list(RULES)}.")
 
 
 def combine(member_scores: Mapping[str, Mapping[str, float]], models: Sequence[str], rule: str,
@@ -87,12 +88,12 @@ def combine(member_scores: Mapping[str, Mapping[str, float]], models: Sequence[s
     count 0, and the weights of the members present are renormalised to sum to 1.
     """
     if not member_scores:
-        raise MetricInputError("consensus", "no member metric applies to these models.",
+        raise MetricInputError(ANSWER_METRIC, "no member metric applies to these models.",
                                "pass more samples, or score the models with individual metrics.")
     members = list(member_scores)
     share = np.array([1.0 if weights is None else float(weights.get(m, 0.0)) for m in members])
     if not share.sum() > 0:
-        raise MetricInputError("consensus", f"no member with a positive weight among {members}.",
+        raise MetricInputError(ANSWER_METRIC, f"no member with a positive weight among {members}.",
                                "score the models with the weighted members, or pass weights=None.")
     table = np.array([[member_scores[member][m] for m in models] for member in members], dtype=float)
     standardised = np.stack([standardise(row, rule) for row in table])
@@ -106,14 +107,14 @@ def member_problem(member: str, *, num_samples: int, feature_dims: Mapping[str, 
     widest = max(feature_dims.values())
     if spec.name in _NEEDS_N_ABOVE_D and num_samples <= widest:
         return f"saturates when samples ({num_samples}) <= feature dim ({widest})"
-    if spec.consumes == "reference_features":
+    if spec.consumes is InputKind.REFERENCE_FEATURES:
         return "scores the models' source reference images, not the target data the consensus compares"
-    if spec.consumes == "source_probs":
+    if spec.consumes.needs_source_probs:
         missing = sorted(m for m, head in has_head.items() if not head)
         if missing:
             return f"needs a source classifier head; none for {', '.join(missing)}"
-    if spec.name.startswith("prior:") and spec.name != "prior:feature_dim":
-        fact = spec.name.split(":", 1)[1]
+    fact = spec.metadata_fact
+    if fact is not None:
         missing = sorted(m for m in feature_dims if ((priors or {}).get(m) or {}).get(fact) is None)
         if missing:
             return f"no published {fact} for {', '.join(missing)}"
@@ -135,14 +136,11 @@ class ConsensusResult:
 def _member_scores(member: str, features: Mapping[str, Any], labels: Any, *, source_probs: Mapping[str, Any],
                    priors: Mapping[str, Mapping[str, Any]] | None, seed: int, device: Any) -> dict[str, float]:
     spec = get_metric(member)
-    if spec.name.startswith("prior:"):
-        return score_zoo(spec.name, features, labels, device=device, priors=priors)
-    if spec.consumes == "model_set":
-        return score_zoo(spec.name, features, labels, seed=seed, device=device)
-    if spec.consumes == "source_probs":
-        return {m: score(spec.name, None, labels, source_probs=source_probs[m], seed=seed, device=device)
-                for m in features}
-    return {m: score(spec.name, f, labels, seed=seed, device=device) for m, f in features.items()}
+    if spec.consumes is InputKind.MODEL_SET:
+        args, params = metric_inputs(spec, features, labels, priors=priors)
+        return score_zoo(spec.name, *args, seed=seed, device=device, **params)
+    calls = {m: metric_inputs(spec, f, labels, source_probs=source_probs.get(m)) for m, f in features.items()}
+    return {m: score(spec.name, *args, seed=seed, device=device, **params) for m, (args, params) in calls.items()}
 
 
 def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
@@ -173,7 +171,7 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
     if members is None:
         members, weights = config.members, config.weights if weights is None else weights
     if len(features_by_model) < 2:
-        raise MetricInputError("consensus", "the consensus standardises over models and needs at least 2.",
+        raise MetricInputError(ANSWER_METRIC, "the consensus standardises over models and needs at least 2.",
                                "score at least two models together.")
     source_probs = {m: p for m, p in (source_probs or {}).items() if p is not None}
     members = tuple(get_metric(m).name for m in members)
@@ -196,7 +194,7 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
             member_scores[member] = _member_scores(member, features_by_model, labels, source_probs=source_probs,
                                                    priors=priors, seed=seed, device=device)
         except MetricInputError as exc:
-            if exc.metric == "consensus" or not exc.problem.startswith("the score"):
+            if exc.metric == ANSWER_METRIC or not exc.problem.startswith("the score"):
                 raise  # bad input: the user must fix it
             dropped[member] = f"failed: {exc.problem}"  # e.g. a non-finite score on one model's features
     models = list(features_by_model)
@@ -208,7 +206,7 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
     return ConsensusResult(combine(member_scores, models, rule, weights), rule, kept, member_scores, dropped, weights)
 
 
-@register("consensus", consumes="model_set",
+@register(ANSWER_METRIC, consumes=InputKind.MODEL_SET,
           paper="hf-tsel: the answer's score for a goal (fine-tune or linear probe): mean of standardised member "
                 "scores, members chosen over both project benchmarks, held out (docs/metrics.md)")
 def consensus(inputs: dict[str, MetricInputs], *, goal: str = DEFAULT_GOAL, members: Sequence[str] | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from ._registry import register
+from ._registry import InputKind, register
 from ._validation import MetricInputError, MetricInputs
 
 __all__ = ["PRIOR_METRICS", "prior_value"]
@@ -39,7 +39,9 @@ def _register_prior(fact: str, summary: str) -> None:
         return {model: prior_value(name, fact, model, model_inputs, priors) for model, model_inputs in inputs.items()}
 
     prior.__doc__ = summary
-    register(name, consumes="model_set", paper=_PAPER)(prior)
+    # the feature width is read from the features themselves, every other fact from the zoo metadata
+    register(name, consumes=InputKind.MODEL_SET, paper=_PAPER, prior=fact,
+             metadata_fact=None if fact == "feature_dim" else fact)(prior)
 
 
 _register_prior("params", "Parameter count of the model (zoo metadata): bigger models are assumed to transfer better.")

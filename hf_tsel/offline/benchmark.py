@@ -38,7 +38,7 @@ from ..groundtruth.finetune import FinetuneConfig, FinetuneResult, Grid, finetun
 from ..groundtruth.linear_probe import linear_probe
 from ..groundtruth.table import GOAL_OF_PROTOCOL, ground_truth_frame
 from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
-from ..metrics import get_metric, list_metrics
+from ..metrics import InputKind, get_metric, list_metrics
 from ..paths import tsel_home
 from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
@@ -141,10 +141,10 @@ def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, l
     for metric in metrics:
         spec = resolve_metrics([metric])[0]
         keys = train.feature_keys()
-        if spec.consumes == "reference_features":  # the score also depends on the reference sample's features
+        if spec.consumes is InputKind.REFERENCE_FEATURES:  # the score also depends on the reference sample's features
             keys = {m: f"{k}|{train.references[m].cache_key if m in train.references else None}" for m, k in keys.items()}
         # Model-set metrics (ETran, NCTI) depend on the whole zoo; others only on each model's features.
-        zoo = _signature(keys if spec.consumes == "model_set" else None)
+        zoo = _signature(keys if spec.consumes is InputKind.MODEL_SET else None)
         store_key = f"{name}|{spec.name}|{metric_code_signature(spec.name)}|{zoo}"
         cached = store.get(store_key)
         if cached is None or set(cached) != set(keys) or any(cached[m]["key"] != keys[m] for m in keys):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..defaults import ANSWER_METRIC
 from ..evaluation import weighted_kendall_tau
 from ..metrics import list_metrics
 from ..racing import RACE_METRIC
@@ -166,10 +167,10 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
     identity = ["model", "family", "pretraining", "model_id", "model_revision"]
     accuracy = rows.groupby("model")["ground_truth_accuracy"].max()
     if metric == RECOMMENDATION:
-        view = _consensus_rows(rows).rename(columns={"num_samples": "images", "score": "consensus"})
+        view = _consensus_rows(rows).rename(columns={"num_samples": "images", "score": ANSWER_METRIC})
         view["P(best)"] = view["p_top1"]
         view["rank 90%"] = [rank_interval_text(low, high) for low, high in zip(view["rank_low"], view["rank_high"])]
-        columns = ["rank", "model", "consensus", "P(best)", "rank 90%"]
+        columns = ["rank", "model", ANSWER_METRIC, "P(best)", "rank 90%"]
     elif metric == MEAN_RANK:
         scored = rows[rows["metric"] != RACE_METRIC]  # the race ranks only its top-K: not a metric of every model
         filled = scored.assign(model_revision=scored["model_revision"].fillna(""))
@@ -187,7 +188,7 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
         columns.append("fine-tuned accuracy")
     columns += ["family", "pretraining", "images", "model_id", "model_revision"] + (["note"] if "note" in view else [])
     view = view.assign(model_revision=view["model_revision"].fillna("").str[:10])
-    return view[columns].round({"mean rank": 2, "score": 4, "consensus": 4, "P(best)": 3,
+    return view[columns].round({"mean rank": 2, "score": 4, ANSWER_METRIC: 4, "P(best)": 3,
                                 "fine-tuned accuracy": 4}).reset_index(drop=True)
 
 
@@ -196,7 +197,7 @@ def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
     consensus recomputed from the member metrics they hold (no P(best): that needs the features)."""
     from ..metrics.consensus import answer_config, combine
 
-    stored = rows[rows["metric"] == "consensus"]
+    stored = rows[rows["metric"] == ANSWER_METRIC]
     if not len(stored):
         config = answer_config()
         members = rows[rows["metric"].isin(config.members) & rows["score"].notna()]
@@ -205,7 +206,7 @@ def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
             scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), config.rule,
                              config.weights)
             stored = members.drop_duplicates("model").set_index("model").loc[list(scores)].reset_index()
-            stored = stored.assign(metric="consensus", score=stored["model"].map(scores), p_top1=float("nan"),
+            stored = stored.assign(metric=ANSWER_METRIC, score=stored["model"].map(scores), p_top1=float("nan"),
                                    rank_low=pd.NA, rank_high=pd.NA)
             stored["rank"] = stored["score"].rank(method="min", ascending=False).astype(int)
     return best_first(stored)

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ...defaults import ANSWER_METRIC
 from ...racing import by_validation, halving_schedule
 
 
@@ -78,7 +79,7 @@ def _truth_without(truth: pd.DataFrame, seed: int) -> pd.Series:
 
 
 def simulate(scores: pd.DataFrame, truth: pd.DataFrame, curves: pd.DataFrame, *, lr: float,
-             ks: Sequence[int] = (2, 3, 4, 8), first_epochs: Sequence[int] = (1, 2, 3), metric: str = "consensus",
+             ks: Sequence[int] = (2, 3, 4, 8), first_epochs: Sequence[int] = (1, 2, 3), metric: str = ANSWER_METRIC,
              full_cost_lrs: int = 2, random_draws: int = 200, seed: int = 0) -> pd.DataFrame:
     """Per (task, curve seed, method): the pick, its regret and whether it is the best model, and the compute fraction.
 
