@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import one_cpu_thread, one_hot
+from ._common import one_hot
 from ._registry import register
 from ._validation import MetricInputError, MetricInputs
 from .leep import expected_empirical_prediction
@@ -435,9 +435,8 @@ def _fit_sparse(points: torch.Tensor, labels: torch.Tensor, n_components: int) -
     for iteration in range(_EM_MAX_ITER):
         if iteration % _SCREEN_EVERY == 0:
             candidates = _screen(pairs32, gaussians, points)
-        with one_cpu_thread(points.device):  # hundreds of small per-component GEMMs
-            resp, log_norm = _sparse_e_step(candidates, gaussians, n_points)
-            gaussians = _sparse_m_step(candidates, resp, n_points, gaussians)
+        resp, log_norm = _sparse_e_step(candidates, gaussians, n_points)
+        gaussians = _sparse_m_step(candidates, resp, n_points, gaussians)
         previous, lower_bound = lower_bound, float(log_norm.mean())
         if abs(lower_bound - previous) < _EM_TOL:
             break
@@ -470,8 +469,7 @@ def fit_gaussian_mixture(points: torch.Tensor, n_components: int, generator: tor
         (torch.Size([100, 2]), True)
     """
     _check_em(em)
-    with one_cpu_thread(points.device):  # many small steps: a second thread mostly waits (see one_cpu_thread)
-        labels = kmeans(points, n_components, generator)
+    labels = kmeans(points, n_components, generator)
     return (_fit_sparse if em == "sparse" else _fit_dense)(points, labels, n_components)
 
 
