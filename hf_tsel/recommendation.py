@@ -45,10 +45,11 @@ from .metrics import InputKind, MetricInputs, MetricSpec, get_metric, metric_inp
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
 from .metrics.consensus import DEFAULT_GOAL, answer_config, combine, consensus_scores, standardise
+from .results import best_first
 from .sampling import check_n_boot
 
-__all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATIONS", "PBestCalibration", "recommend", "bootstrap_indices",
-           "consensus_records", "recommendation_line", "sample_size_advice"]
+__all__ = ["DEFAULT_N_BOOT", "P_BEST_CALIBRATIONS", "PBestCalibration", "recommend", "answer_from_scores",
+           "bootstrap_indices", "consensus_records", "recommendation_line", "sample_size_advice"]
 
 
 @dataclass(frozen=True)
@@ -263,13 +264,35 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         table["p_top1"] = shares if shares is not None else math.nan
     else:
         table["p_top1"] = calibration(point, shares, agreement=agreement, n_boot=n_boot)
-    table = table.sort_values(["rank", "p_top1", "model"], ascending=[True, False, True]).reset_index(drop=True)
+    table = best_first(table).reset_index(drop=True)
     table.attrs.update(goal=goal, members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
                        member_scores=result.member_scores, num_samples=len(first.labels),
                        num_classes=first.num_classes, calibration=calibration, agreement=agreement,
                        bootstrap_share=dict(zip(models, shares)) if shares is not None else {},
                        score_gap=_gap(table, models, point, boot))
     return table
+
+
+def answer_from_scores(rows: pd.DataFrame, goal: str = DEFAULT_GOAL) -> dict[str, float]:
+    """The goal's consensus of stored scores (long-format ``model, metric, score`` rows of one target), over the
+    models that have a score from every member; ``{}`` when fewer than two do. No P(best): that needs the features.
+
+    Example:
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"model": ["a", "b"], "metric": ["etran_lda"] * 2, "score": [2.0, 1.0]})
+        >>> answer_from_scores(rows)
+        {'a': 1.0, 'b': -1.0}
+    """
+    config = answer_config(goal)
+    table = rows[rows["metric"].isin(config.members)].pivot_table(index="model", columns="metric", values="score",
+                                                                   aggfunc="first")
+    if not set(config.members) <= set(table.columns):
+        return {}
+    complete = table[list(config.members)].dropna()
+    if len(complete) < 2:
+        return {}
+    return combine({m: complete[m].to_dict() for m in config.members}, list(complete.index), config.rule,
+                   config.weights)
 
 
 def member_agreement(member_scores: Mapping[str, Mapping[str, float]], leader: str) -> float:
@@ -305,7 +328,7 @@ def sample_size_advice(table: pd.DataFrame, z: float = 1.645) -> str | None:
         return None
     first, second = table["model"][:2]
     if not _more_images_help(gap):
-        settle = _ACTIONS[table.attrs.get("goal", DEFAULT_GOAL)][1]
+        settle = _ACTIONS[table.attrs.get("goal") or DEFAULT_GOAL][1]
         return (f"{first} and {second} are indistinguishable on this sample (same score); "
                 f"more images will not separate them: consider both, or {settle} both briefly.")
     needed = n * (z * gap["sd"] / gap["mean"]) ** 2

@@ -347,22 +347,15 @@ ANSWER = "answer"
 
 def answer_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """Each goal's answer (:data:`hf_tsel.metrics.consensus.ANSWERS`) per dataset and model, combined from the
-    member rows of ``scores``, as score rows of metric ``answer:<goal>`` (models without every member are left out).
+    member rows of ``scores`` (:func:`hf_tsel.recommendation.answer_from_scores`), as score rows of metric
+    ``answer:<goal>`` (models without every member are left out).
     """
-    from ..metrics.consensus import ANSWERS, combine
+    from ..metrics.consensus import GOALS
+    from ..recommendation import answer_from_scores
 
-    rows = []
-    for dataset, group in scores.groupby("dataset"):
-        table = group.pivot_table(index="model", columns="metric", values="score", aggfunc="first")
-        for goal, config in ANSWERS.items():
-            if not set(config.members) <= set(table.columns):
-                continue
-            complete = table[list(config.members)].dropna()
-            if len(complete) >= 2:
-                combined = combine({m: complete[m].to_dict() for m in config.members}, list(complete.index),
-                                   config.rule, config.weights)
-                rows += [{"dataset": dataset, "model": model, "metric": f"{ANSWER}:{goal}", "score": value}
-                         for model, value in combined.items()]
+    rows = [{"dataset": dataset, "model": model, "metric": f"{ANSWER}:{goal}", "score": value}
+            for dataset, group in scores.groupby("dataset") for goal in GOALS
+            for model, value in answer_from_scores(group, goal).items()]
     return pd.DataFrame(rows, columns=["dataset", "model", "metric", "score"])
 
 

@@ -195,16 +195,14 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
 def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The target's ``consensus`` records, best first; results without them (older files) get the default goal's
     consensus recomputed from the member metrics they hold (no P(best): that needs the features)."""
-    from ..metrics.consensus import answer_config, combine
+    from ..metrics.consensus import answer_config
+    from ..recommendation import answer_from_scores
 
     stored = rows[rows["metric"] == ANSWER_METRIC]
     if not len(stored):
-        config = answer_config()
-        members = rows[rows["metric"].isin(config.members) & rows["score"].notna()]
-        table = members.pivot_table(index="model", columns="metric", values="score", aggfunc="first").dropna()
-        if len(table) >= 2:
-            scores = combine({m: table[m].to_dict() for m in table.columns}, list(table.index), config.rule,
-                             config.weights)
+        scores = answer_from_scores(rows)
+        if scores:
+            members = rows[rows["metric"].isin(answer_config().members)]
             stored = members.drop_duplicates("model").set_index("model").loc[list(scores)].reset_index()
             stored = stored.assign(metric=ANSWER_METRIC, score=stored["model"].map(scores), p_top1=float("nan"),
                                    rank_low=pd.NA, rank_high=pd.NA)
