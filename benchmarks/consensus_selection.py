@@ -91,6 +91,10 @@ class Tasks:
             return np.stack([self.standardised[task][(m, "zscore")] for m in config.members], axis=1) @ weights
         return np.mean([self.standardised[task][(m, config.rule)] for m in config.members], axis=0)
 
+    def results(self, config: Config, tasks: list[tuple], weights: np.ndarray | None = None) -> dict:
+        """(weighted tau, top-1 regret) of ``config`` on each of ``tasks``."""
+        return {t: self.evaluate(t, self.values(t, config, weights)) for t in tasks}
+
     def evaluate(self, task: tuple, values: np.ndarray) -> tuple[float, float]:
         """(weighted tau, top-1 regret) of consensus values on one task."""
         accuracy = self.accuracy[task]
@@ -102,6 +106,13 @@ def criterion(results: dict[tuple, tuple[float, float]], train: list[tuple]) -> 
     """(worst benchmark's mean tau, mean regret) over ``train`` tasks: larger first, then smaller."""
     means = [np.mean([results[t][0] for t in train if t[0] == b]) for b in BENCHMARKS if any(t[0] == b for t in train)]
     return min(means), float(np.mean([results[t][1] for t in train]))
+
+
+def better_first(results: dict[tuple, tuple[float, float]], train: list[tuple]) -> tuple[float, float]:
+    """Sort key of :func:`criterion`: the configuration with the larger worst-benchmark tau, then the smaller
+    regret, comes first."""
+    worst, regret = criterion(results, train)
+    return -worst, regret
 
 
 def fit_weights(tasks: Tasks, members: tuple[str, ...], train: list[tuple], l2: float = 0.1) -> np.ndarray:
@@ -153,11 +164,10 @@ def select(tasks: Tasks, train: list[tuple], shortlist: int, max_members: int, c
     the selection noise of a few tasks.
     """
     def results_of(config, weights=None):
-        return {t: tasks.evaluate(t, tasks.values(t, config, weights)) for t in train}
+        return tasks.results(config, train, weights)
 
     def key(item):
-        worst, regret = criterion(item[2], train)
-        return (-worst, regret, len(item[0].members), item[0].label)
+        return (*better_first(item[2], train), len(item[0].members), item[0].label)
 
     pool = [m for m in tasks.pool if affordable((m,), costs)]
     singles = [(Config((m,), "zscore"), None, results_of(Config((m,), "zscore"))) for m in pool]
@@ -190,8 +200,7 @@ def standard_error(results: dict[tuple, tuple[float, float]], train: list[tuple]
 
 def best_single(tasks: Tasks, train: list[tuple]) -> str:
     """The single metric with the best :func:`criterion` on ``train`` (any cost)."""
-    return min(tasks.pool, key=lambda m: (lambda c: (-c[0], c[1]))(criterion(
-        {t: tasks.evaluate(t, tasks.values(t, Config((m,), "zscore"))) for t in train}, train)))
+    return min(tasks.pool, key=lambda m: better_first(tasks.results(Config((m,), "zscore"), train), train))
 
 
 def held_out(tasks: Tasks, names: list[tuple], shortlist: int, max_members: int, costs: dict[str, float], *,
