@@ -7,7 +7,7 @@ import pytest
 
 from hf_tsel.data import CorruptImageError, DataError, load_image_dataset, stratified_sample
 
-from tests.helpers.data import DATASET_SHA, image_dataset, png_bytes, write_hub_dataset, write_imagefolder
+from tests.helpers.data import DATASET_SHA, image_dataset, with_corrupt_image, write_hub_dataset, write_imagefolder
 
 
 @pytest.fixture(autouse=True)
@@ -100,13 +100,7 @@ def test_unlabelled_rows_are_skipped():
 
 
 def test_corrupt_image_raises_a_countable_error():
-    import datasets
-
-    ds = image_dataset(per_class=3)
-    images = [{"bytes": png_bytes(ds[i]["image"]), "path": None} for i in range(len(ds))]
-    images[4] = {"bytes": b"not an image", "path": None}
-    ds = datasets.Dataset.from_dict({"image": images, "label": ds["label"][:]},
-                                    features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
+    ds = with_corrupt_image(per_class=3, row=4, payload=b"not an image")
     data = load_image_dataset(ds)
     assert data.load_image(3).mode == "RGB"
     with pytest.raises(CorruptImageError, match="row 4"):

@@ -8,7 +8,7 @@ from hf_tsel.data import load_image_dataset
 from hf_tsel.features import extract_features
 from hf_tsel.zoo import ZooEntry
 
-from tests.helpers.data import image_dataset, png_bytes
+from tests.helpers.data import image_dataset, with_corrupt_image
 from tests.helpers.models import FakeBackbone
 
 
@@ -46,13 +46,7 @@ def test_dataloader_workers_give_the_same_features():
 
 
 def test_corrupt_images_are_counted_and_skipped():
-    import datasets
-
-    ds = image_dataset(per_class=4)
-    images = [{"bytes": png_bytes(ds[i]["image"]), "path": None} for i in range(len(ds))]
-    images[5] = {"bytes": b"\x89PNG broken", "path": None}
-    ds = datasets.Dataset.from_dict({"image": images, "label": ds["label"][:]},
-                                    features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
+    ds = with_corrupt_image(per_class=4, row=5, payload=b"\x89PNG broken")
     result = extract_features(FakeBackbone(_entry()), load_image_dataset(ds), batch_size=3, chunk_size=5)
     assert result.num_corrupt == 1 and 5 not in result.positions and len(result.features) == 11
 

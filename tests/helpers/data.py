@@ -73,3 +73,15 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def with_corrupt_image(per_class: int, row: int, payload: bytes):
+    """``image_dataset(per_class=per_class)`` with the image of ``row`` replaced by ``payload`` (bytes that are
+    not a decodable image)."""
+    import datasets
+
+    ds = image_dataset(per_class=per_class)
+    images = [{"bytes": png_bytes(ds[i]["image"]), "path": None} for i in range(len(ds))]
+    images[row] = {"bytes": payload, "path": None}
+    return datasets.Dataset.from_dict({"image": images, "label": ds["label"][:]},
+                                      features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
