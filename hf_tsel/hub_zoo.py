@@ -38,7 +38,7 @@ from .hub_facts import SUPPORTED_LIBRARIES, entry_or_reason, license_of
 from .zoo import ZooEntry, load_zoo, zoo_metadata
 
 __all__ = ["HUB_PREFIX", "HubQuery", "HubSearch", "SORTS", "load_zoo_or_search", "parse_count", "search_hub",
-           "write_zoo", "zoo_or_search_metadata"]
+           "write_zoo", "zoo_query"]
 
 HUB_PREFIX = "hub:"
 SORTS = HUB_SORTS
@@ -290,10 +290,9 @@ def load_zoo_or_search(zoo: str | Path) -> list[ZooEntry]:
     return _usable_search(str(zoo)).entries if str(zoo).startswith(HUB_PREFIX) else load_zoo(zoo)
 
 
-def zoo_or_search_metadata(zoo: str | Path) -> dict[str, Any]:
-    """:func:`hf_tsel.zoo.zoo_metadata`, or the same fields for ``hub:QUERY`` (its skipped repos as ``gaps``)."""
-    if not str(zoo).startswith(HUB_PREFIX):
-        return zoo_metadata(zoo)
-    search = _usable_search(str(zoo))
-    return {"name": str(zoo), "description": search.summary(), "gaps": search.skipped, "path": None,
-            "query": str(search.query)}
+def zoo_query(zoo: str | Path) -> str | None:
+    """The Hub search behind ``zoo``: the query of a ``hub:QUERY`` zoo, or the one a ``hf-tsel zoo search`` file
+    records (None for a zoo written by hand). Nothing is searched: the query is read, not run."""
+    if str(zoo).startswith(HUB_PREFIX):
+        return str(HubQuery.parse(str(zoo)))
+    return zoo_metadata(zoo)["query"]

@@ -25,7 +25,7 @@ from .errors import UserError
 from .extraction import ExtractionEvent, ModelOutcome, attach_source_references, extract, resolve_models
 from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
-from .hub_zoo import zoo_or_search_metadata
+from .hub_zoo import zoo_query
 from .metrics import InputKind
 from .recommendation import consensus_records
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
@@ -83,7 +83,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
         raise UserError(f"unknown goal {goal!r}", fix=f"use one of {', '.join(GOALS)}: what you will train on the chosen backbone.")
     specs = resolve_metrics(metrics)
     metric_params = checked_metric_params(specs, metric_params)
-    check_metadata_priors(specs, resolve_models(zoo, models, loader=loader))
+    entries = resolve_models(zoo, models, loader=loader)  # the zoo is read (or searched) once, here
+    check_metadata_priors(specs, entries)
     budget = _parsed_budget(budget)
     options = dict(split=split, config=config, revision=revision, image_column=image_column, label_column=label_column,
                    samples_per_class=samples_per_class, max_samples=max_samples, seed=seed, batch_size=batch_size,
@@ -93,9 +94,9 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     funnel = None
     if budget is not None and budget.is_time and not from_cache:
         extraction, funnel = budgeted_extract(dataset, budget=budget, race=race, metrics=[s.name for s in specs],
-                                              n_boot=n_boot, started=started, zoo=zoo, models=models, **options)
+                                              n_boot=n_boot, started=started, models=entries, **options)
     else:
-        extraction = extract(dataset, zoo=zoo, models=models, from_cache=from_cache, **options)
+        extraction = extract(dataset, models=entries, from_cache=from_cache, **options)
     outcomes = [o for o in extraction.values() if o.status != "left_out"]
     if funnel is not None and not outcomes and extraction.is_main_process:
         report = funnel.report(budget, race=race)
@@ -125,7 +126,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     df.attrs["run"] = RunInfo(**run, cache_dir=None if extraction.cache_dir is None else str(extraction.cache_dir),
                               cache_error=extraction.cache_error, parallel=extraction.parallel,
                               num_processes=extraction.num_processes, recommendation=recommendation,
-                              zoo_query=zoo_or_search_metadata(zoo).get("query") if zoo else None,
+                              zoo_query=zoo_query(zoo) if zoo else None,
                               funnel=None if funnel is None else funnel.report(budget, race=race))
     return df
 

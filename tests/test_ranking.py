@@ -56,6 +56,21 @@ def test_rank_returns_valid_results_with_informative_model_first(tmp_path, noisy
     assert {m["name"]: m["status"] for m in run["models"]}["missing"] == "failed"
 
 
+def test_rank_reads_the_zoo_once_and_records_no_query_for_a_hand_written_zoo(tmp_path, noisy_zoo, monkeypatch):
+    from hf_tsel.extraction import resolution
+
+    reads = []
+    read = resolution.load_zoo_or_search
+    monkeypatch.setattr(resolution, "load_zoo_or_search", lambda zoo: reads.append(zoo) or read(zoo))
+    zoo, _ = noisy_zoo
+    df = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path)
+    assert reads == [str(zoo)]  # the metadata check and the extraction share one resolution
+    assert df.attrs["run"]["zoo_query"] is None
+    budgeted = hf_tsel.rank(image_dataset(per_class=10), zoo=str(zoo), metrics=["logme"], cache_dir=tmp_path,
+                            budget="1h")
+    assert reads == [str(zoo)] * 2 and budgeted.attrs["run"]["funnel"]["budget"] == "1h"
+
+
 def test_transform_and_model_set_metrics(tmp_path, noisy_zoo):
     zoo, _ = noisy_zoo
     model_set = [m.name for m in list_metrics(include_transforms=False) if m.consumes == "model_set"]

@@ -40,20 +40,19 @@ def run(args: argparse.Namespace) -> int:
     from ..ranking import rank
 
     started = time.perf_counter()
+    options = extraction_arguments(args)
     check_outputs(args.output, overwrite=args.overwrite)
     check_race_request(args, args.split)
     plain_warnings()
     try:
         df = rank(args.dataset, metrics=args.metrics, use_cache=not args.no_cache, from_cache=args.from_cache,
-                  n_boot=args.n_boot, goal=args.goal, budget=args.budget, race=args.confirm is not None,
-                  **extraction_arguments(args))
+                  n_boot=args.n_boot, goal=args.goal, budget=args.budget, race=args.confirm is not None, **options)
     except MissingFeaturesError as exc:
         raise MissingFeaturesError(exc.missing, exc.cache_root,
                                    f"extract them first with: {command_line(args, 'extract', exc.missing)}") from None
     if "run" not in df.attrs:  # a non-main process of `accelerate launch`
         return 0
-    data = extraction_arguments(args)
-    df = run_race(args, df, args.dataset, started, **{k: data[k] for k in _SAMPLE_OPTIONS})
+    df = run_race(args, df, args.dataset, started, **{k: options[k] for k in _SAMPLE_OPTIONS})
     print_leaderboard(df, show_metrics=args.show_metrics or bool(args.metrics))
     print_funnel(df.attrs["run"].get("funnel"))
     write_outputs(df, args.output)
