@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import DataError
-from .hub_access import is_hub_repo_id, looks_like_local_path
+from .hub_access import is_hub_repo_id, looks_like_local_path, require_hub
 from .sampling import shuffled_by_class
 
 __all__ = ["DataError", "CorruptImageError", "ImageDataset", "load_image_dataset", "stratified_sample",
@@ -201,8 +201,6 @@ def _load_hub(repo_id: str, config: str | None, split: str, revision: str | None
                             "existing folder.") from None
         dataset, _ = _load_local(folder, config, split)
         return dataset, folder.name
-    from .hub_access import require_hub
-
     require_hub(f"dataset {repo_id!r}")
     try:
         dataset = _hub_load_dataset(repo_id, config, split, revision)

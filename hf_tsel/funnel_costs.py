@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .metrics import InputKind, get_metric, score
+
 __all__ = ["BOOTSTRAP_SHARE", "DEFAULT_INPUT_SIZE", "LOAD_BYTES_PER_SECOND", "ForwardRate", "calibrate_forward",
            "calibrate_scoring", "input_size_of"]
 
@@ -94,8 +96,6 @@ def calibrate_scoring(metric_names: Sequence[str], labels: np.ndarray, *, n_boot
     (between 1 and 2: k-NN is quadratic, LogME linear). Metrics that read no features (priors, source
     heads, reference sets) cost little and are not timed.
     """
-    from .metrics import InputKind, get_metric, score
-
     names = [n for n in metric_names if get_metric(n).consumes is InputKind.FEATURES]
     if not names or len(labels) < 4:
         return 0.0

@@ -34,6 +34,7 @@ import yaml
 
 from .defaults import HUB_SORTS
 from .errors import UserError, ZooError
+from .hub_access import require_hub
 from .hub_facts import SUPPORTED_LIBRARIES, entry_or_reason, license_of
 from .zoo import ZooEntry, load_zoo, zoo_metadata
 
@@ -224,8 +225,6 @@ def search_hub(query: HubQuery | str, *, token: bool | str | None = None) -> Hub
 def _cached_search(query: HubQuery, token: bool | str | None, has_token: bool, endpoint: str) -> HubSearch:
     """The search of one query against one endpoint; a run that resolves its zoo twice asks the Hub once."""
     from huggingface_hub import constants
-
-    from .hub_access import require_hub
 
     if constants.HF_HUB_OFFLINE:
         raise UserError(f"a Hub search ({query}) needs the Hub, but offline mode is on (HF_HUB_OFFLINE=1)",

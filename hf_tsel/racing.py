@@ -31,9 +31,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from .data import ImageDataset, load_image_dataset
 from .defaults import ANSWER_METRIC, DEFAULT_RACE_K
 from .errors import UserError
+from .extraction import resolve_models
+from .features import make_accelerator
+from .groundtruth.finetune import FinetuneConfig, Grid, check_run_dir, point_name, train_grid_point
+from .groundtruth.trainable import PreprocessedImages, trainable_backbone
+from .paths import tsel_home
+from .results import RESULT_FIELDS, add_ranks, empty_record
 
 __all__ = ["Round", "RaceOutcome", "halving_schedule", "race_cost", "first_epochs_for", "race", "race_candidates",
            "race_line", "check_training_split", "by_validation"]
@@ -179,10 +187,6 @@ def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_RACE_K, epochs:
         >>> df = hf_tsel.rank("uoft-cs/cifar10", samples_per_class=20)  # doctest: +SKIP
         >>> hf_tsel.race("uoft-cs/cifar10", df, k=3, samples_per_class=20).attrs["race"]["line"]  # doctest: +SKIP
     """
-    from .data import ImageDataset, load_image_dataset
-    from .extraction import resolve_models
-    from .paths import tsel_home
-
     if seconds is not None and seconds <= 0:
         return _records(ranked, RaceOutcome(race_candidates(ranked)[:k], [], message="no time is left for the race "
                                             "within the budget"), None)
@@ -215,15 +219,11 @@ def race(dataset: Any, ranked: pd.DataFrame, *, k: int = DEFAULT_RACE_K, epochs:
 
 
 def _settings(horizon: int, learning_rate: float, batch_size: int):
-    from .groundtruth.finetune import FinetuneConfig, Grid
-
     return FinetuneConfig(grid=Grid("sgd", (learning_rate,), (0.0,)), epochs=horizon, batch_size=batch_size,
                           augment=False, selection="best-epoch")
 
 
 def _trainables(candidates: Sequence[str], entries: dict[str, Any], **options: Any) -> tuple[dict, dict[str, str]]:
-    from .groundtruth.trainable import trainable_backbone
-
     trainables, skipped = {}, {}
     for model in candidates:
         try:
@@ -239,8 +239,6 @@ class _Runner:
     def __init__(self, data: Any, fit_rows: np.ndarray, val_rows: np.ndarray, trainables: dict, settings: Any,
                  root: Path, *, device: str | None, precision: str, num_workers: int, seed: int,
                  on_progress: Callable[[dict], None]) -> None:
-        from .features import make_accelerator
-
         self.data, self.fit_rows, self.val_rows = data, fit_rows.tolist(), val_rows.tolist()
         self.trainables, self.settings, self.root, self.seed = trainables, settings, root, seed
         self.num_workers, self.on_progress = num_workers, on_progress
@@ -248,17 +246,10 @@ class _Runner:
         self.state = _State(root / STATE_FILE)
 
     def point_dir(self, model: str) -> Path:
-        from .groundtruth.finetune import point_name
-
         return self.root / hashlib.sha256(model.encode()).hexdigest()[:12] / point_name(
             self.settings.grid.learning_rates[0], 0.0, self.seed)
 
     def train(self, model: str, until: int) -> tuple[float, float]:
-        import torch
-
-        from .groundtruth.finetune import check_run_dir, train_grid_point
-        from .groundtruth.trainable import PreprocessedImages
-
         trainable = self.trainables[model]
         images = PreprocessedImages(self.data, trainable.preprocessor)
         check_run_dir(self.point_dir(model).parent, self.settings)
@@ -361,8 +352,6 @@ def _too_close(outcome: RaceOutcome, index: int) -> str:
 
 def _records(ranked: pd.DataFrame, outcome: RaceOutcome, data: Any) -> pd.DataFrame:
     """One ``race`` record per candidate, from its ranking record; ``attrs["race"]`` holds the outcome and line."""
-    from .results import RESULT_FIELDS, add_ranks, empty_record
-
     template = ranked[ranked["metric"] == ranked["metric"].iloc[0]].drop_duplicates("model").set_index("model") \
         if len(ranked) else pd.DataFrame()
     rows = []

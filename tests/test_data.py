@@ -135,7 +135,7 @@ def test_script_based_hub_dataset_falls_back_to_the_parquet_branch(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo_id, revision=None: Info())
-    monkeypatch.setattr("hf_tsel.hub_access.require_hub", lambda what: None)  # no network here
+    monkeypatch.setattr("hf_tsel.data.require_hub", lambda what: None)  # no network here
     data = load_image_dataset("someone/cars", split="train")
     assert calls == [None, "refs/convert/parquet"]
     assert data.revision == "e" * 40 and data.fingerprint == f"hub:someone/cars@{'e' * 40}"

@@ -157,6 +157,6 @@ def test_a_refused_search_is_one_user_error(monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub_zoo, "_listing", refuse)
-    monkeypatch.setattr("hf_tsel.hub_access.require_hub", lambda what: None)
+    monkeypatch.setattr(hub_zoo, "require_hub", lambda what: None)
     with pytest.raises(UserError, match="the Hub refused the model search library=timm&tags=x"):
         hub_zoo.search_hub("tags=x&limit=3", token=False)

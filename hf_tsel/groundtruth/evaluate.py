@@ -10,6 +10,8 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import ResultsError, UserError
+from ..evaluation import evaluate_ranking, weighted_kendall_tau
+from ..results import read_csv_table, read_results
 
 SCORE_COLUMNS = ("dataset", "model", "metric", "score")
 _SCORES_FIX = ("pass a results file from `hf-tsel rank --output`, or a csv with the columns "
@@ -19,8 +21,6 @@ MEASURES = ("weighted_kendall_tau", "kendall_tau", "spearman_rho", "pearson_r", 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
     """Scores from a results file (any :mod:`hf_tsel.results` format) or a ``dataset,model,metric,score`` csv."""
-    from ..results import read_csv_table, read_results
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"scores file {path} does not exist; create one with `hf-tsel rank --output FILE`")
@@ -55,8 +55,6 @@ def evaluation_table(scores: pd.DataFrame, ground_truth: pd.DataFrame, *, protoc
     are named in a warning, and no model in common is an error). Several scores for one (dataset,
     model, metric) and infinite scores are refused. Fewer than two models give NaNs.
     """
-    from ..evaluation import evaluate_ranking
-
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
         raise UserError(f"the scores lack column(s) {missing}; pass a results file from `hf-tsel rank`")
@@ -137,8 +135,6 @@ def plot_scores_vs_accuracy(scores: pd.DataFrame, ground_truth: pd.DataFrame, da
         raise UserError("plotting needs matplotlib: pip install 'hf-tsel[space]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..evaluation import weighted_kendall_tau
 
     gt = ground_truth[(ground_truth["dataset"] == dataset) & (ground_truth["protocol"] == protocol)]
     accuracies = dict(zip(gt["model"], gt["accuracy"].astype(float)))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..extraction import attach_source_references, extract
 
 
 @dataclass
@@ -38,8 +39,6 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
     same cache as every ranking run, and the dataset is read once. With ``source_references`` the
     models' source reference embeddings are attached too (:func:`hf_tsel.extraction.attach_source_references`).
     """
-    from ..extraction import attach_source_references, extract
-
     options = dict(cache_dir=cache_dir, device=device, batch_size=batch_size, allow_pickle=allow_pickle,
                    trust_remote_code=trust_remote_code, num_workers=num_workers, precision=precision,
                    on_event=on_event)

@@ -18,6 +18,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from ..errors import UserError
+from ..results import read_csv_table, read_results
 
 GT_FIELDS: tuple[str, ...] = ("dataset", "model", "protocol", "accuracy")
 SEED = "seed"
@@ -92,8 +93,6 @@ def read_ground_truth(path: str | Path, *, seeds: bool = False) -> pd.DataFrame:
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"ground-truth file {path} does not exist; create it with `hf-tsel finetune`")
-    from ..results import read_csv_table, read_results
-
     if path.suffix == ".csv":
         fix = (f"a ground-truth table has the columns {list(GT_FIELDS)} (`hf-tsel finetune` writes one), or pass a "
                "results file with ground_truth_accuracy.")

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
+from ..extraction import ModelOutcome
 from ..groundtruth.evaluate import evaluation_table
 from ..groundtruth.features import zoo_features
 from ..groundtruth.finetune import FinetuneConfig, FinetuneResult, Grid, finetune
@@ -39,7 +40,11 @@ from ..groundtruth.linear_probe import linear_probe
 from ..groundtruth.table import GOAL_OF_PROTOCOL, ground_truth_frame
 from ..groundtruth.trainable import PreprocessedImages, split_last_stage, trainable_backbone, trunk_outputs
 from ..metrics import InputKind, get_metric, list_metrics
+from ..metrics.consensus import ANSWERS, GOALS
+from ..metrics.priors import PRIOR_METRICS
 from ..paths import tsel_home
+from ..recommendation import answer_from_scores
+from ..scoring import resolve_metrics, score_models
 from .benchmark_datasets import OFFLINE_DATASETS, load_offline_dataset
 
 PED_METRICS: tuple[str, ...] = ("ped+sfda", "ped+logme")
@@ -134,9 +139,6 @@ def metric_code_signature(name: str) -> str:
 
 
 def _score_dataset(name: str, train, metrics: Sequence[str], store: JsonStore, log: Callable[[str], None]) -> list[dict]:
-    from ..extraction import ModelOutcome
-    from ..scoring import resolve_metrics, score_models
-
     rows = []
     for metric in metrics:
         spec = resolve_metrics([metric])[0]
@@ -350,9 +352,6 @@ def answer_scores(scores: pd.DataFrame) -> pd.DataFrame:
     member rows of ``scores`` (:func:`hf_tsel.recommendation.answer_from_scores`), as score rows of metric
     ``answer:<goal>`` (models without every member are left out).
     """
-    from ..metrics.consensus import GOALS
-    from ..recommendation import answer_from_scores
-
     rows = [{"dataset": dataset, "model": model, "metric": f"{ANSWER}:{goal}", "score": value}
             for dataset, group in scores.groupby("dataset") for goal in GOALS
             for model, value in answer_from_scores(group, goal).items()]
@@ -383,9 +382,6 @@ def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol:
 
     Random: expected tau 0 and expected regret ``best - mean accuracy``.
     """
-    from ..metrics.consensus import ANSWERS
-    from ..metrics.priors import PRIOR_METRICS
-
     members = [m for config in ANSWERS.values() for m in config.members]
     rows = evaluation[(evaluation["protocol"] == protocol)
                       & evaluation["metric"].isin([ANSWER, *members, *PRIOR_METRICS])]
@@ -401,8 +397,6 @@ def answer_table(evaluation: pd.DataFrame, ground_truth: pd.DataFrame, protocol:
 
 
 def _answer_text() -> str:
-    from ..metrics.consensus import ANSWERS
-
     return "; ".join(f"{goal}: {' + '.join(config.members)}" for goal, config in ANSWERS.items())
 
 

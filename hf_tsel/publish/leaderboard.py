@@ -18,7 +18,9 @@ import pandas as pd
 from ..defaults import ANSWER_METRIC
 from ..evaluation import weighted_kendall_tau
 from ..metrics import list_metrics
+from ..metrics.consensus import answer_config
 from ..racing import RACE_METRIC
+from ..recommendation import answer_from_scores, recommendation_line
 from ..results import RESULT_FIELDS, ResultsError, best_first, rank_interval_text, read_results, validate_results
 from .schema import merge_results, split_valid_records
 
@@ -195,9 +197,6 @@ def leaderboard_view(df: pd.DataFrame, target: str | None, metric: str | None, *
 def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The target's ``consensus`` records, best first; results without them (older files) get the default goal's
     consensus recomputed from the member metrics they hold (no P(best): that needs the features)."""
-    from ..metrics.consensus import answer_config
-    from ..recommendation import answer_from_scores
-
     stored = rows[rows["metric"] == ANSWER_METRIC]
     if not len(stored):
         scores = answer_from_scores(rows)
@@ -213,8 +212,6 @@ def _consensus_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def recommendation_html(df: pd.DataFrame, target: str | None, *, families=None, pretraining=None) -> str:
     """The answer for one target: the recommendation line and one P(best) bar per model (HTML)."""
     from html import escape
-
-    from ..recommendation import recommendation_line
 
     rows = _for_target(df, target)
     if families is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hf_tsel import racing
 from hf_tsel.cli import main
 from hf_tsel.errors import UserError
 from hf_tsel.racing import Round, first_epochs_for, halving_schedule, race, race_cost
@@ -64,16 +65,10 @@ def test_a_killed_race_resumes_with_identical_results(ranked, colour_dataset, tm
 
 
 def test_validation_rows_come_from_the_ranked_split_only(ranked, colour_dataset, tmp_path, monkeypatch):
-    import importlib
-
     import numpy as np
 
-    from hf_tsel import data as data_module
-
-    finetune_module = importlib.import_module("hf_tsel.groundtruth.finetune")  # the module, not the function
-
     opened, seen = [], []
-    real_load, real_train = data_module.load_image_dataset, finetune_module.train_grid_point
+    real_load, real_train = racing.load_image_dataset, racing.train_grid_point
 
     def load(source, **options):
         opened.append(options.get("split", "train"))
@@ -83,8 +78,8 @@ def test_validation_rows_come_from_the_ranked_split_only(ranked, colour_dataset,
         seen.append((list(train_set.indices), list(test_set.indices), kwargs.get("validation_set")))
         return real_train(build, dim, classes, train_set, test_set, *args, **kwargs)
 
-    monkeypatch.setattr(data_module, "load_image_dataset", load)
-    monkeypatch.setattr(finetune_module, "train_grid_point", train)
+    monkeypatch.setattr(racing, "load_image_dataset", load)
+    monkeypatch.setattr(racing, "train_grid_point", train)
     _race(colour_dataset, ranked, tmp_path, k=2)
     assert opened == ["train"]  # the test split is never read
     fit, validation, extra = seen[0]
@@ -149,16 +144,14 @@ def test_rank_confirm_prints_the_winner_and_writes_race_records(fake_torch_model
 
 
 def test_a_model_that_cannot_be_trained_is_named_and_the_others_race(ranked, colour_dataset, tmp_path, monkeypatch):
-    from hf_tsel.groundtruth import trainable as trainable_module
-
-    real = trainable_module.trainable_backbone
+    real = racing.trainable_backbone
 
     def only_some(entry, **options):
         if entry.name == "beta":
             raise UserError("beta: the onnx loader gives no trainable PyTorch module")
         return real(entry, **options)
 
-    monkeypatch.setattr(trainable_module, "trainable_backbone", only_some)
+    monkeypatch.setattr(racing, "trainable_backbone", only_some)
     df = _race(colour_dataset, ranked, tmp_path, k=3)
     beta = df.set_index("model").loc["beta"]
     assert beta["note"].startswith("not applicable: beta: the onnx loader") and beta["score"] != beta["score"]

@@ -62,9 +62,7 @@ PATH_TYPOS = ["./my-images", "~/no/such/folder", "data/train/images", "/no/such/
 
 @pytest.mark.parametrize("path", PATH_TYPOS)
 def test_missing_local_folder_is_a_path_typo(no_network, cli, path, monkeypatch, tmp_path):
-    import hf_tsel.hub_access
-
-    monkeypatch.setattr(hf_tsel.hub_access, "require_hub", lambda what: pytest.fail("the Hub was asked"))
+    monkeypatch.setattr("hf_tsel.data.require_hub", lambda what: pytest.fail("the Hub was asked"))
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(["rank", path, "--model", no_network.ids["timm_cnn"], "--loader", "timm"])
     assert code == EXIT_USER_ERROR and f"the dataset folder {path!r} does not exist" in err and "typos" in err

@@ -32,11 +32,23 @@ import yaml
 
 from ...data import from_arrays
 from ...errors import UserError
+from ...groundtruth.features import zoo_features
+from ...groundtruth.finetune import FinetuneResult, finetune
 from ...groundtruth.table import ground_truth_frame, ground_truth_rows
-from ..benchmark import (JsonStore, _finetune_models, _probe_dataset, _score_dataset, evaluation_with_answer,
-                         finetune_settings)
+from ...groundtruth.trainable import PreprocessedImages, trainable_backbone
+from ...metrics import get_metric, list_metrics
+from ...paths import tsel_home
 from ...zoo import HOME_PLACEHOLDER
+from ..benchmark import (
+    JsonStore,
+    _finetune_models,
+    _probe_dataset,
+    _score_dataset,
+    evaluation_with_answer,
+    finetune_settings,
+)
 from .models import MODEL_INFO, RECIPES, Recipe, build_recipe, training_draw
+from .summary import markdown_summary, noise_ceiling, paired_differences
 from .tasks import DEFAULT_TASKS, SOURCE_CLASSES, TARGET_TASKS, Split, source_reference_split
 
 PROTOCOLS = ("linear-probe", "full")
@@ -71,16 +83,12 @@ def tiny_config(work_dir: Path) -> ZooBenchmarkConfig:
 
 def benchmark_metrics(requested: Sequence[str] | None = None) -> list[str]:
     """Every registered metric and transform composition (e.g. ``ped+logme``), or the ``requested`` ones."""
-    from ...metrics import get_metric, list_metrics
-
     if requested:
         return [get_metric(name).name for name in requested]
     return [m.name for m in list_metrics(include_transforms=True)]
 
 
 def default_work_dir() -> Path:
-    from ...paths import tsel_home
-
     return tsel_home() / "zoo-benchmark"
 
 
@@ -183,8 +191,6 @@ def _datasets(task: str, config: ZooBenchmarkConfig):
 
 def _preprocessed(data: Any, preprocessor: Any, store: dict) -> torch.utils.data.TensorDataset:
     """Every image of a sample preprocessed once (all zoo models share one preprocessing)."""
-    from ...groundtruth.trainable import PreprocessedImages
-
     key = (data.sample_key, json.dumps(preprocessor.to_dict(), sort_keys=True))
     if key not in store:
         pairs = [PreprocessedImages(data, preprocessor)[i] for i in range(data.num_samples)]
@@ -198,9 +204,6 @@ def _finetune_task(task: str, train, test, config: ZooBenchmarkConfig, log: Call
     """Full fine-tune (all layers + new head) of every model, once per training seed; lr chosen on a
     validation split. One row per (model, seed) with a ``seed`` column (see :func:`seed_mean_rows`)."""
     from accelerate import Accelerator
-
-    from ...groundtruth.finetune import FinetuneResult, finetune
-    from ...groundtruth.trainable import trainable_backbone
 
     fit_rows, val_rows = validation_rows(train.data.labels, config)
     accelerator, tensors, rows = Accelerator(cpu=True), {}, []
@@ -276,8 +279,6 @@ def run_zoo_benchmark(config: ZooBenchmarkConfig | None = None, *,
 
 
 def _run(config: ZooBenchmarkConfig, metrics: list[str], log: Callable[[str], None]) -> ZooBenchmarkResult:
-    from ...groundtruth.features import zoo_features
-
     timings: dict[str, float] = {}
     started = time.perf_counter()
     zoo_path, models = build_zoo(config, log)
@@ -314,8 +315,6 @@ def write_results(result: ZooBenchmarkResult, out_dir: str | Path, *, seed: int 
     """``zoo_scores.csv``, ``zoo_ground_truth.csv`` (one row per seed plus the seed mean), ``zoo_ceiling.csv``
     (the noise ceiling per task), ``zoo_evaluation.csv``, ``zoo_models.csv``, ``zoo_pairwise.csv`` (metric
     differences per protocol) and ``zoo_summary.md`` in ``out_dir``."""
-    from .summary import markdown_summary, noise_ceiling, paired_differences
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"zoo_{name}" for name in

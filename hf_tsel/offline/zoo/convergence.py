@@ -17,7 +17,11 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
+from ...groundtruth.features import zoo_features
+from ...groundtruth.finetune import finetune
+from ...groundtruth.trainable import trainable_backbone
 from ..benchmark import finetune_settings
+from .benchmark import _datasets, _preprocessed, build_zoo, validation_rows
 
 EPOCHS = 12
 LEARNING_RATE = 0.02  # chosen by validation for 251 of the 382 seed-0 and seed-1 fine-tunes seen when it was set
@@ -33,10 +37,6 @@ def convergence_sample(config: Any, task_data: Callable[[str], tuple[Any, Any]],
     ``task_data(task)`` returns the task's ``(train, test)`` zoo features (their data and zoo entries).
     """
     from accelerate import Accelerator
-
-    from ...groundtruth.finetune import finetune
-    from ...groundtruth.trainable import trainable_backbone
-    from .benchmark import _preprocessed, validation_rows
 
     settings = replace(finetune_settings((LEARNING_RATE,), EPOCHS, config.finetune_batch_size),
                        selection="best-epoch")  # evaluates both splits after every epoch
@@ -65,9 +65,6 @@ def convergence_sample(config: Any, task_data: Callable[[str], tuple[Any, Any]],
 def run_convergence_sample(config: Any, *, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Build (or reuse) the zoo and its features, run (or read back) the sample, write ``convergence.csv``."""
     from threadpoolctl import threadpool_limits
-
-    from ...groundtruth.features import zoo_features
-    from .benchmark import _datasets, build_zoo
 
     torch.set_num_threads(config.threads)
     with threadpool_limits(config.threads):
