@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from .defaults import ANSWER_METRIC, DEFAULT_N_BOOT
+from .errors import MetricInputError
 from .metrics import InputKind, MetricInputs, MetricSpec, get_metric, metric_inputs
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
@@ -212,8 +213,6 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         raw share of the #1 spot), ``agreement`` (fraction of members whose #1 is the consensus #1) and
         ``num_samples``/``num_classes``, ``goal``.
     """
-    from .errors import MetricInputError
-
     n_boot = check_n_boot(n_boot)
     config = answer_config(goal)
     if calibration == FITTED:
@@ -295,13 +294,15 @@ def answer_from_scores(rows: pd.DataFrame, goal: str = DEFAULT_GOAL) -> dict[str
                    config.weights)
 
 
+def _leaders(scores: Mapping[str, float]) -> list[str]:
+    """The models that share a metric's best score."""
+    top = max(scores.values())
+    return [m for m, v in scores.items() if v == top]
+
+
 def member_agreement(member_scores: Mapping[str, Mapping[str, float]], leader: str) -> float:
     """Fraction of the members whose own best-scored model is ``leader`` (ties count as a share)."""
-    votes = []
-    for values in member_scores.values():
-        top = max(values.values())
-        winners = [m for m, v in values.items() if v == top]
-        votes.append((leader in winners) / len(winners))
+    votes = [(leader in winners) / len(winners) for winners in map(_leaders, member_scores.values())]
     return float(np.mean(votes)) if votes else math.nan
 
 
@@ -448,12 +449,13 @@ def consensus_records(outcomes: Sequence[Any], labels: np.ndarray, scored: Seque
 
 
 def _agreement(table: pd.DataFrame, scored: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """The run's other metrics (not members; a score for every model) that put the consensus #1 first, and the rest."""
+    """The run's other metrics (not members; a score for every model) that put the consensus #1 first (alone or tied,
+    as :func:`member_agreement` counts it), and the rest."""
     by_metric: dict[str, dict[str, float]] = {}
     for record in scored:
         by_metric.setdefault(record["metric"], {})[record["model"]] = record["score"]
     models, best, members = set(table["model"]), table["model"].iloc[0], set(table.attrs.get("members") or ())
-    voting = {metric: max(v, key=v.get) == best for metric, v in by_metric.items()
+    voting = {metric: best in _leaders(v) for metric, v in by_metric.items()
               if not get_metric(metric).is_prior and metric not in members
               and set(v) >= models and not any(math.isnan(v[m]) for m in models)}
     return [m for m, agrees in voting.items() if agrees], [m for m, agrees in voting.items() if not agrees]

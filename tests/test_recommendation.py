@@ -97,6 +97,12 @@ def test_answer_names_the_other_metrics_and_not_the_members(three_model_zoo):
     _, summary = consensus_records(outcomes, labels, scored, n_boot=10)
     assert f"{agrees} puts strong first too; {disagrees} does not." in summary["line"]
     assert "prior" not in summary["line"]
+    tied = next(m for m in ("transrate", "pactran", "sfda") if m not in ANSWERS["finetune"].members + (agrees, disagrees))
+    scored += [{"model": m, "metric": tied, "score": {"weak": 3.0, "strong": 3.0, "none": 1.0}[m]}
+               for m in ("weak", "strong", "none")]  # a tie for first, listed with the other model ahead
+    _, summary = consensus_records(outcomes, labels, scored, n_boot=10)
+    agreeing = summary["line"].split(" put strong first too;")[0]
+    assert tied in agreeing and agrees in agreeing and summary["line"].endswith(f"{disagrees} does not.")
 
 
 def test_recommend_on_torch_inputs_matches_numpy(three_model_zoo):
