@@ -1,7 +1,7 @@
 """The ``hf-tsel`` CLI end to end in subprocesses, offline, with tiny models in a real HF cache.
 
 Covers: a full ``rank`` run with result files, a cached re-run that loads no model, kill -9 and
-resume, Ctrl-C (SIGINT) with exit code 130, ``cache`` commands, the offline ``demo`` and 2-process launches.
+resume (of the extraction, and of a ``--confirm`` race mid-training), Ctrl-C (SIGINT) with exit code 130, ``cache`` commands, the offline ``demo`` and 2-process launches.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import torch
 
 from hf_tsel.errors import EXIT_PARTIAL_FAILURE
 from hf_tsel.metrics.consensus import ANSWERS
@@ -80,11 +82,14 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start_and_stop_after_first_model(env: dict, args: list[str], stop_signal: int) -> subprocess.CompletedProcess:
+def _start_and_stop_after_first_model(env: dict, args: list[str], stop_signal: int,
+                                     reached: Callable[[], bool] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI and send ``stop_signal`` once ``reached()`` (default: one model's features are cached)."""
+    reached = reached or (lambda: bool(_manifests(env)))
     process = subprocess.Popen([sys.executable, "-m", "hf_tsel.cli", *args], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
-    while not _manifests(env) and process.poll() is None and time.monotonic() < deadline:
+    while not reached() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(stop_signal)
@@ -105,6 +110,30 @@ def test_kill_then_resume_does_not_recompute_finished_models(cli_setup, slow_dat
     assert "[timm-cnn] features cached, model not loaded" in resumed.stderr
     assert _manifests(env)["timm-cnn"] == finished["timm-cnn"]
     assert set(_manifests(env)) == {"timm-cnn", "timm-vit", "transformers-vit"}
+
+
+@pytest.mark.slow
+def test_a_race_killed_mid_epoch_resumes_to_the_uninterrupted_result(cli_setup, slow_dataset, tmp_path):
+    env, zoo, _ = cli_setup
+    args = ["rank", slow_dataset, "--zoo", str(zoo), "--metrics", "logme", "--confirm", "2", "--budget", "8ep"]
+    whole = run_cli([*args, "-o", str(tmp_path / "whole.json")], {**env, "HF_TSEL_HOME": str(tmp_path / "home2")})
+    assert whole.returncode == 0, whole.stderr
+    race_dir = Path(env["HF_TSEL_HOME"]) / "race"
+    killed = _start_and_stop_after_first_model(env, args, signal.SIGKILL,
+                                               reached=lambda: any(race_dir.rglob("last.pt")))
+    assert killed.returncode == -signal.SIGKILL
+    kept = list(race_dir.rglob("last.pt"))
+    assert kept and all(torch.load(p, weights_only=True)["history"] for p in kept)  # whole epochs survived the kill
+    resumed = run_cli([*args, "-o", str(tmp_path / "resumed.json")], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not any(p.exists() for p in kept)  # it was continued to the end, then dropped
+
+    def race_rows(path: Path):
+        df, run = read_results(path)
+        rows = df[df.metric == "race"].sort_values("model")
+        return rows[["model", "score", "race_round", "race_epochs"]].to_dict("records"), run["race"]["winner"]
+
+    assert race_rows(tmp_path / "resumed.json") == race_rows(tmp_path / "whole.json")
 
 
 @pytest.mark.slow
