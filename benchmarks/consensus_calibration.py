@@ -12,12 +12,18 @@ bootstrap share of the #1 spot. Forecasts of "this model is truly the best after
 * ``softmax(score)``: ``softmax_m(a z_m)``, ``z`` the consensus standardised over the models;
 * ``softmax(score, share)``: ``softmax_m(a z_m + b log(share_m + 1 / (2 n_boot)))``;
 * ``softmax(score, share, agreement)``: as above with ``a`` scaled by ``1 + c (agreement - 1/2)``,
-  the share of member metrics whose own #1 is the consensus #1.
+  the share of member metrics whose own #1 is the consensus #1;
+* ``softmax(score) over resamples``: ``softmax_m(a z_m)`` averaged over the bootstrap resamples of the
+  consensus (``z`` of each resample): a lead that the resamples do not keep is not trusted.
+
+Besides each task's whole zoo, a few seeded 2- and 3-model zoos drawn from it are tasks too: users often
+compare a few backbones, and over two models ``z`` is always -1 and +1, whatever the gap.
 
 Each forecast's parameters minimise the mean Brier score on the training tasks; per goal, they are
 fitted on one benchmark's tasks and scored on the other's (leave-one-benchmark-out), and per benchmark against "all
 mass on the consensus #1" and "uniform". Brier: ``sum_m (p_m - [m is best])^2``, tied best models
-sharing the target. Per goal, the forecast with the lowest worst-benchmark held-out Brier is that goal's
+sharing the target. Per goal, the forecast with the lowest worst held-out Brier (the mean over one benchmark's
+whole zoos, or over its small zoos, whichever is worse) is that goal's
 entry of :data:`hf_tsel.recommendation.P_BEST_CALIBRATIONS`, with the parameters fitted on both benchmarks.
 
 Usage: ``python benchmarks/consensus_calibration.py`` writes ``benchmarks/results/consensus_calibration.{md,csv}``.
@@ -41,6 +47,8 @@ from hf_tsel.recommendation import PBestCalibration, recommend
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+SMALL_ZOO_SIZES = (2, 3)
+SMALL_ZOOS_PER_SIZE = 3
 
 
 def benchmark_tasks(benchmark: str) -> Iterator[tuple[str, dict, np.ndarray, dict]]:
@@ -78,18 +86,30 @@ def collect(n_boot: int) -> pd.DataFrame:
                 models = [m for m in features if m in accuracy]
                 if len(models) < 3 or np.ptp([accuracy[m] for m in models]) == 0:
                     continue
-                key = (goal, tuple(models))
-                if key not in answers:
-                    answers[key] = recommend({m: features[m] for m in models}, labels, priors=metadata, goal=goal,
-                                             n_boot=n_boot, calibration=None)
-                table = answers[key].set_index("model").loc[models]
-                agreement = answers[key].attrs["agreement"]
-                rows.append({"goal": goal, "benchmark": benchmark, "dataset": dataset, "protocol": protocol,
-                             "models": models,
-                             "score": table["score"].to_numpy(), "share": table["p_top1"].to_numpy(),
-                             "agreement": agreement, "accuracy": np.array([accuracy[m] for m in models])})
+                for zoo in [models, *small_zoos(models, seed=len(rows))]:
+                    if np.ptp([accuracy[m] for m in zoo]) == 0:
+                        continue
+                    key = (goal, tuple(zoo))
+                    if key not in answers:
+                        answers[key] = recommend({m: features[m] for m in zoo}, labels, priors=metadata, goal=goal,
+                                                 n_boot=n_boot, calibration=None)
+                    table = answers[key].set_index("model").loc[zoo]
+                    rows.append({"goal": goal, "benchmark": benchmark, "dataset": dataset, "protocol": protocol,
+                                 "models": zoo, "zoo": "whole" if zoo is models else "2-3 models",
+                                 "score": table["score"].to_numpy(), "share": table["p_top1"].to_numpy(),
+                                 "resamples": answers[key].attrs["bootstrap_scores"][zoo].to_numpy(),
+                                 "agreement": answers[key].attrs["agreement"],
+                                 "accuracy": np.array([accuracy[m] for m in zoo])})
                 print(f"{benchmark} {dataset}/{protocol}: {len(models)} models", flush=True)
     return pd.DataFrame(rows)
+
+
+def small_zoos(models: list[str], *, seed: int) -> list[list[str]]:
+    """A few random 2- and 3-model zoos drawn from a task's models (seeded): a user often compares just a few
+    backbones, and standardised over so few models the consensus no longer shows how large a lead is."""
+    rng = np.random.default_rng(seed)
+    return [sorted(rng.choice(models, size, replace=False).tolist(), key=models.index)
+            for size in SMALL_ZOO_SIZES for _ in range(SMALL_ZOOS_PER_SIZE)]
 
 
 def brier(forecast: np.ndarray, accuracy: np.ndarray) -> float:
@@ -97,9 +117,10 @@ def brier(forecast: np.ndarray, accuracy: np.ndarray) -> float:
     return float(((forecast - best / best.sum()) ** 2).sum())
 
 
-def _calibrated(row, params: tuple[float, ...], n_boot: int) -> np.ndarray:
+def _calibrated(row, params: tuple[float, ...], n_boot: int, *, resampled: bool = False) -> np.ndarray:
     """The package's own map (``hf_tsel.recommendation.PBestCalibration``) with parameters (a[, b[, c]])."""
-    return PBestCalibration(*params)(row.score, row.share, agreement=row.agreement, n_boot=n_boot)
+    return PBestCalibration(*params, resampled=resampled)(row.score, row.share, agreement=row.agreement,
+                                                          n_boot=n_boot, resamples=row.resamples)
 
 
 # name -> (forecast(row, params, n_boot), initial params); the softmax forecasts are PBestCalibration itself, so
@@ -110,6 +131,7 @@ FORECASTS: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "softmax(score)": (_calibrated, (1.0,)),
     "softmax(score, share)": (_calibrated, (1.0, 0.5)),
     "softmax(score, share, agreement)": (_calibrated, (1.0, 0.5, 0.0)),
+    "softmax(score) over resamples": (lambda r, p, n: _calibrated(r, p, n, resampled=True), (1.0,)),
 }
 
 
@@ -138,7 +160,7 @@ def held_out(tasks: pd.DataFrame, n_boot: int) -> pd.DataFrame:
                 best = r.accuracy == r.accuracy.max()
                 top = r.score == r.score.max()
                 rows.append({"goal": goal, "benchmark": benchmark, "dataset": r.dataset, "protocol": r.protocol,
-                             "forecast": name, "params": " ".join(f"{v:.3f}" for v in params),
+                             "zoo": r.zoo, "forecast": name, "params": " ".join(f"{v:.3f}" for v in params),
                              "brier": brier(p, r.accuracy), "brier_argmax": brier(top / top.sum(), r.accuracy),
                              "brier_uniform": brier(np.full(len(p), 1 / len(p)), r.accuracy),
                              "p_first": float(p[np.argmax(r.score)]), "first_is_best": bool(best[np.argmax(r.score)]),
@@ -167,8 +189,9 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def choose(rows: pd.DataFrame) -> str:
-    """The forecast with the lowest worst-benchmark mean held-out Brier score."""
-    worst = rows.groupby(["forecast", "benchmark"])["brier"].mean().groupby("forecast").max()
+    """The forecast with the lowest worst mean held-out Brier score over the benchmarks and zoo kinds (whole task
+    zoos; 2-3 models drawn from them)."""
+    worst = rows.groupby(["forecast", "benchmark", "zoo"])["brier"].mean().groupby("forecast").max()
     return str(worst.idxmin())
 
 
@@ -182,11 +205,12 @@ def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: dict[str, str], para
         "goal (leave-one-benchmark-out). `first_is_best`: how often the answer's #1 was the true best; "
         "`mean_p_first`: the P(best) it got.",
         "In code (`hf_tsel.recommendation.P_BEST_CALIBRATIONS`): " + ", ".join(
-            f'"{goal}": PBestCalibration({", ".join(f"{v:.4f}" for v in params[goal])})' for goal in chosen) + ".",
+            f'"{goal}": PBestCalibration({", ".join(f"{v:.4f}" for v in params[goal])}'
+            f'{", resampled=True" if name.endswith("over resamples") else ""})' for goal, name in chosen.items()) + ".",
     ]
     for goal, name in chosen.items():
         goal_rows = rows[rows["goal"] == goal]
-        summary = goal_rows.groupby(["benchmark", "forecast"], sort=False).agg(
+        summary = goal_rows.groupby(["benchmark", "zoo", "forecast"], sort=False).agg(
             tasks=("brier", "size"), brier=("brier", "mean"), brier_argmax=("brier_argmax", "mean"),
             brier_uniform=("brier_uniform", "mean"), mean_p_first=("p_first", "mean"),
             first_is_best=("first_is_best", "mean")).reset_index()
@@ -194,7 +218,7 @@ def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: dict[str, str], para
         wrong = chosen_rows[~chosen_rows["first_is_best"]]
         parts += [
             f"## Goal {goal}: held-out Brier score per benchmark (lower is better)", _markdown(summary),
-            f"**Chosen:** `{name}` (lowest worst-benchmark held-out Brier); parameters fitted on both benchmarks' "
+            f"**Chosen:** `{name}` (lowest worst held-out Brier over benchmarks and zoo kinds); parameters fitted on both benchmarks' "
             f"{goal} tasks: {', '.join(f'{v:.4f}' for v in params[goal]) or 'none'}.",
             f"Where the answer's #1 was not the true best ({len(wrong)} of {len(chosen_rows)} tasks), the chosen "
             f"forecast gave it P(best) {wrong['p_first'].mean():.2f} on average (held out); where it was, "
@@ -202,7 +226,7 @@ def report(tasks: pd.DataFrame, rows: pd.DataFrame, chosen: dict[str, str], para
             f"### Goal {goal}: reliability of the chosen forecast (held out; every model of every task)",
             _markdown(reliability(chosen_rows)),
             f"### Goal {goal}: per task (chosen forecast, held out)",
-            _markdown(chosen_rows[["benchmark", "dataset", "protocol", "params", "brier", "brier_argmax",
+            _markdown(chosen_rows[chosen_rows["zoo"] == "whole"][["benchmark", "dataset", "protocol", "params", "brier", "brier_argmax",
                                    "brier_uniform", "p_first", "first_is_best"]]),
         ]
     return "\n\n".join(parts) + "\n"

@@ -60,7 +60,10 @@ class PBestCalibration:
     ``p_m = softmax_m(a (1 + c (agreement - 1/2)) z_m + b log(share_m + 1 / (2 n_boot)))`` with ``z`` the
     consensus standardised over the models (z-score), ``share`` the bootstrap share of the #1 spot and
     ``agreement`` the fraction of member metrics whose own #1 is the consensus #1; ``a, b, c`` are
-    ``score_weight``, ``share_weight`` and ``agreement_weight``.
+    ``score_weight``, ``share_weight`` and ``agreement_weight``. With ``resampled``, ``p`` is that map
+    averaged over the bootstrap resamples of the consensus (``z`` of each resample), so that a lead the
+    resamples do not keep is not trusted: standardised over two models, ``z`` is always -1 and +1 however
+    small the gap, and only the resamples see how small it is.
 
     Example:
         >>> import numpy as np
@@ -72,24 +75,31 @@ class PBestCalibration:
     score_weight: float
     share_weight: float = 0.0
     agreement_weight: float = 0.0
+    resampled: bool = False
 
-    def __call__(self, scores: np.ndarray, shares: np.ndarray | None, *, agreement: float, n_boot: int) -> np.ndarray:
-        logits = self.score_weight * (1 + self.agreement_weight * (agreement - 0.5)) * standardise(scores, "zscore")
+    def __call__(self, scores: np.ndarray, shares: np.ndarray | None, *, agreement: float, n_boot: int,
+                 resamples: np.ndarray | None = None) -> np.ndarray:
+        """P(best) per model; ``resamples``: the consensus of each bootstrap resample, ``[n_boot, models]`` (used
+        when ``resampled``; without resamples the point consensus stands in, blind to sampling noise)."""
+        if self.share_weight and (shares is None or n_boot < 1):
+            return np.full(len(scores), math.nan)
+        rows = resamples if self.resampled and resamples is not None and len(resamples) else np.asarray(scores)[None]
+        slope = self.score_weight * (1 + self.agreement_weight * (agreement - 0.5))
+        logits = slope * np.stack([standardise(row, "zscore") for row in rows])
         if self.share_weight:
-            if shares is None or n_boot < 1:
-                return np.full(len(scores), math.nan)
             logits = logits + self.share_weight * np.log(np.asarray(shares) + 1.0 / (2 * n_boot))
-        weights = np.exp(logits - logits.max())
-        return weights / weights.sum()
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0)
 
 
-# Fitted per goal by benchmarks/consensus_calibration.py on that goal's tasks of both benchmarks: of the forecasts
-# tried there (raw bootstrap share, share shrunk to uniform, softmax of the standardised consensus with and without
-# the log share and member agreement), the one with the lowest worst-benchmark Brier score, fitted on one benchmark
-# and scored on the other (benchmarks/results/consensus_calibration.md, docs/metrics.md).
+# Fitted per goal by benchmarks/consensus_calibration.py on that goal's tasks of both benchmarks, whole zoos and 2-3
+# model zoos drawn from them: of the forecasts tried there (raw bootstrap share, share shrunk to uniform, softmax of
+# the standardised consensus with and without the log share and member agreement, and averaged over the resamples),
+# the one with the lowest worst Brier score over benchmarks and zoo kinds, fitted on one benchmark and scored on the
+# other (benchmarks/results/consensus_calibration.md, docs/metrics.md).
 P_BEST_CALIBRATIONS: dict[str, PBestCalibration] = {
-    "finetune": PBestCalibration(score_weight=1.6842),
-    "linear-probe": PBestCalibration(score_weight=2.2021),
+    "finetune": PBestCalibration(score_weight=0.8359, resampled=True),
+    "linear-probe": PBestCalibration(score_weight=1.9208, resampled=True),
 }
 FITTED = "fitted"  # calibration= default: the calibration fitted for the goal
 PROJECTION_DIM = 64
@@ -210,7 +220,8 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         One row per model, best first: ``model, score, rank, p_top1, rank_low, rank_high``.
         ``attrs`` holds ``members``, ``dropped`` (member -> why), ``member_scores``, ``n_boot``,
         ``score_gap`` (``{"mean": #1 - #2 score gap, "sd": its bootstrap sd}``), ``bootstrap_share`` (model ->
-        raw share of the #1 spot), ``agreement`` (fraction of members whose #1 is the consensus #1) and
+        raw share of the #1 spot), ``bootstrap_scores`` (the consensus of each resample, one column per model),
+        ``agreement`` (fraction of members whose #1 is the consensus #1) and
         ``num_samples``/``num_classes``, ``goal``.
     """
     n_boot = check_n_boot(n_boot)
@@ -262,12 +273,13 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
     if calibration is None:
         table["p_top1"] = shares if shares is not None else math.nan
     else:
-        table["p_top1"] = calibration(point, shares, agreement=agreement, n_boot=n_boot)
+        table["p_top1"] = calibration(point, shares, agreement=agreement, n_boot=n_boot, resamples=boot)
     table = best_first(table).reset_index(drop=True)
     table.attrs.update(goal=goal, members=list(result.members), dropped=dict(result.dropped), rule=rule, n_boot=n_boot,
                        member_scores=result.member_scores, num_samples=len(first.labels),
                        num_classes=first.num_classes, calibration=calibration, agreement=agreement,
                        bootstrap_share=dict(zip(models, shares)) if shares is not None else {},
+                       bootstrap_scores=pd.DataFrame(boot, columns=models),
                        score_gap=_gap(table, models, point, boot))
     return table
 

@@ -44,6 +44,23 @@ def test_calibrated_p_best_leaves_room_for_metric_error(three_model_zoo):
     assert calibrated.attrs["bootstrap_share"]["strong"] == 1.0 and calibrated.attrs["agreement"] == 1.0
 
 
+def test_p_best_of_two_models_follows_the_gap_not_the_two_z_scores(three_model_zoo):
+    features, labels = three_model_zoo
+    rng = np.random.default_rng(10)  # two draws of the same class signal: what tells them apart is sampling noise
+    alike = {name: rng.normal(size=features["weak"].shape) + np.eye(12)[labels] for name in ("a", "b")}
+    clear = {"strong": features["strong"], "none": features["none"]}
+    for goal in ANSWERS:
+        # over two models z is always -1/+1 (a softmax of it alone gave 0.97 / 0.99): the resamples see the gap
+        assert recommend(alike, labels, goal=goal, n_boot=50)["p_top1"].max() < 0.75
+        assert recommend(clear, labels, goal=goal, n_boot=50).set_index("model").loc["strong", "p_top1"] > 0.8
+    resampled = PBestCalibration(score_weight=2.0, resampled=True)
+    flips = np.array([[1.0, 0.0], [0.0, 1.0]] * 10)  # the lead changes hands in half the resamples
+    assert resampled(np.array([1.0, 0.0]), None, agreement=1.0, n_boot=20, resamples=flips) == pytest.approx([0.5, 0.5])
+    point = resampled(np.array([1.0, 0.0]), None, agreement=1.0, n_boot=0, resamples=np.empty((0, 2)))
+    assert point == pytest.approx(PBestCalibration(score_weight=2.0)(np.array([1.0, 0.0]), None, agreement=1.0,
+                                                                     n_boot=0))  # no resamples: the point score
+
+
 def test_p_best_calibration_map():
     scores = np.array([2.0, 1.0, 0.0])
     flat = PBestCalibration(score_weight=1.0)(np.zeros(3), None, agreement=1.0, n_boot=0)

@@ -26,7 +26,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
     parser.add_argument("--n-boot", type=non_negative_int, default=DEFAULT_N_BOOT, metavar="B",
                         help=f"bootstrap resamples behind P(best) and the rank interval (default {DEFAULT_N_BOOT}; "
-                             "0: none)")
+                             "0: none, and P(best) then cannot see sampling noise)")
     parser.add_argument("--goal", choices=GOALS, default=DEFAULT_GOAL,
                         help=f"what you will train on the chosen backbone; it picks the answer's metric and its "
                              f"P(best) calibration (default {DEFAULT_GOAL})")
