@@ -25,7 +25,7 @@ from .errors import ResultsError
 
 __all__ = ["RESULTS_SCHEMA_VERSION", "RESULT_FIELDS", "ResultsError", "empty_record", "add_ranks", "best_first",
            "rank_interval_text", "validate_results", "write_results", "read_results", "RESULT_SCHEMA", "ResultField",
-           "schema_markdown"]
+           "schema_markdown", "written_files"]
 
 RESULTS_SCHEMA_VERSION = "1.3"
 # 1.1 added p_top1, rank_low, rank_high (the consensus's confidence); 1.0 files load with them empty.
@@ -206,6 +206,22 @@ def _json_safe(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _run_file(path: Path) -> Path:
+    """The ``<name>.run.json`` beside a ``.csv`` results file: its run metadata."""
+    return path.with_name(f"{path.stem}.run.json")
+
+
+def written_files(path: str | Path) -> list[Path]:
+    """Every file :func:`write_results` writes for ``path`` (a ``.csv`` has its run metadata beside it).
+
+    Example:
+        >>> [p.name for p in written_files("out/results.csv")]
+        ['results.csv', 'results.run.json']
+    """
+    path = Path(path)
+    return [path, _run_file(path)] if path.suffix.lower() == ".csv" else [path]
+
+
 def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None = None) -> Path:
     """Write validated results to ``.csv``, ``.json`` or ``.parquet`` (chosen by the suffix).
 
@@ -223,7 +239,7 @@ def write_results(df: pd.DataFrame, path: str | Path, run_metadata: dict | None 
     tmp = path.with_name(f".{path.name}.tmp")
     if suffix == ".csv":
         df.to_csv(tmp, index=False)
-        path.with_name(f"{path.stem}.run.json").write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+        _run_file(path).write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
     elif suffix == ".json":
         records = [{k: _json_safe(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
         document = {"schema_version": RESULTS_SCHEMA_VERSION, "run": run, "records": records}
@@ -282,7 +298,7 @@ def _read_results_file(path: Path) -> tuple[pd.DataFrame, dict]:
     if suffix == ".csv":
         df = pd.read_csv(path, dtype={name: str for name, (kind, _) in _SCHEMA.items() if kind == "str"})
         df = df.astype(object).where(df.notna(), None)
-        run_file = path.with_name(f"{path.stem}.run.json")
+        run_file = _run_file(path)
         run = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
     elif suffix == ".json":
         document = json.loads(path.read_text(encoding="utf-8"))

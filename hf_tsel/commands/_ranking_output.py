@@ -38,13 +38,17 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
 
 
 def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
-    """Fail before any work if an output file cannot (or, without ``overwrite``, must not) be written."""
+    """Fail before any work if an output file, or the run metadata a ``.csv`` writes beside it, cannot (or, without
+    ``overwrite``, must not) be written."""
     from ..errors import UserError
+    from ..results import written_files
 
     for path in paths:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
-        check_output_file(path, "--output", overwrite=overwrite)
+        for written in written_files(path):
+            check_output_file(str(written), "--output" if str(written) == path else f"the run metadata file of --output {path!r}:",
+                              overwrite=overwrite)
 
 
 def _cell(value: float, rank: Any) -> str:

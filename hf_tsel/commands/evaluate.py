@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="also write the table to this csv file")
     parser.add_argument("--plot", metavar="PNG", help="plot score against accuracy, one panel per metric (one file "
                                                       "per dataset/protocol when there are several)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output and --plot files that already exist")
     parser.set_defaults(func=run)
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     for option, path in (("--output", args.output), ("--plot", args.plot)):
         if path:
-            check_output_file(path, option)
+            check_output_file(path, option, overwrite=args.overwrite)
     metrics = comma_list(args.metrics)
     if metrics == []:
         raise UserError("the metric list is empty (--metrics \"\")",
@@ -71,16 +72,18 @@ def run(args: argparse.Namespace) -> int:
         print(table.to_csv(index=False, float_format="%.4f"), end="")
     else:
         print_rich(table)
+    plots = []
+    if args.plot:
+        pairs = list(table[["dataset", "protocol"]].drop_duplicates().itertuples(index=False))
+        target = Path(args.plot)
+        plots = [(dataset, protocol, target if len(pairs) == 1 else target.with_name(
+            f"{target.stem}-{_safe(dataset)}-{protocol}{target.suffix or '.png'}")) for dataset, protocol in pairs]
+        for *_, path in plots:  # one plot per pair: their names are known only now, still before anything is written
+            check_output_file(str(path), "--plot", overwrite=args.overwrite)
     if args.output:
         table.to_csv(args.output, index=False, float_format="%.4f")
-    if args.plot:
-        pairs = table[["dataset", "protocol"]].drop_duplicates().itertuples(index=False)
-        pairs = list(pairs)
-        target = Path(args.plot)
-        for dataset, protocol in pairs:
-            path = target if len(pairs) == 1 else target.with_name(
-                f"{target.stem}-{_safe(dataset)}-{protocol}{target.suffix or '.png'}")
-            print(f"plot: {plot_scores_vs_accuracy(scores, truth, dataset, protocol, path, metrics=metrics)}")
+    for dataset, protocol, path in plots:
+        print(f"plot: {plot_scores_vs_accuracy(scores, truth, dataset, protocol, path, metrics=metrics)}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``hf-tsel evaluate`` on malformed inputs: one line naming the file and the fix, never a traceback."""
+"""``hf-tsel evaluate`` on malformed inputs and existing output files: one line naming the file and the fix, never a
+traceback, never a silently replaced file."""
 
 from __future__ import annotations
 
@@ -60,3 +61,16 @@ def test_unwritable_plot_path(cli, good, tmp_path):
     code, out, err = cli(["evaluate", good[0], "--ground-truth", good[1], "--plot", tmp_path / "a-file" / "p.png"])
     assert code == EXIT_USER_ERROR and "p.png" in err and "--plot" in err
     assert out == ""  # refused before any work
+
+
+def test_existing_output_and_plot_are_kept_without_overwrite(cli, good, tmp_path):
+    for option in ("--output", "--plot"):
+        kept = tmp_path / f"keep{option.lstrip('-')}"
+        kept.write_text("mine")
+        code, _, err = cli(["evaluate", good[0], "--ground-truth", good[1], option, kept])
+        assert code == EXIT_USER_ERROR and "already exists" in err and "--overwrite" in err
+        assert kept.read_text() == "mine"
+    code, _, err = cli(["evaluate", good[0], "--ground-truth", good[1], "--output", tmp_path / "keepoutput",
+                        "--overwrite"])
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "keepoutput")["metric"].tolist()

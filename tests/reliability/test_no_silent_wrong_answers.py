@@ -103,6 +103,19 @@ def test_output_onto_an_existing_file(cli, fake_models, tmp_path):
     assert code == 0 and json.loads(precious.read_text())["records"]
 
 
+def test_output_csv_does_not_replace_a_run_file_beside_it(cli, fake_models, tmp_path):
+    zoo, loads = fake_models
+    image_dataset(per_class=3).save_to_disk(str(tmp_path / "ds"))
+    precious = tmp_path / "results.run.json"  # where a .csv output's run metadata would go
+    precious.write_text('{"keep": "me"}')
+    args = ["rank", tmp_path / "ds", "--zoo", zoo, "--metrics", "logme", "--no-cache", "-o", tmp_path / "results.csv"]
+    code, _, err = cli(args)
+    assert code == EXIT_USER_ERROR and "results.run.json' already exists" in err and "--overwrite" in err
+    assert precious.read_text() == '{"keep": "me"}' and not (tmp_path / "results.csv").exists() and not loads
+    code, _, err = cli([*args, "--overwrite"])
+    assert code == 0 and json.loads(precious.read_text())["dataset"]
+
+
 def test_output_path_that_is_a_folder_is_refused_before_the_run(cli, fake_models, tmp_path):
     zoo, loads = fake_models
     (tmp_path / "out.csv").mkdir()
