@@ -167,8 +167,11 @@ def parse_entry(raw: Any, *, where: str = "model entry", base_dir: Path | None =
     ``./`` and ``../`` paths in ``hub_id`` are relative to ``base_dir`` (the zoo file's folder);
     ``$HF_TSEL_HOME/...`` paths are relative to the tool's home (``$HF_TSEL_HOME`` or ``~/.cache/hf-tsel``).
     """
-    if isinstance(raw, str):
-        return entry_for_model(raw)  # a bare "ORG/NAME" line in a zoo file
+    if isinstance(raw, str):  # a bare "ORG/NAME" (or path) line in a zoo file
+        try:
+            return entry_for_model(resolve_location(raw, base_dir))
+        except ZooError as exc:
+            raise ZooError(f"{where} ({raw}): {exc.problem}", fix=exc.fix) from None
     if not isinstance(raw, dict):
         raise ZooError(f"{where}: expected a mapping with at least 'hub_id', got {type(raw).__name__}")
     unknown = sorted(set(raw) - _ENTRY_FIELDS)

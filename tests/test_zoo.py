@@ -88,6 +88,15 @@ def test_user_yaml_file_and_bare_list(tmp_path):
     assert [(e.name, e.loader) for e in entries] == [("a", "timm"), ("dino-vits16", "transformers")]
 
 
+def test_bare_lines_of_a_zoo_file_are_named_in_errors_and_paths_are_relative_to_it(tmp_path):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    path = _write(tmp_path, "- ./models/mine\n")
+    assert load_zoo(str(path))[0].hub_id == str((tmp_path / "models" / "mine").resolve())
+    path = _write(tmp_path, "- ./models/mine\n- resnet18typo\n")
+    with pytest.raises(ZooError, match=r"entry 2 \(resnet18typo\): 'resnet18typo' is not a timm model"):
+        load_zoo(str(path))
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -99,6 +99,15 @@ def check_output_file(path: str, option: str, *, overwrite: bool = True) -> None
                         fix="pick a path in a folder you can write to.") from None
 
 
+def check_epoch_budget(budget: "Budget | None", *, race: bool) -> None:
+    """An epoch ``--budget`` bounds only a ``--confirm`` race: without one it would bound nothing, so it is refused."""
+    from ..errors import UserError
+
+    if budget is not None and not budget.is_time and not race:
+        raise UserError(f"--budget {budget} counts fine-tuning epochs of a --confirm race, and this run has no race",
+                        fix="give a wall-clock duration (e.g. --budget 30m) to bound the run, or add --confirm.")
+
+
 def budget(text: str) -> "Budget":
     """``--budget``: a wall-clock duration for the whole run (``30m``) or epochs for the race only (``6ep``)."""
     from ..budget import Budget

@@ -83,8 +83,9 @@ def add_budget_option(parser: argparse.ArgumentParser) -> None:
     if "--budget" in parser._option_string_actions:  # the funnel and the race both bound by it
         return
     parser.add_argument("--budget", type=budget, metavar="TIME|Nep",
-                        help="a wall-clock duration (90s, 30m, 2h) bounds the whole run, the --confirm race "
-                             "included; an epoch count (6ep) bounds the race only (default: no bound)")
+                        help="a wall-clock duration (90s, 30m, 2h) bounds the whole run, a --confirm race "
+                             "included; an epoch count (6ep) bounds only a --confirm race and is refused without "
+                             "one (default: no bound)")
 
 
 def add_extraction_options(parser: argparse.ArgumentParser, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._args import positive_int
+from ._args import check_epoch_budget, positive_int
 from ._progress import ConsoleProgress
 
 
@@ -22,11 +22,12 @@ def add_race_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_race_request(args: argparse.Namespace, split: str) -> None:
-    """Before any work: ``--confirm`` on a test split is refused (the race trains on the ranked split), and so is
-    ``--confirm`` with ``--goal linear-probe`` (the race fine-tunes)."""
+    """Before any work: ``--confirm`` on a test split is refused (the race trains on the ranked split), and so are
+    ``--confirm`` with ``--goal linear-probe`` (the race fine-tunes) and an epoch ``--budget`` without ``--confirm``."""
     from ..errors import UserError
     from ..racing import check_training_split
 
+    check_epoch_budget(getattr(args, "budget", None), race=args.confirm is not None)
     if args.confirm is None:
         return
     if getattr(args, "goal", None) == "linear-probe":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import check_epoch_budget
 from ._funnel import print_funnel
 from ._options import (add_budget_option, add_data_options, add_extraction_options, add_model_options, command_line,
                        extraction_arguments)
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
     from ..extraction import extract
 
+    check_epoch_budget(args.budget, race=False)
     if args.shard:
         _work_alone_on_launch_share(args.shard)
     shard = args.shard and tuple(args.shard[:2])

@@ -203,6 +203,14 @@ def test_a_race_for_a_linear_probe_is_refused_before_any_work(fake_torch_models,
     assert code == 2 and "--goal linear-probe" in err and "drop --confirm" in err and loads == []
 
 
+@pytest.mark.parametrize("command", ["rank", "extract"])
+def test_an_epoch_budget_without_a_race_is_refused_before_any_work(fake_torch_models, colour_dataset, capsys, command):
+    zoo, loads = fake_torch_models
+    code = main([command, str(colour_dataset), "--zoo", str(zoo), "--budget", "6ep"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--budget 6ep counts fine-tuning epochs of a --confirm race" in err and loads == []
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_a_race_on_cuda_matches_its_own_resume(ranked, colour_dataset, tmp_path):
