@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import DataError
+from .errors import DataError, MissingSplitError
 from .hub_access import is_hub_repo_id, looks_like_local_path, require_hub
 from .sampling import shuffled_by_class
 
@@ -136,8 +136,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 def _select_split(dataset_dict: Any, split: str, name: str) -> Any:
     if split not in dataset_dict:
-        raise DataError(f"dataset {name!r} has no split {split!r}; available splits: {sorted(dataset_dict)}. "
-                        "Pass one of them with --split.")
+        raise MissingSplitError(name, split, str(sorted(dataset_dict)))
     return dataset_dict[split]
 
 
@@ -145,8 +144,7 @@ def _unknown_split(exc: Exception, split: str, name: str) -> DataError | None:
     match = re.search(r"Unknown split \"[^\"]*\"\. Should be one of (\[.*\])", str(exc))
     if not match:
         return None
-    return DataError(f"dataset {name!r} has no split {split!r}; available splits: {match.group(1)}. "
-                     "Pass one of them with --split.")
+    return MissingSplitError(name, split, match.group(1))
 
 
 def _load_local(path: Path, config: str | None, split: str) -> tuple[Any, str]:

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 __all__ = ["EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR", "EXIT_PARTIAL_FAILURE", "HfTselError", "UserError",
-           "DataError", "ZooError", "ModelLoadError", "CacheError", "MetricInputError", "ResultsError",
+           "DataError", "MissingSplitError", "ZooError", "ModelLoadError", "CacheError", "MetricInputError", "ResultsError",
            "PublishError"]
 
 EXIT_INTERNAL_ERROR = 1  # a bug: the CLI prints a one-line summary and where the traceback went
@@ -40,6 +40,15 @@ UserError = HfTselError  # name used by the commands for "any error caused by th
 
 class DataError(HfTselError, ValueError):
     """The dataset cannot be used as asked (missing column, split, class, unreadable images)."""
+
+
+class MissingSplitError(DataError):
+    """The dataset has no split of that name; ``available`` lists the ones it has."""
+
+    def __init__(self, dataset: str, split: str, available: str, option: str = "--split"):
+        self.dataset, self.split, self.available = dataset, split, available
+        super().__init__(f"dataset {dataset!r} has no split {split!r}; available splits: {available}. "
+                         f"Pass one of them with {option}.")
 
 
 class ZooError(HfTselError, ValueError):

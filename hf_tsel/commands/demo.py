@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="digits (scikit-learn, default) or fashion-mnist (Debian package dataset-fashion-mnist)")
     parser.add_argument("--split", choices=["train", "test"],
                         help="Fashion-MNIST split (default test); digits has a single split, so it takes none")
-    parser.add_argument("--samples-per-class", type=positive_int, default=10, help="stratified sample size per class (default 10)")
+    parser.add_argument("--samples-per-class", type=positive_int, default=10, metavar="K",
+                        help="stratified sample: at most K images per class (default 10)")
     parser.add_argument("--zoo", default="offline", help="zoo to rank (default offline)")
     add_run_options(parser, default_metrics_help=f"default: {','.join(DEMO_METRICS)}")
     add_race_options(parser)

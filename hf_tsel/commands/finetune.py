@@ -6,18 +6,20 @@ import argparse
 import re
 from pathlib import Path
 
-from ._args import non_negative_float, positive_float, positive_int, seed_int
+from ._args import check_output_file, non_negative_float, positive_float, positive_int, seed_int
 from ._options import add_compute_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..defaults import DEFAULT_ZOO
+
     parser = subparsers.add_parser(
         "finetune", help="ground-truth accuracy of every model (linear probe or full fine-tuning)",
         description="Train every model of a zoo on the train split and measure test accuracy: a linear probe on "
                     "cached frozen features, or full fine-tuning over the papers' hyper-parameter grid (resumable). "
                     "Accuracies go to a ground-truth table (and optionally into a results file).")
     parser.add_argument("dataset", help="Hub dataset id, local dataset folder (same forms as `hf-tsel rank`)")
-    parser.add_argument("--zoo", help="bundled zoo name or zoo YAML path")
+    parser.add_argument("--zoo", help=f"bundled zoo name or zoo YAML path (default {DEFAULT_ZOO}; see `hf-tsel zoo list`)")
     parser.add_argument("--model", action="append", dest="models", metavar="ID", help="model to train (repeatable)")
     parser.add_argument("--protocol", choices=["linear-probe", "full"], default="linear-probe",
                         help="linear-probe (default): logistic regression on frozen features; full: fine-tune "
@@ -29,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--test-split", default="test", help="evaluation split (default test)")
     data.add_argument("--image-column", help="image column (default: auto-detected)")
     data.add_argument("--label-column", help="label column (default: auto-detected)")
-    data.add_argument("--samples-per-class", type=positive_int, help="train on at most K images per class")
-    data.add_argument("--test-samples-per-class", type=positive_int, help="evaluate on at most K images per class")
+    data.add_argument("--samples-per-class", type=positive_int, metavar="K",
+                      help="train on at most K images per class (default: every image)")
+    data.add_argument("--test-samples-per-class", type=positive_int, metavar="K",
+                      help="evaluate on at most K images per class (default: every image)")
     data.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
     full = parser.add_argument_group("full fine-tuning")
     full.add_argument("--grid", choices=["sgd", "adamw"], default="sgd",
@@ -142,6 +146,25 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
     return rows
 
 
+def _check_before_work(args: argparse.Namespace) -> None:
+    """What would fail after the training, checked first: the --output table (written to, or updated: it must be a
+    ground-truth table), the --attach-to results file, and the test split."""
+    from ..data import load_image_dataset
+    from ..errors import MissingSplitError
+    from ..groundtruth.table import read_ground_truth
+    from ..results import read_results
+
+    check_output_file(args.output, "--output")
+    if Path(args.output).is_file() and not args.overwrite:
+        read_ground_truth(args.output, seeds=True)  # its rows are kept: a file of another kind is refused now
+    if args.attach_to:
+        read_results(args.attach_to)
+    try:
+        load_image_dataset(args.dataset, **_sampling(args, args.test_split, args.test_samples_per_class))
+    except MissingSplitError as exc:
+        raise MissingSplitError(exc.dataset, exc.split, exc.available, option="--test-split") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -150,9 +173,10 @@ def run(args: argparse.Namespace) -> int:
     from ..defaults import DEFAULT_ZOO
     from ..extraction import resolve_models
 
+    if args.protocol == "linear-probe" and args.models:
+        raise UserError("--model works with --protocol full; for the linear probe pass a --zoo (name or YAML)")
+    _check_before_work(args)
     if args.protocol == "linear-probe":
-        if args.models:
-            raise UserError("--model works with --protocol full; for the linear probe pass a --zoo (name or YAML)")
         rows = _linear_probe_rows(args, args.zoo or DEFAULT_ZOO)
     else:
         rows = _full_rows(args, resolve_models(args.zoo, args.models))

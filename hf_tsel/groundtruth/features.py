@@ -53,5 +53,8 @@ def zoo_features(dataset: Any, zoo: str | Path, *, split: str = "train", config:
                           references={o.entry.name: o.reference for o in outcomes if o.reference is not None},
                           reference_failures={o.entry.name: o.reference_error for o in outcomes if o.reference_error})
     if not outcome.features:
-        raise UserError(f"no model of zoo {zoo!r} produced features: {outcome.failures}")
+        shown = "; ".join(f"{name}: {why}" for name, why in list(outcome.failures.items())[:3])
+        more = len(outcome.failures) - 3
+        raise UserError(f"no model of zoo {zoo!r} produced features ({shown}{f'; {more} more' if more > 0 else ''})",
+                        fix="check those models (or pass --zoo with models this machine can load).")
     return outcome

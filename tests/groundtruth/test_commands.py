@@ -35,6 +35,22 @@ def test_finetune_linear_probe_then_full_with_resume(fake_torch_models, colour_d
     assert "epoch" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("protocol", ["linear-probe", "full"])
+def test_finetune_refuses_a_bad_output_or_test_split_before_any_work(fake_torch_models, colour_dataset, tmp_path,
+                                                                      capsys, protocol):
+    zoo, loads = fake_torch_models
+    foreign = tmp_path / "notes.csv"
+    foreign.write_text("a,b\n1,2\n")
+    base = ["finetune", str(colour_dataset), "--zoo", str(zoo), "--protocol", protocol, "--epochs", "1",
+            "--work-dir", str(tmp_path / "runs")]
+    assert main([*base, "--output", str(foreign)]) == 2
+    assert "lacks the column 'accuracy'" in capsys.readouterr().err and loads == []
+    assert foreign.read_text() == "a,b\n1,2\n"
+    assert main([*base, "--output", str(tmp_path / "gt.csv"), "--test-split", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no split 'nosuch'" in err and "with --test-split" in err and loads == []
+
+
 def test_evaluate_table_csv_and_plot(tmp_path, capsys):
     from hf_tsel.evaluation import evaluate_ranking
 
