@@ -283,7 +283,7 @@ def _run_rounds(outcome: RaceOutcome, racers: list[str], run: _Runner, seconds: 
                                    f"{needed:.0f} s and the budget has {left:.0f} s left")
                 break
         run.on_progress({"kind": "round", "round": index + 1, "rounds": len(outcome.rounds), "models": list(alive),
-                         "epochs": added * len(alive)})
+                         "epochs": added * len(alive), "epochs_each": added})
         accuracies = {}
         for model in alive:
             recorded = run.state.get(index, model)

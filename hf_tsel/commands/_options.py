@@ -112,7 +112,18 @@ def extraction_arguments(args: argparse.Namespace) -> dict[str, Any]:
         if hasattr(args, name):
             values[name] = getattr(args, name)
     values["on_event"] = None if args.quiet else ConsoleProgress()
+    if args.quiet:
+        _silence_library_progress_bars()
     return values
+
+
+def _silence_library_progress_bars() -> None:
+    """``--quiet`` also stops the bars that datasets (preparing a dataset) and huggingface_hub (downloads) draw."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+
+    datasets.disable_progress_bars()
+    disable_progress_bars()
 
 
 def command_line(args: argparse.Namespace, command: str, models: Sequence[str] | None) -> str:

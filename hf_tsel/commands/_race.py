@@ -81,8 +81,10 @@ class RaceProgress(ConsoleProgress):
         self._stop_bar()
         if event["kind"] == "round":
             models = event["models"]
+            each = event["epochs_each"]
             self.console.print(f"race round {event['round']}/{event['rounds']}: {len(models)} models "
-                               f"({', '.join(models)}), {event['epochs']} epochs", highlight=False, markup=False)
+                               f"({', '.join(models)}), {each} more epoch{'s' * (each != 1)} each",
+                               highlight=False, markup=False)
             if self.console.is_terminal:  # on a log file each redraw would leave a line
                 self._start_bar(f"round {event['round']}", event["epochs"])
         elif event["kind"] == "failed":

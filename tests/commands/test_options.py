@@ -3,6 +3,8 @@ still parse, with a warning."""
 
 from __future__ import annotations
 
+import pytest
+
 
 # item 9: one option vocabulary across subcommands
 def _options_by_command():
@@ -67,3 +69,24 @@ def test_old_spellings_still_work_and_warn(capsys):
     assert (args.samples_per_class, args.test_samples_per_class) == (5, 3)
     err = capsys.readouterr().err
     assert "--metric is now spelled --metrics" in err and "--train-per-class is now spelled --samples-per-class" in err
+
+
+@pytest.fixture
+def bars_back_on():
+    """Progress bars are a process-wide setting of datasets and huggingface_hub: on again for the other tests."""
+    yield
+    import datasets
+    from huggingface_hub.utils import enable_progress_bars
+
+    datasets.enable_progress_bars()
+    enable_progress_bars()
+
+
+def test_quiet_also_silences_the_libraries_progress_bars(fake_models, tmp_path, capfd, bars_back_on):
+    from hf_tsel.cli import main
+    from tests.helpers.data import write_imagefolder
+
+    zoo, _ = fake_models
+    folder = write_imagefolder(tmp_path / "images", per_class=3)
+    assert main(["extract", str(folder), "--zoo", str(zoo), "--cache-dir", str(tmp_path / "cache"), "-q"]) == 0
+    assert "Generating train split" not in capfd.readouterr().err  # datasets' bar while it reads the folder

@@ -130,6 +130,7 @@ def test_rank_confirm_prints_the_winner_and_writes_race_records(fake_torch_model
                  "--confirm", "3", "--budget", "7ep", "-o", str(out)]) == 0
     printed = capsys.readouterr()
     assert "race round 1/2: 3 models" in printed.err and "race round 2/2: 2 models" in printed.err
+    assert "1 more epoch each" in printed.err and "2 more epochs each" in printed.err  # per model, as the rows count
     line = next(line for line in printed.out.splitlines() if line.startswith("race: "))
     df, run = read_results(out)
     rows = df[df["metric"] == "race"].set_index("model")
