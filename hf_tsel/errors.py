@@ -27,12 +27,14 @@ class HfTselError(Exception):
 
     Args:
         problem: what was wrong, naming the file, entry, model or parameter.
-        fix: what the user should do; appended as ``" Fix: ..."`` when given.
+        fix: what the user should do; appended as ``". Fix: ..."`` when given (the problem's own full stop, if it
+            has one, is kept).
     """
 
     def __init__(self, problem: str, fix: str | None = None):
         self.problem, self.fix = str(problem), fix
-        super().__init__(f"{self.problem} Fix: {fix}" if fix else self.problem)
+        stop = "" if self.problem.endswith((".", "!", "?", ":")) else "."
+        super().__init__(f"{self.problem}{stop} Fix: {fix}" if fix else self.problem)
 
 
 UserError = HfTselError  # name used by the commands for "any error caused by the user's input"
