@@ -202,6 +202,9 @@ def get_metric(name: str) -> MetricSpec:
         >>> get_metric("logme").consumes
         <InputKind.FEATURES: 'features'>
     """
+    if not isinstance(name, str):
+        raise MetricInputError(str(name), f"a metric name is a string, got {type(name).__name__}.",
+                               "pass a registry name such as 'logme' (see hf_tsel.metrics.list_metrics()).")
     key = name.strip().lower()
     if "+" in key:
         prefix, base_name = key.split("+", 1)

@@ -34,7 +34,15 @@ class MetricInputs:
 def resolve_device(device: str | torch.device | None, *arrays: Any) -> torch.device:
     """The caller's device if given, else the device of the first torch tensor, else CPU."""
     if device is not None:
-        return torch.device(device)
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise MetricInputError("device", f"{device!r} is not a torch device ({exc}).",
+                                   "pass 'cpu', 'cuda' or 'cuda:N', or leave device out.") from None
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise MetricInputError("device", f"device {device!r} was asked for, but this machine has no usable CUDA GPU.",
+                                   "pass device='cpu', or leave device out (the inputs' device, else CPU).")
+        return resolved
     for array in arrays:
         if isinstance(array, torch.Tensor):
             return array.device
@@ -68,6 +76,8 @@ def _check_features(metric: str, features: Any, device: torch.device, dtype: tor
                                "convert them with features.astype('float32').")
     if raw.shape[1] < 1:
         raise MetricInputError(metric, "features have zero columns.", "pass at least one feature dimension.")
+    if raw.shape[0] < 1:
+        raise MetricInputError(metric, "features have zero rows (no samples).", "pass the features of your samples.")
     tensor = as_tensor(raw, device, dtype)
     # A float64 sum of finite values stays finite, so one cheap reduction clears the common case.
     if not math.isfinite(float(tensor.sum(dtype=torch.float64))) and not bool(torch.isfinite(tensor).all()):

@@ -93,6 +93,7 @@ def _bad_inputs():
         ("probs do not sum to 1", "nce", None, labels, bad_sum, "do not sum to 1"),
         ("probs length", "leep", None, labels, probs[:-2], "source_probs have"),
         ("probs NaN", "nce", None, labels, np.full_like(probs, np.nan), "NaN or infinite"),
+        ("no samples", "logme", features[:0], labels[:0], None, "zero rows"),
     ]
 
 
@@ -103,6 +104,17 @@ def test_validation_errors_name_metric_problem_and_fix(case):
         score(name, features, labels, source_probs=probs)
     message = str(info.value)
     assert message.startswith(f"[{name}]") and "Fix:" in message and info.value.fix
+
+
+def test_a_device_or_name_of_the_wrong_kind_is_a_clear_error():
+    features, labels, _ = _data()
+    with pytest.raises(MetricInputError, match="not a torch device"):
+        score("logme", features, labels, device="tpu")
+    with pytest.raises(MetricInputError, match="a metric name is a string"):
+        get_metric(None)
+    if not torch.cuda.is_available():
+        with pytest.raises(MetricInputError, match="no usable CUDA GPU"):
+            score("logme", features, labels, device="cuda")
 
 
 def test_source_prob_metrics_require_probs():
