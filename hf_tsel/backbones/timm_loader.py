@@ -49,7 +49,7 @@ def create_timm_model(entry: ZooEntry, source: str, *, pretrained: bool = True) 
         except SafetensorError as exc:
             raise BackboneLoadError(entry.name, "invalid", f"its model.safetensors weights are damaged or truncated "
                                     f"({exc}); download the model again (delete it from the cache) or fix the file") from None
-        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. weights of another net
             raise BackboneLoadError(
                 entry.name, "invalid", f"timm could not build it from {source!r}: {exc}. Check the architecture, model_kwargs and weights"
             ) from None

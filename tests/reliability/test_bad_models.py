@@ -43,10 +43,16 @@ def _damage_missing(folder: Path) -> None:
     (folder / "model.safetensors").unlink()
 
 
+def _damage_architecture(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architecture": "test_vit"}))  # not these weights' net
+
+
 @pytest.mark.parametrize("damage, reason", [
     (_damage_truncate, "model.safetensors weights are damaged or truncated"),
     (_damage_config, "config.json is not valid JSON"),
     (_damage_missing, "holds no model.safetensors"),
+    (_damage_architecture, "timm could not build it"),
 ])
 def test_one_broken_local_model_is_skipped(hub, cli, tmp_path, damage, reason):
     broken = _local_copy(hub, "timm_cnn", tmp_path / "broken-resnet")
