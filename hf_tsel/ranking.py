@@ -26,7 +26,8 @@ from .extraction import ExtractionEvent, ModelOutcome, attach_source_references,
 from .funnel_extract import budgeted_extract
 from .hardware import describe_hardware
 from .hub_zoo import zoo_query
-from .metrics import InputKind
+from .metrics import InputKind, MetricSpec, get_metric
+from .metrics.consensus import answer_config
 from .recommendation import consensus_records
 from .results import RESULT_FIELDS, add_ranks, empty_record, validate_results
 from .run_info import RunInfo
@@ -61,7 +62,8 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     launch only the main process scores; the others return an empty table without ``attrs["run"]``.
 
     Args:
-        metrics: registry names (default :data:`DEFAULT_METRICS`), e.g. ``["logme", "ped+logme", "etran"]``.
+        metrics: registry names (default :data:`DEFAULT_METRICS`), e.g. ``["logme", "ped+logme", "etran"]``; the
+            members of the goal's answer are scored too (the answer line names them).
         metric_params: ``{metric_name: {param: value}}``.
         n_boot: bootstrap resamples behind the consensus's ``p_top1``/rank interval (0: none). Every run
             adds ``consensus`` rows (:func:`hf_tsel.recommendation.consensus_records`) and
@@ -81,7 +83,7 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
     check_n_boot(n_boot)
     if goal not in GOALS:
         raise UserError(f"unknown goal {goal!r}", fix=f"use one of {', '.join(GOALS)}: what you will train on the chosen backbone.")
-    specs = resolve_metrics(metrics)
+    specs = _with_answer_members(resolve_metrics(metrics), goal)
     metric_params = checked_metric_params(specs, metric_params)
     entries = resolve_models(zoo, models, loader=loader)  # the zoo is read (or searched) once, here
     check_metadata_priors(specs, entries)
@@ -129,6 +131,13 @@ def rank(dataset: Any, *, zoo: str | Path | None = None, models: Sequence[str] |
                               zoo_query=zoo_query(zoo) if zoo else None,
                               funnel=None if funnel is None else funnel.report(budget, race=race))
     return df
+
+
+def _with_answer_members(specs: list[MetricSpec], goal: str) -> list[MetricSpec]:
+    """The metrics asked for, then the answer's members that are not among them: the answer line names its metric,
+    so its scores are in the table too (reused by the answer, not computed twice)."""
+    names = {s.name for s in specs}
+    return [*specs, *(get_metric(m) for m in answer_config(goal).members if m not in names)]
 
 
 def _parsed_budget(budget: Budget | str | None) -> Budget | None:

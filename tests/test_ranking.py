@@ -50,9 +50,9 @@ def test_rank_returns_valid_results_with_informative_model_first(tmp_path, noisy
     assert leep.loc["noise", "note"].startswith("not applicable") and np.isnan(leep.loc["noise", "score"])
     assert pd.isna(leep.loc["noise", "rank"]) and leep.loc["alpha", "rank"] == 1
     failed = df[df.model == "missing"]
-    assert len(failed) == 2 and failed["score"].isna().all() and failed["note"].str.contains("not_found").all()
+    assert len(failed) == 3 and failed["score"].isna().all() and failed["note"].str.contains("not_found").all()
     run = df.attrs["run"]
-    assert run["metrics"] == ["logme", "leep"] and set(run["stage_seconds"]) == {"data", "extraction", "metrics", "total"}
+    assert run["metrics"] == ["logme", "leep", "etran_lda"] and set(run["stage_seconds"]) == {"data", "extraction", "metrics", "total"}
     assert {m["name"]: m["status"] for m in run["models"]}["missing"] == "failed"
 
 

@@ -21,7 +21,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
     from ..defaults import DEFAULT_GOAL, DEFAULT_N_BOOT, GOALS
     from ._options import add_extraction_options
 
-    parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); {default_metrics_help}")
+    parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); the answer's own metric (by --goal) is "
+                             f"always scored too; {default_metrics_help}")
     parser.add_argument("--show-metrics", action="store_true",
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
     parser.add_argument("--n-boot", type=non_negative_int, default=DEFAULT_N_BOOT, metavar="B",

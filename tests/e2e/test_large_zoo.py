@@ -59,7 +59,7 @@ def test_two_concurrent_shards_fill_one_cache_that_ranks_like_one_run(cli_setup,
                       "-o", str(tmp_path / "single.json")], env)
     assert single.returncode == 0, single.stderr
     one, union = _scores(tmp_path / "single.json"), _scores(tmp_path / "merged.json")
-    assert one.keys() == union.keys() and len(one) == 12  # 3 models x (3 metrics + consensus)
+    assert one.keys() == union.keys() and len(one) == 15  # 3 models x (3 metrics + the answer's etran_lda + consensus)
     np.testing.assert_allclose([union[k] for k in one], [one[k] for k in one], rtol=1e-5)
 
 
@@ -89,7 +89,7 @@ def test_zoo_parallel_two_processes_extract_each_model_once_and_match_one(cli_se
     assert sorted(extracted) == ["timm-cnn", "timm-vit", "transformers-vit"], double.stderr[-3000:]
     assert "[process 1]" in double.stderr  # the second process really extracted a model
     assert {m["status"] for m in run["models"]} == {"extracted"}
-    assert len(two) == 12  # 3 models x (3 metrics + consensus)
+    assert len(two) == 15  # 3 models x (3 metrics + the answer's etran_lda + consensus)
 
 
 @pytest.mark.slow

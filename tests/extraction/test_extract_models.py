@@ -72,7 +72,8 @@ def test_second_run_and_other_metrics_load_no_model(tmp_path, fake_models):
     again = hf_tsel.rank(ds, zoo=str(zoo), metrics=["hscore", "leep"], cache_dir=tmp_path / "c")
     assert [m["status"] for m in again.attrs["run"]["models"]] == ["cached"] * 3
     assert len(loads) == 3  # no model was loaded the second time
-    assert set(again["metric"]) == {"hscore", "leep", "consensus"}  # every run adds the consensus rows
+    # every run adds the consensus rows and the scores of the answer's metric (etran_lda for fine-tuning)
+    assert set(again["metric"]) == {"hscore", "leep", "etran_lda", "consensus"}
     leep = again[again.metric == "leep"].set_index("model")
     assert leep.loc["alpha", "score"] < 0 and np.isnan(leep.loc["headless", "score"])  # LEEP is a log-likelihood
 

@@ -130,4 +130,4 @@ def test_rank_results_get_ground_truth_attached_and_evaluated(fake_torch_models,
     capsys.readouterr()
     assert main(["evaluate", str(results), "--format", "csv"]) == 0  # ground truth read from the results file
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert sorted(table["metric"]) == ["consensus", "gbc", "logme"] and (table["num_models"] == 3).all()
+    assert sorted(table["metric"]) == ["consensus", "etran_lda", "gbc", "logme"] and (table["num_models"] == 3).all()

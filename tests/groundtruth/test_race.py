@@ -193,7 +193,7 @@ def test_race_rows_round_trip_through_a_results_file_and_show_in_the_space(ranke
     assert winner in first.index and first.loc[winner, "race_round"] == 2 and first.loc[winner, "race_epochs"] == 3
     assert view["race_round"].tolist() == sorted(view["race_round"], reverse=True)
     mean_rank = leaderboard_view(table, target, MEAN_RANK)
-    assert set(mean_rank["metrics"]) == {2}  # logme and consensus: the race is not averaged in
+    assert set(mean_rank["metrics"]) == {3}  # logme, etran_lda (the answer's) and consensus: not the race
 
 
 def test_a_race_for_a_linear_probe_is_refused_before_any_work(fake_torch_models, colour_dataset, capsys):

@@ -177,7 +177,7 @@ def test_rank_push_then_the_space_reads_the_results_repo(seeded_hub, tmp_path):
                       "--metrics", "logme", "--output", str(output), "--push-to", "test-org/rankings", "-q"], env)
     assert ranked.returncode == 0, ranked.stderr
     local, run = read_results(output)
-    assert set(local.metric) == {"logme", "consensus"} and set(local.model) == {"tiny-vit", "tiny-hf-vit"}
+    assert set(local.metric) == {"logme", "etran_lda", "consensus"} and set(local.model) == {"tiny-vit", "tiny-hf-vit"}
     assert f"{len(local)} added" in ranked.stdout  # every record written locally was pushed
 
     shown = tmp_path / "shown.parquet"

@@ -230,7 +230,7 @@ def test_rank_push_to_saves_then_pushes(fake_hub, hub_env, tmp_path, offline_zoo
                       "--metrics", "logme", "--cache-dir", str(tmp_path / "features"), "--output", str(output),
                       "--push-to", REPO, "-q"], env, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "1 added" in result.stdout
+    assert "2 added" in result.stdout  # logme and the answer's etran_lda (one model: no consensus row)
     local, run = read_results(output)
     assert same_records(read_published(fake_hub, tmp_path), local)
     assert json.loads(fake_hub.file(REPO, f"runs/{run['run_id']}.json"))["run_id"] == run["run_id"]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from hf_tsel.errors import EXIT_USER_ERROR
+from hf_tsel.metrics.consensus import ANSWERS
 from tests.helpers.data import image_dataset
 
 pytestmark = pytest.mark.usefixtures("fake_models")
@@ -124,11 +127,22 @@ def test_output_path_that_is_a_folder_is_refused_before_the_run(cli, fake_models
 
 
 def test_no_finite_score_is_an_error(cli, fake_models, tmp_path):
+    from tests.helpers.models import write_zoo
+
+    image_dataset(per_class=3).save_to_disk(str(tmp_path / "ds"))
+    zoo = write_zoo(tmp_path / "missing.yaml", ["missing"])  # the fake loader fails every "missing*" model
+    code, _, err = cli(["rank", tmp_path / "ds", "--zoo", zoo, "--metrics", "leep", "--no-cache"])
+    assert code == EXIT_USER_ERROR and "no model got a score" in err
+
+
+def test_a_metric_that_applies_to_no_model_is_shown_beside_the_answers_own(cli, fake_models, tmp_path):
     zoo, _ = fake_models
     image_dataset(per_class=3).save_to_disk(str(tmp_path / "ds"))
-    code, _, err = cli(["rank", tmp_path / "ds", "--zoo", zoo, "--model", "headless", "--metrics", "leep",
-                        "--no-cache"])
-    assert code == EXIT_USER_ERROR and "no model got a score" in err
+    code, _, _ = cli(["rank", tmp_path / "ds", "--zoo", zoo, "--model", "headless", "--metrics", "leep",
+                      "--no-cache", "-o", tmp_path / "r.json"])
+    table = pd.DataFrame(json.loads((tmp_path / "r.json").read_text())["records"]).set_index("metric")
+    assert code == 0 and table.loc["leep", "note"].startswith("not applicable")  # no source head to read
+    assert math.isfinite(table.loc[ANSWERS["finetune"].members[0], "score"])  # the answer's metric is always scored
 
 
 @pytest.mark.parametrize("option, value", [("--config", "small"), ("--revision", "v2")])
