@@ -45,7 +45,7 @@ from .errors import MetricInputError
 from .metrics import InputKind, MetricInputs, MetricSpec, get_metric, metric_inputs
 from .metrics._common import one_cpu_thread
 from .metrics._validation import as_tensor, prepare_model_inputs, resolve_device
-from .metrics.consensus import DEFAULT_GOAL, answer_config, combine, consensus_scores, standardise
+from .metrics.consensus import DEFAULT_GOAL, answer_config, check_members, combine, consensus_scores, standardise
 from .results import best_first
 from .sampling import check_n_boot
 
@@ -225,6 +225,7 @@ def recommend(features_by_model: Mapping[str, Any], labels: Any, *, source_probs
         ``num_samples``/``num_classes``, ``goal``.
     """
     n_boot = check_n_boot(n_boot)
+    check_members(members)
     config = answer_config(goal)
     if calibration == FITTED:
         calibration = P_BEST_CALIBRATIONS[goal]

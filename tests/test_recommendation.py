@@ -203,3 +203,10 @@ def test_a_tie_is_not_settled_by_more_images():
     assert line.endswith("Not settled: train linear probes on x and y briefly on your data and keep the better one.")
     table.attrs["score_gap"] = {"mean": 0.01, "sd": 0.05}  # a real but unresolved gap: more images help
     assert "more images per class would help" in recommendation_line(table)
+
+
+def test_one_member_given_as_a_string_is_refused_not_spelled_out(three_model_zoo):
+    features, labels = three_model_zoo
+    with pytest.raises(MetricInputError, match="members must be a list of metric names, got the string 'logme'"):
+        recommend(features, labels, members="logme")
+    assert recommend(features, labels, members=["logme"], n_boot=0).attrs["members"] == ["logme"]

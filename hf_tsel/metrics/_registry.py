@@ -390,6 +390,10 @@ def score_zoo(name: str, features_by_model: Mapping[str, Any], labels: Any, *,
         True
     """
     spec = get_metric(name)
+    if not isinstance(features_by_model, Mapping):
+        raise MetricInputError(spec.name, f"features_by_model must map model names to features, got a "
+                                          f"{type(features_by_model).__name__}.",
+                               "pass {model_name: features}, e.g. dict(zip(names, feature_arrays)).")
     if not features_by_model:
         raise MetricInputError(spec.name, "no models were given.", "pass {model_name: features} for at least one model.")
     probs = source_probs_by_model or {}

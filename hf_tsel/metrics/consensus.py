@@ -29,7 +29,7 @@ from ._registry import InputKind, get_metric, register, score, score_zoo
 from ._validation import MetricInputError, MetricInputs
 
 __all__ = ["ANSWERS", "DEFAULT_GOAL", "GOALS", "RULES", "ConsensusConfig", "ConsensusResult", "answer_config",
-           "combine", "consensus_scores", "member_problem", "standardise"]
+           "check_members", "combine", "consensus_scores", "member_problem", "standardise"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,13 @@ RULES: tuple[str, ...] = ("zscore", "rank")
 # H-score and SFDA estimate a D x D covariance; with fewer samples than dimensions it is singular
 # and every model gets nearly the same score (observed on the offline benchmark at N < D).
 _NEEDS_N_ABOVE_D = frozenset({"hscore", "sfda", "ped+sfda"})
+
+
+def check_members(members: Sequence[str] | None) -> None:
+    """A member list is a list of names: one name given as a string would be read letter by letter."""
+    if isinstance(members, str):
+        raise MetricInputError(ANSWER_METRIC, f"members must be a list of metric names, got the string {members!r}.",
+                               f"pass members=[{members!r}].")
 
 
 def answer_config(goal: str = DEFAULT_GOAL) -> ConsensusConfig:
@@ -168,6 +175,7 @@ def consensus_scores(features_by_model: Mapping[str, Any], labels: Any, *,
     """
     config = answer_config(goal)
     rule = rule or config.rule
+    check_members(members)
     if members is None:
         members, weights = config.members, config.weights if weights is None else weights
     if len(features_by_model) < 2:

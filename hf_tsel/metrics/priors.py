@@ -10,6 +10,7 @@ entry's ``metadata`` (``priors={model: {"params": ..., "imagenet_top1": ...}}``)
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping
 
 from ._registry import InputKind, register
@@ -26,6 +27,9 @@ def prior_value(metric: str, fact: str, model: str, inputs: MetricInputs | None,
     if fact == "feature_dim" and inputs is not None and inputs.features is not None:
         return float(inputs.features.shape[1])
     value = ((priors or {}).get(model) or {}).get(fact)
+    if value is not None and not isinstance(value, numbers.Real):
+        raise MetricInputError(metric, f"model {model!r}: its {fact} is {value!r}, not a number.",
+                               f"give {fact} as a plain number (e.g. 25000000, not '25M').")
     if value is None or not math.isfinite(float(value)):
         raise MetricInputError(metric, f"model {model!r} has no published {fact} in its metadata.",
                                f"add metadata: {{{fact}: ...}} to its zoo entry, or leave {metric} out.")

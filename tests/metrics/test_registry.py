@@ -169,3 +169,12 @@ def test_cuda_matches_cpu(name):
     features, labels, probs = _data()
     cpu = score(name, features, labels, source_probs=probs)
     assert score(name, features, labels, source_probs=probs, device="cuda") == pytest.approx(cpu, rel=1e-8)
+
+
+def test_a_model_list_or_a_prior_given_as_text_is_a_clear_error():
+    features, labels, _ = _data()
+    with pytest.raises(MetricInputError, match="must map model names to features"):
+        score_zoo("logme", [features, features], labels)
+    with pytest.raises(MetricInputError, match="its params is '25M', not a number"):
+        score_zoo("prior:params", {"a": features, "b": features}, labels,
+                  priors={"a": {"params": "25M"}, "b": {"params": np.int64(3)}})
