@@ -14,8 +14,8 @@ Example:
 from __future__ import annotations
 
 __all__ = ["EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR", "EXIT_PARTIAL_FAILURE", "HfTselError", "UserError",
-           "DataError", "MissingSplitError", "ZooError", "ModelLoadError", "CacheError", "MetricInputError", "ResultsError",
-           "PublishError"]
+           "DataError", "MissingSplitError", "ZooError", "ModelLoadError", "CacheError", "MetricInputError",
+           "ResultsError", "PublishError"]
 
 EXIT_INTERNAL_ERROR = 1  # a bug: the CLI prints a one-line summary and where the traceback went
 EXIT_USER_ERROR = 2  # bad input or environment; the message says what to do
@@ -49,8 +49,8 @@ class MissingSplitError(DataError):
 
     def __init__(self, dataset: str, split: str, available: str, option: str = "--split"):
         self.dataset, self.split, self.available = dataset, split, available
-        super().__init__(f"dataset {dataset!r} has no split {split!r}; available splits: {available}. "
-                         f"Pass one of them with {option}.")
+        super().__init__(f"dataset {dataset!r} has no split {split!r}; available splits: {available}",
+                         fix=f"pass one of them with {option}.")
 
 
 class ZooError(HfTselError, ValueError):

@@ -21,8 +21,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_metrics_help: st
     from ..defaults import DEFAULT_GOAL, DEFAULT_N_BOOT, GOALS
     from ._options import add_extraction_options
 
-    parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); the answer's own metric (by --goal) is "
-                             f"always scored too; {default_metrics_help}")
+    parser.add_argument("--metrics", help=f"comma-separated metric names (see `hf-tsel metrics`); the answer's own "
+                                          f"metric (by --goal) is always scored too; {default_metrics_help}")
     parser.add_argument("--show-metrics", action="store_true",
                         help="show every metric's score and rank next to the consensus (implied by --metrics)")
     parser.add_argument("--n-boot", type=non_negative_int, default=DEFAULT_N_BOOT, metavar="B",
@@ -48,8 +48,8 @@ def check_outputs(paths: list[str], *, overwrite: bool = False) -> None:
         if not path.lower().endswith((".csv", ".json", ".parquet")):
             raise UserError(f"unsupported output file {path!r}; use a .csv, .json or .parquet suffix")
         for written in written_files(path):
-            check_output_file(str(written), "--output" if str(written) == path else f"the run metadata file of --output {path!r}:",
-                              overwrite=overwrite)
+            option = "--output" if str(written) == path else f"the run metadata file of --output {path!r}:"
+            check_output_file(str(written), option, overwrite=overwrite)
 
 
 def _cell(value: float, rank: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 from ._args import check_output_file, non_negative_float, positive_float, positive_int, seed_int
 from ._options import add_compute_options
@@ -103,7 +104,8 @@ def _linear_probe_rows(args: argparse.Namespace, zoo: str | Path) -> list[dict]:
     return rows
 
 
-def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
+def _full_rows(args: argparse.Namespace, entries: list, test: Any) -> list[dict]:
+    """Fine-tune each entry on the train split and evaluate on ``test`` (the test split, already loaded)."""
     from ..data import load_image_dataset
     from ..errors import UserError
     from ..features import make_accelerator
@@ -116,7 +118,6 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
                             augment=not args.no_augment, train_layers=args.train_layers, selection=args.selection,
                             max_steps_per_epoch=args.max_steps_per_epoch)
     train = load_image_dataset(args.dataset, **_sampling(args, args.split, args.samples_per_class))
-    test = load_image_dataset(args.dataset, **_sampling(args, args.test_split, args.test_samples_per_class))
     accelerator = make_accelerator(args.device, args.precision)
     rows = []
     for entry in entries:
@@ -146,9 +147,9 @@ def _full_rows(args: argparse.Namespace, entries: list) -> list[dict]:
     return rows
 
 
-def _check_before_work(args: argparse.Namespace) -> None:
+def _check_before_work(args: argparse.Namespace) -> Any:
     """What would fail after the training, checked first: the --output table (written to, or updated: it must be a
-    ground-truth table), the --attach-to results file, and the test split."""
+    ground-truth table), the --attach-to results file, and the test split; returns the test split's sample."""
     from ..data import load_image_dataset
     from ..errors import MissingSplitError
     from ..groundtruth.table import read_ground_truth
@@ -160,7 +161,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
     if args.attach_to:
         read_results(args.attach_to)
     try:
-        load_image_dataset(args.dataset, **_sampling(args, args.test_split, args.test_samples_per_class))
+        return load_image_dataset(args.dataset, **_sampling(args, args.test_split, args.test_samples_per_class))
     except MissingSplitError as exc:
         raise MissingSplitError(exc.dataset, exc.split, exc.available, option="--test-split") from None
 
@@ -175,11 +176,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.protocol == "linear-probe" and args.models:
         raise UserError("--model works with --protocol full; for the linear probe pass a --zoo (name or YAML)")
-    _check_before_work(args)
-    if args.protocol == "linear-probe":
+    test = _check_before_work(args)
+    if args.protocol == "linear-probe":  # extracts the test split's features itself (cached, from the dataset id)
         rows = _linear_probe_rows(args, args.zoo or DEFAULT_ZOO)
     else:
-        rows = _full_rows(args, resolve_models(args.zoo, args.models))
+        rows = _full_rows(args, resolve_models(args.zoo, args.models), test)
     if not rows:
         return 0 if args.protocol == "full" else 1
     if args.overwrite:
